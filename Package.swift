@@ -1,0 +1,59 @@
+// swift-tools-version:6.0
+//
+// Flock: federated and continual learning in Swift. See README.md and DESIGN.md.
+// Dependencies point one way: executables -> FlockServer/FlockEdge -> FlockCore, FlockCrypto -> C libraries.
+
+import PackageDescription
+
+let package = Package(
+    name: "Flock",
+    products: [
+        .executable(name: "flock-edge", targets: ["flock-edge"]),
+        .executable(name: "flock-server", targets: ["flock-server"]),
+        .library(name: "FlockCore", targets: ["FlockCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C libraries, each behind exactly one Swift wrapper module.
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        .systemLibrary(
+            name: "COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+
+        // Safe Swift over libsodium.
+        .target(name: "FlockCrypto", dependencies: ["CSodium"]),
+
+        // The shared training core: tensors, layers, models, optimizers, data, model files.
+        .target(
+            name: "FlockCore",
+            dependencies: ["COpenBLAS", "FlockCrypto"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+        ),
+
+        // Edge runtime and server runtime.
+        .target(name: "FlockEdge", dependencies: ["FlockCore"]),
+        .target(name: "FlockServer", dependencies: ["FlockCore"]),
+
+        // Thin executables.
+        .executableTarget(
+            name: "flock-edge",
+            dependencies: ["FlockEdge", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "flock-server",
+            dependencies: ["FlockServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
+        .testTarget(name: "FlockCryptoTests", dependencies: ["FlockCrypto"]),
+        .testTarget(name: "FlockCoreTests", dependencies: ["FlockCore"], resources: [.copy("Resources")]),
+        .testTarget(name: "FlockEdgeTests", dependencies: ["FlockEdge", "FlockCore"]),
+    ]
+)

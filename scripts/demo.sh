@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The end-to-end demo on one machine, run by `make demo` after `make data build`.
+#
+# Today: flock-edge trains the McMahan 2NN on the 4,000 MNIST training rows, saves the
+# model, and evaluates the saved file on the 1,000 test rows. Federated rounds
+# (flock-server + several edges on 127.0.0.1) are added here when they land.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=.build/release
+OUT=.build/demo
+[ -x "$BIN/flock-edge" ] || { echo "demo: $BIN/flock-edge is missing; run \`make build\` first." >&2; exit 1; }
+for f in data/mnist5k-train.csv data/mnist5k-test.csv; do
+    [ -f "$f" ] || { echo "demo: $f is missing; run \`make data\` first." >&2; exit 1; }
+done
+mkdir -p "$OUT"
+
+echo "== flock-edge train: 2NN, 5 epochs, B=10, lr 0.05 on data/mnist5k-train.csv"
+"$BIN/flock-edge" train --data data/mnist5k-train.csv --eval data/mnist5k-test.csv \
+    --model 2nn --epochs 5 --batch 10 --lr 0.05 --save "$OUT/2nn.flock"
+
+echo "== flock-edge evaluate: $OUT/2nn.flock on data/mnist5k-test.csv"
+"$BIN/flock-edge" evaluate --model "$OUT/2nn.flock" --data data/mnist5k-test.csv

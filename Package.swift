@@ -55,5 +55,6 @@ let package = Package(
         .testTarget(name: "FlockCryptoTests", dependencies: ["FlockCrypto"]),
         .testTarget(name: "FlockCoreTests", dependencies: ["FlockCore"], resources: [.copy("Resources")]),
         .testTarget(name: "FlockEdgeTests", dependencies: ["FlockEdge", "FlockCore"]),
+        .testTarget(name: "FlockServerTests", dependencies: ["FlockServer", "FlockCore"]),
     ]
 )

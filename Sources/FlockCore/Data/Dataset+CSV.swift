@@ -22,7 +22,7 @@ extension Dataset {
     ///   `PATH:LINE: ...` with 1-based line numbers.
     /// - Complexity: O(n) in the file size.
     public static func loadCSV(path: String) throws(CoreError) -> Dataset {
-        let bytes = try readWholeFile(at: path)
+        let bytes = try FileIO.read(path)
         let result = bytes.withUnsafeBufferPointer { CSVParser.parse($0) }
         switch result {
         case .success(let table):
@@ -68,111 +68,7 @@ extension Dataset {
             }
             out.append(UInt8(ascii: "\n"))
         }
-        try Dataset.writeFileAtomically(out, to: path)
-    }
-}
-
-// MARK: - File access shared by the loaders
-
-extension Dataset {
-    /// Reads a whole file into memory.
-    /// - Throws: `fileNotFound` ("PATH: no such file") or `io` with the system's reason.
-    static func readWholeFile(at path: String) throws(CoreError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            let code = errno
-            if code == ENOENT { throw CoreError(.fileNotFound, "\(path): no such file") }
-            throw CoreError(.io, "\(path): cannot open: \(systemErrorText(code))")
-        }
-        defer { close(fd) }
-
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            throw CoreError(.io, "\(path): cannot read: \(systemErrorText(errno))")
-        }
-        if info.st_mode & S_IFMT == S_IFDIR {
-            throw CoreError(.io, "\(path): is a directory, not a file")
-        }
-
-        // Read the size the file claims, and keep going in case it grew or is not a regular file.
-        var bytes = [UInt8](repeating: 0, count: max(Int(info.st_size), 0) + 1)
-        var filled = 0
-        var failure: Int32 = 0
-        while true {
-            let n = bytes.withUnsafeMutableBufferPointer { buffer in
-                read(fd, buffer.baseAddress! + filled, buffer.count - filled)
-            }
-            if n > 0 {
-                filled += n
-                if filled == bytes.count {
-                    bytes.append(contentsOf: repeatElement(0, count: max(bytes.count, 1 << 16)))
-                }
-            } else if n == 0 {
-                break
-            } else if errno != EINTR {
-                failure = errno
-                break
-            }
-        }
-        if failure != 0 { throw CoreError(.io, "\(path): cannot read: \(systemErrorText(failure))") }
-        bytes.removeLast(bytes.count - filled)
-        return bytes
-    }
-
-    /// Writes `bytes` to `path` atomically: a temporary file in the same directory, `fsync`, `rename`, then an
-    /// `fsync` of the directory so that the rename itself is durable.
-    /// - Throws: `io` naming the path and the system's reason.
-    static func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(CoreError) {
-        let directory: String
-        let name: String
-        if let slash = path.lastIndex(of: "/") {
-            directory = slash == path.startIndex ? "/" : String(path[..<slash])
-            name = String(path[path.index(after: slash)...])
-        } else {
-            directory = "."
-            name = path
-        }
-        guard !name.isEmpty else { throw CoreError(.io, "\(path): cannot write: the path names a directory") }
-        let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 16)
-        let temporary = (directory == "/" ? "" : directory) + "/.\(name).tmp-\(getpid())-\(suffix)"
-
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        if fd < 0 {
-            let code = errno
-            if code == ENOENT { throw CoreError(.io, "\(path): cannot write: directory \(directory) does not exist") }
-            throw CoreError(.io, "\(path): cannot write: \(systemErrorText(code))")
-        }
-        var failure: Int32 = 0
-        bytes.withUnsafeBufferPointer { buffer in
-            var written = 0
-            while written < buffer.count {
-                let n = write(fd, buffer.baseAddress! + written, buffer.count - written)
-                if n >= 0 {
-                    written += n
-                } else if errno != EINTR {
-                    failure = errno
-                    return
-                }
-            }
-        }
-        if failure == 0, fsync(fd) != 0 { failure = errno }
-        if close(fd) != 0, failure == 0 { failure = errno }
-        if failure == 0, rename(temporary, path) != 0 { failure = errno }
-        if failure != 0 {
-            unlink(temporary)
-            throw CoreError(.io, "\(path): cannot write: \(systemErrorText(failure))")
-        }
-        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if directoryFD >= 0 {
-            _ = fsync(directoryFD)
-            close(directoryFD)
-        }
-    }
-
-    /// The C library's text for an `errno` value.
-    static func systemErrorText(_ code: Int32) -> String {
-        guard let text = strerror(code) else { return "error \(code)" }
-        return String(cString: text)
+        try FileIO.writeAtomically(out, to: path)
     }
 }
 

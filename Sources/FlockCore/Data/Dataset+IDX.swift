@@ -17,8 +17,8 @@ extension Dataset {
     ///   a file shorter or longer than its header says, no images, or image and label counts that differ.
     /// - Complexity: O(n) in the file sizes.
     public static func loadIDX(images: String, labels: String) throws(CoreError) -> Dataset {
-        let imageBytes = try readWholeFile(at: images)
-        let labelBytes = try readWholeFile(at: labels)
+        let imageBytes = try FileIO.read(images)
+        let labelBytes = try FileIO.read(labels)
 
         let imageHeader = try IDXHeader(imageBytes, path: images, dimensions: 3, what: "image")
         let labelHeader = try IDXHeader(labelBytes, path: labels, dimensions: 1, what: "label")

@@ -56,7 +56,7 @@ struct Archive {
     @discardableResult
     func write(path: String, magic: String) throws(CoreError) -> SHA256.Digest {
         let (bytes, hash) = encode(magic: magic)
-        try AtomicFile.write(bytes, to: path)
+        try FileIO.writeAtomically(bytes, to: path)
         return hash
     }
 
@@ -64,7 +64,7 @@ struct Archive {
     /// - Throws: ``CoreError/Code/fileNotFound``, ``CoreError/Code/corruptFile`` (hash, magic, structure),
     ///   ``CoreError/Code/unsupportedVersion``.
     static func read(path: String, magic: String, kind: String) throws(CoreError) -> (archive: Archive, hash: SHA256.Digest) {
-        let bytes = try AtomicFile.read(path)
+        let bytes = try FileIO.read(path)
         return try decode(bytes, magic: magic, kind: kind, path: path)
     }
 
@@ -135,46 +135,5 @@ struct Archive {
             for (i, b) in raw.enumerated() { value |= T(b) << (8 * i) }
             return value
         }
-    }
-}
-
-/// Whole-file reads and crash-safe writes.
-enum AtomicFile {
-    /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one, never a mix:
-    /// temp file in the same folder, fsync, rename over the target, fsync of the folder.
-    static func write(_ bytes: [UInt8], to path: String) throws(CoreError) {
-        let folder = (path as NSString).deletingLastPathComponent
-        let temp = (folder.isEmpty ? "." : folder) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw CoreError(.io, "\(path): cannot create file: \(String(cString: strerror(errno)))") }
-        var written = 0
-        let ok = bytes.withUnsafeBytes { raw -> Bool in
-            while written < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + written, raw.count - written)
-                if n <= 0 { return false }
-                written += n
-            }
-            return fsync(fd) == 0
-        }
-        close(fd)
-        guard ok, rename(temp, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temp)
-            throw CoreError(.io, "\(path): write failed: \(reason)")
-        }
-        let dir = open(folder.isEmpty ? "." : folder, O_RDONLY)
-        if dir >= 0 {
-            fsync(dir)
-            close(dir)
-        }
-    }
-
-    /// Reads a whole file.
-    static func read(_ path: String) throws(CoreError) -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            if !FileManager.default.fileExists(atPath: path) { throw CoreError(.fileNotFound, "\(path): no such file") }
-            throw CoreError(.io, "\(path): cannot read file")
-        }
-        return [UInt8](data)
     }
 }

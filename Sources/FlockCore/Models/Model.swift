@@ -17,6 +17,8 @@ public final class Model {
     public let parameterViews: [ParameterView]
 
     let layers: [any Layer]
+    /// For each built layer, the index of the spec layer it implements (-1 for an inserted layout move).
+    let specIndices: [Int]
     let parameters: FloatBuffer
     let gradients: FloatBuffer
     private var capacity = 0
@@ -35,13 +37,22 @@ public final class Model {
             throw CoreError(.invalidArgument, "model input shape \(spec.inputShape) must have positive dimensions")
         }
         var shape = spec.inputShape
-        var layers = [any Layer]()
-        for (index, layer) in spec.layers.enumerated() {
-            let built: any Layer
+        // Built layers with the spec index each came from. Besides the spec's layers, the model inserts
+        // layout moves (a channel-major transpose of multi-channel inputs, a Flatten before a dense layer
+        // that follows a spatial one), and builds "ReLU, max-pool" as "max-pool, ReLU": the same values and
+        // gradients (max commutes with the monotone ReLU; the first maximum is picked either way), at a
+        // quarter of the elementwise work.
+        var layers = [(layer: any Layer, specIndex: Int)]()
+        if shape.count == 3 && shape[0] > 1 { layers.append((ChannelMajor(shape: shape), -1)) }
+        var index = 0
+        while index < spec.layers.count {
+            let layer = spec.layers[index]
+            var built: [any Layer] = []
             switch layer {
             case .dense(let units):
                 guard units > 0 else { throw CoreError(.invalidArgument, "layer \(index): dense needs at least 1 unit") }
-                built = Dense(inputs: shape.reduce(1, *), outputs: units)
+                if shape.count == 3 { built.append(Flatten(shape: shape)) }
+                built.append(Dense(inputs: shape.reduce(1, *), outputs: units))
             case .conv2d(let filters, let kernel, let stride, let padding):
                 guard shape.count == 3 else {
                     throw CoreError(.invalidArgument, "layer \(index): conv2d needs a [channels, height, width] input, got \(shape)")
@@ -51,39 +62,52 @@ public final class Model {
                 else {
                     throw CoreError(.invalidArgument, "layer \(index): conv2d \(filters) filters, kernel \(kernel), stride \(stride), padding \(padding) does not fit input \(shape)")
                 }
-                built = Conv2D(input: shape, filters: filters, kernel: kernel, stride: stride, padding: padding)
+                built.append(Conv2D(input: shape, filters: filters, kernel: kernel, stride: stride, padding: padding))
             case .maxPool2d(let size, let stride):
                 guard shape.count == 3, size > 0, stride > 0, shape[1] >= size, shape[2] >= size else {
                     throw CoreError(.invalidArgument, "layer \(index): maxpool \(size)/\(stride) does not fit input \(shape)")
                 }
-                built = MaxPool2D(input: shape, size: size, stride: stride)
+                built.append(MaxPool2D(input: shape, size: size, stride: stride))
             case .relu:
-                built = ReLU(shape: shape)
+                if index + 1 < spec.layers.count, case .maxPool2d(let size, let stride) = spec.layers[index + 1],
+                    shape.count == 3, size > 0, stride > 0, shape[1] >= size, shape[2] >= size
+                {
+                    let pool = MaxPool2D(input: shape, size: size, stride: stride)
+                    layers.append((pool, index + 1))
+                    layers.append((ReLU(shape: pool.outputShape), index))
+                    shape = pool.outputShape
+                    index += 2
+                    continue
+                }
+                built.append(ReLU(shape: shape))
             case .flatten:
-                built = Flatten(shape: shape)
+                built.append(Flatten(shape: shape))
             case .dropout(let rate):
                 guard rate >= 0, rate < 1 else { throw CoreError(.invalidArgument, "layer \(index): dropout rate must be in [0, 1)") }
-                built = Dropout(shape: shape, rate: Float(rate))
+                built.append(Dropout(shape: shape, rate: Float(rate)))
             }
-            layers.append(built)
-            shape = built.outputShape
+            for b in built {
+                layers.append((b, index))
+                shape = b.outputShape
+            }
+            index += 1
         }
-        guard let last = layers.last, shape.reduce(1, *) == spec.classCount else {
+        guard !layers.isEmpty, shape.reduce(1, *) == spec.classCount else {
             throw CoreError(.invalidArgument, "the last layer must output \(spec.classCount) values (one per class), got \(shape)")
         }
-        _ = last
         self.spec = spec
-        self.layers = layers
-        parameterCount = layers.reduce(0) { $0 + $1.parameterCount }
+        self.layers = layers.map(\.layer)
+        specIndices = layers.map(\.specIndex)
+        parameterCount = layers.reduce(0) { $0 + $1.layer.parameterCount }
         parameters = FloatBuffer(count: parameterCount)
         gradients = FloatBuffer(count: parameterCount)
         var views = [ParameterView]()
         var offset = 0
-        for (index, layer) in layers.enumerated() {
+        for (layer, specIndex) in layers {
             layer.bind(parameters: parameters.pointer + offset, gradients: gradients.pointer + offset)
             var local = offset
             for (name, shape) in layer.parameterShapes {
-                views.append(ParameterView(name: "\(index).\(name)", layer: index, offset: local, shape: shape))
+                views.append(ParameterView(name: "\(specIndex).\(name)", layer: specIndex, offset: local, shape: shape))
                 local += shape.reduce(1, *)
             }
             offset += layer.parameterCount
@@ -95,7 +119,7 @@ public final class Model {
     /// Re-draws every weight from `seed` (He before a ReLU, Xavier elsewhere, unless the spec says otherwise).
     public func initialize(seed: UInt64) {
         var rng = SeededGenerator(seed: seed)
-        for (index, layer) in layers.enumerated() {
+        for (layer, index) in zip(layers, specIndices) where layer.parameterCount > 0 {
             let followedByReLU = index + 1 < spec.layers.count && spec.layers[index + 1] == .relu
             layer.initialize(scheme: spec.initScheme ?? (followedByReLU ? .he : .xavier), using: &rng)
         }

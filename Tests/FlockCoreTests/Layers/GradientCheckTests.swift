@@ -12,7 +12,7 @@ import Testing
         var rng = SeededGenerator(seed: 99)
         let (_, gradient) = model.lossAndGradient(features: data.features, labels: data.labels, training: training, rng: &rng)
         let base = model.parameterVector()
-        let h: Float = 1e-2
+        let h: Float = 1e-3
         // Visit every parameter tensor: a few coordinates from each view.
         var coordinates = [Int]()
         let perView = max(2, samples / max(1, model.parameterViews.count))
@@ -20,26 +20,35 @@ import Testing
         for view in model.parameterViews {
             for _ in 0..<min(perView, view.count) { coordinates.append(view.offset + pick.nextIndex(below: view.count)) }
         }
+        func loss(_ values: [Float]) throws -> Double {
+            try model.setParameters(values)
+            var r = SeededGenerator(seed: 99)
+            return model.lossAndGradient(features: data.features, labels: data.labels, training: training, rng: &r).loss
+        }
+        let center = try loss(base)
         var worst = 0.0
+        var checked = 0
         for i in coordinates {
             var plus = base
             plus[i] += h
-            try model.setParameters(plus)
-            var r1 = SeededGenerator(seed: 99)
-            let lp = model.lossAndGradient(features: data.features, labels: data.labels, training: training, rng: &r1).loss
             var minus = base
             minus[i] -= h
-            try model.setParameters(minus)
-            var r2 = SeededGenerator(seed: 99)
-            let lm = model.lossAndGradient(features: data.features, labels: data.labels, training: training, rng: &r2).loss
+            let lp = try loss(plus), lm = try loss(minus)
+            // A ReLU or max-pool kink inside [w - h, w + h] makes the two one-sided slopes disagree; the
+            // central difference is meaningless there (CS231n, "gradient checks: kinks"), so skip it.
+            let right = (lp - center) / Double(h), left = (center - lm) / Double(h)
+            if abs(right - left) > 0.05 * max(abs(right), abs(left)) + 2e-3 { continue }
             let numeric = (lp - lm) / Double(2 * h)
             let analytic = Double(gradient[i])
             let error = abs(numeric - analytic) / max(1e-2, abs(numeric) + abs(analytic))
             worst = max(worst, error)
-            #expect(error < 2e-2, "parameter \(i): numeric \(numeric) vs analytic \(analytic)")
+            checked += 1
+            #expect(error < 1e-2, "parameter \(i): numeric \(numeric) vs analytic \(analytic)")
         }
+        // Kinks are rare: almost every sampled coordinate must have been compared.
+        #expect(checked * 10 >= coordinates.count * 9, "only \(checked) of \(coordinates.count) coordinates were kink-free")
         try model.setParameters(base)
-        #expect(worst < 2e-2)
+        #expect(worst < 1e-2)
     }
 
     @Test func denseAndReLU() throws {
@@ -70,6 +79,18 @@ import Testing
         try Self.check(ModelSpec(
             inputShape: [1, 6, 6], classCount: 3,
             layers: [.conv2d(filters: 2, kernel: 3, stride: 1, padding: 1), .maxPool2d(size: 2, stride: 2), .conv2d(filters: 2, kernel: 3, stride: 1, padding: 1), .maxPool2d(size: 3, stride: 3), .flatten, .dense(units: 3)]))
+    }
+
+    @Test func cnnShapedStackWithReLUBeforePoolingAndImplicitFlatten() throws {
+        // The model builds "ReLU, max-pool" as "max-pool, ReLU" and moves layouts around the spatial
+        // layers; the gradients must be those of the spec as written.
+        try Self.check(ModelSpec(
+            inputShape: [2, 8, 8], classCount: 3,
+            layers: [
+                .conv2d(filters: 3, kernel: 3, stride: 1, padding: 1), .relu, .maxPool2d(size: 2, stride: 2),
+                .conv2d(filters: 4, kernel: 3, stride: 1, padding: 1), .relu, .maxPool2d(size: 2, stride: 2),
+                .dense(units: 5), .relu, .dense(units: 3),
+            ]), rows: 4)
     }
 
     @Test func dropoutInTrainingModeWithAFixedMask() throws {

@@ -1,0 +1,24 @@
+import Foundation
+
+/// Stable JSON for `--json` output: sorted keys, one object per line, non-finite numbers as the strings "nan",
+/// "inf", "-inf".
+///
+/// The same rules as `flock-edge`'s output, so that scripts can read both binaries the same way.
+public enum JSONOutput {
+    /// Encodes a value as one line of JSON.
+    public static func line(_ value: some Encodable) -> String {
+        String(decoding: data(value), as: UTF8.self)
+    }
+
+    /// Encodes a value as JSON bytes (one line, sorted keys).
+    public static func data(_ value: some Encodable) -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf",
+            negativeInfinity: "-inf",
+            nan: "nan"
+        )
+        return (try? encoder.encode(value)) ?? Data("{}".utf8)
+    }
+}

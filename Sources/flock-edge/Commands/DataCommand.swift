@@ -1,0 +1,37 @@
+import ArgumentParser
+import FlockCore
+import FlockEdge
+
+/// `flock-edge data`: look at local data.
+struct DataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "data",
+        abstract: "Inspect local data sets.",
+        subcommands: [Balance.self])
+
+    /// `flock-edge data balance`.
+    struct Balance: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Per-class counts and shares of a CSV data set, and its imbalance ratio.")
+
+        @Argument(help: ArgumentHelp("Data: header-less CSV, label first.", valueName: "DATA.csv"))
+        var file: String
+
+        @Option(help: "Number of classes to report (default: the largest label plus one).")
+        var classes: Int?
+
+        @Flag(help: "Print one JSON object.")
+        var json = false
+
+        func run() throws {
+            do {
+                let data = try Dataset.loadCSV(path: file)
+                let balance = ClassBalance(labels: data.labels, classCount: classes)
+                print(json ? JSONOutput.line(balance) : balance.render())
+            } catch {
+                ProgressDisplay.line("error: \(error.message)")
+                throw ExitCode(1)
+            }
+        }
+    }
+}

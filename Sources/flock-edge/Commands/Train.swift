@@ -1,0 +1,153 @@
+import ArgumentParser
+import FlockCore
+import FlockEdge
+import Foundation
+
+/// `flock-edge train`: central training on one machine.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a model on a CSV data set on this machine.",
+        discussion: """
+            Shows progress per epoch (a bar on a terminal). With --json, prints one JSON object per epoch \
+            and a final one with accuracy, loss, epochs, samples_per_second and parameters.
+            With --checkpoint DIR, a checkpoint is written after every epoch and an interrupted run started \
+            again with the same DIR resumes where it stopped and ends in the same weights.
+
+            Example: flock-edge train --data data/mnist5k-train.csv --eval data/mnist5k-test.csv --model 2nn --epochs 5
+            """)
+
+    @Option(help: ArgumentHelp("Training data: header-less CSV, label first.", valueName: "TRAIN.csv"))
+    var data: String
+
+    @Option(help: ArgumentHelp("Evaluation data, scored after every epoch and at the end.", valueName: "TEST.csv"))
+    var eval: String?
+
+    @Option(help: ArgumentHelp("Model: 2nn | cnn | mlp:H1,H2,... | logreg.", valueName: "MODEL"))
+    var model: String = "2nn"
+
+    @Option(help: "Number of passes over the training data.")
+    var epochs: Int = 5
+
+    @Option(help: "Rows per mini-batch.")
+    var batch: Int = 10
+
+    @Option(help: "Base learning rate.")
+    var lr: Double = 0.05
+
+    @Option(help: ArgumentHelp("Optimizer: sgd | adam | adamw.", valueName: "NAME"))
+    var optimizer: String = "sgd"
+
+    @Option(help: "SGD momentum (0 disables it).")
+    var momentum: Double = 0
+
+    @Flag(help: "Use Nesterov momentum (SGD with --momentum > 0).")
+    var nesterov = false
+
+    @Option(name: .customLong("weight-decay"), help: "Weight decay (L2 for sgd/adam, decoupled for adamw).")
+    var weightDecay: Double = 0
+
+    @Option(help: ArgumentHelp("Learning-rate schedule: constant | step:EVERY:GAMMA | cosine[:WARMUP_EPOCHS].", valueName: "SCHEDULE"))
+    var schedule: String = "constant"
+
+    @Option(name: .customLong("clip-norm"), help: "Clip the gradient's L2 norm to this bound before each step.")
+    var clipNorm: Double?
+
+    @Option(help: "Stop when the eval accuracy has not improved for this many epochs, and keep the best weights (needs --eval).")
+    var patience: Int?
+
+    @Option(help: ArgumentHelp("Feature scaling fitted on the training data: max | standardize | none.", valueName: "KIND"))
+    var scale: String = "max"
+
+    @Option(help: "Number of classes (default: the largest training label plus one).")
+    var classes: Int?
+
+    @Option(help: "Random seed for initialization, shuffling and dropout.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Threads for the matrix kernels (default: all cores).")
+    var threads: Int?
+
+    @Option(help: ArgumentHelp("Save the trained model (spec, scaling, weights) to this file.", valueName: "MODEL.flock"))
+    var save: String?
+
+    @Option(help: ArgumentHelp("Checkpoint folder: resume from it if it holds a checkpoint; write one after every epoch.", valueName: "DIR"))
+    var checkpoint: String?
+
+    @Flag(help: "Print JSON lines instead of text.")
+    var json = false
+
+    func validate() throws {
+        guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") }
+        guard OptimizerKind(rawValue: optimizer) != nil else { throw ValidationError("--optimizer must be sgd, adam or adamw") }
+        guard ScalingKind(rawValue: scale) != nil else { throw ValidationError("--scale must be max, standardize or none") }
+        guard !nesterov || (optimizer == "sgd" && momentum > 0) else { throw ValidationError("--nesterov needs --optimizer sgd and --momentum > 0") }
+        if patience != nil, eval == nil { throw ValidationError("--patience needs --eval (early stopping watches the eval accuracy)") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let classes, classes < 2 { throw ValidationError("--classes must be at least 2") }
+    }
+
+    func run() throws {
+        ComputeThreads.set(threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        let config: TrainingConfig
+        do {
+            config = TrainingConfig(
+                epochs: epochs, batchSize: batch, learningRate: lr,
+                optimizer: OptimizerConfig(kind: OptimizerKind(rawValue: optimizer)!, momentum: momentum, nesterov: nesterov, weightDecay: weightDecay),
+                schedule: try LearningRateSchedule(parsing: schedule), clipNorm: clipNorm, patience: patience, seed: seed)
+        } catch {
+            throw ValidationError(error.message)
+        }
+        let options = CentralTraining.Options(
+            trainPath: data, evalPath: eval, model: model, classes: classes, scaling: ScalingKind(rawValue: scale)!,
+            config: config, savePath: save, checkpointFolder: checkpoint)
+
+        let progress = ProgressDisplay()
+        let totalEpochs = epochs
+        let asJSON = json
+        var observer = CentralTraining.Observer()
+        observer.started = { parameters, rows, resumed in
+            if asJSON { return }
+            let resumedText = resumed > 0 ? ", resuming after epoch \(resumed)" : ""
+            ProgressDisplay.line("training \(options.model) (\(parameters) parameters) on \(rows) rows\(resumedText)")
+        }
+        observer.batch = { epoch, done, total in progress.update(epoch: epoch, of: totalEpochs, done: done, total: total) }
+        observer.epoch = { report in
+            progress.clear()
+            if asJSON {
+                print(JSONOutput.line(report))
+                fflush(nil)
+            } else {
+                var line = "epoch \(report.epoch)/\(totalEpochs)  train loss \(fmt(report.trainLoss))  train acc \(fmt(report.trainAccuracy))"
+                if let l = report.validationLoss, let a = report.validationAccuracy { line += "  eval loss \(fmt(l))  eval acc \(fmt(a))" }
+                line += "  \(Int(report.samplesPerSecond.rounded())) samples/s"
+                print(line)
+                fflush(nil)
+            }
+        }
+
+        let summary: CentralTraining.Summary
+        do {
+            summary = try CentralTraining(options: options).run(observer: observer)
+        } catch {
+            progress.clear()
+            ProgressDisplay.line("error: \(error.message)")
+            throw ExitCode(1)
+        }
+        if json {
+            print(JSONOutput.line(summary))
+        } else {
+            print("")
+            print("model        \(summary.model) (\(summary.parameters) parameters)")
+            print("epochs       \(summary.epochs)\(summary.stoppedEarly ? " (stopped early)" : "")")
+            print("\(summary.evaluatedOn) accuracy \(fmt(summary.accuracy))")
+            print("\(summary.evaluatedOn) loss     \(fmt(summary.loss))")
+            print("throughput   \(Int(summary.samplesPerSecond.rounded())) samples/s")
+            if let save, let hash = summary.modelHash { print("saved        \(save) (sha256 \(hash))") }
+        }
+    }
+}
+
+/// Four decimals.
+func fmt(_ x: Double) -> String { String(format: "%.4f", x) }

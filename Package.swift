@@ -52,9 +52,12 @@ let package = Package(
             dependencies: ["FlockServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
+        // Shared test helpers: data paths, temporary folders, running the built executables.
+        .target(name: "FlockTestSupport", dependencies: ["FlockCore"], path: "Tests/FlockTestSupport"),
         .testTarget(name: "FlockCryptoTests", dependencies: ["FlockCrypto"]),
-        .testTarget(name: "FlockCoreTests", dependencies: ["FlockCore"], resources: [.copy("Resources")]),
-        .testTarget(name: "FlockEdgeTests", dependencies: ["FlockEdge", "FlockCore"]),
-        .testTarget(name: "FlockServerTests", dependencies: ["FlockServer", "FlockCore"]),
+        .testTarget(name: "FlockCoreTests", dependencies: ["FlockCore", "FlockTestSupport"]),
+        // The edge tests also run the built flock-edge binary as a process (listed so it is built first).
+        .testTarget(name: "FlockEdgeTests", dependencies: ["FlockEdge", "FlockCore", "FlockTestSupport", "flock-edge"]),
+        .testTarget(name: "FlockServerTests", dependencies: ["FlockServer", "FlockCore", "FlockTestSupport"]),
     ]
 )

@@ -1,6 +1,7 @@
 import FlockCore
 import FlockServer
 import Foundation
+import FlockTestSupport
 import Testing
 
 @Suite struct PartitionWriterTests {

@@ -1,6 +1,7 @@
 import FlockCore
 import FlockServer
 import Foundation
+import FlockTestSupport
 import Testing
 
 /// Serialized: the benchmark sets the process-wide thread count of the matrix kernels. The tests keep it at its

@@ -1,5 +1,6 @@
 import FlockCore
 import Foundation
+import FlockTestSupport
 import Testing
 
 /// Model files: exact round trip, stable content hash, and refusal of anything damaged.

@@ -1,4 +1,5 @@
 import FlockCore
+import FlockTestSupport
 import Testing
 
 /// Backward passes checked against central finite differences of the loss, for every layer kind and the

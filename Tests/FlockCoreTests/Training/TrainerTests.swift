@@ -1,4 +1,5 @@
 import FlockCore
+import FlockTestSupport
 import Testing
 
 /// The trainer: determinism, exact checkpoint resume, clipping, FedProx and early stopping.

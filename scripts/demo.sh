@@ -21,3 +21,11 @@ echo "== flock-edge train: 2NN, 5 epochs, B=10, lr 0.05 on data/mnist5k-train.cs
 
 echo "== flock-edge evaluate: $OUT/2nn.flock on data/mnist5k-test.csv"
 "$BIN/flock-edge" evaluate --model "$OUT/2nn.flock" --data data/mnist5k-test.csv
+
+echo
+echo "== flock-server data partition: how 20 edges would hold the training data (shards, McMahan et al. 2017)"
+"$BIN/flock-server" data partition --data data/mnist5k-train.csv --clients 20 --scheme shards --seed 0 --out "$OUT/parts-shards-20"
+
+echo
+echo "Federated rounds over the network (flock-server serve / simulate) arrive with the next milestone;"
+echo "until then the demo trains centrally with the same FlockCore code the edges will run."

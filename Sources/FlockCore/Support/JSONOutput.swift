@@ -3,7 +3,7 @@ import Foundation
 /// Stable JSON for `--json` output: sorted keys, one object per line, non-finite numbers as the strings "nan",
 /// "inf", "-inf".
 ///
-/// The same rules as `flock-edge`'s output, so that scripts can read both binaries the same way.
+/// Both binaries print through this, so scripts read their output the same way.
 public enum JSONOutput {
     /// Encodes a value as one line of JSON.
     public static func line(_ value: some Encodable) -> String {

@@ -28,12 +28,14 @@ public struct CentralTraining: Sendable {
         public var checkpointFolder: String?
         /// Seed of the weight initialization.
         public var initSeed: UInt64
+        /// Threads the model splits batches over.
+        public var threads: Int
 
         /// Creates options; defaults match `flock-edge train`'s.
         public init(
             trainPath: String, evalPath: String? = nil, model: String = "2nn", classes: Int? = nil,
             scaling: ScalingKind = .max, config: TrainingConfig = TrainingConfig(), savePath: String? = nil,
-            checkpointFolder: String? = nil, initSeed: UInt64? = nil
+            checkpointFolder: String? = nil, initSeed: UInt64? = nil, threads: Int = ComputeThreads.count
         ) {
             self.trainPath = trainPath
             self.evalPath = evalPath
@@ -44,6 +46,7 @@ public struct CentralTraining: Sendable {
             self.savePath = savePath
             self.checkpointFolder = checkpointFolder
             self.initSeed = initSeed ?? config.seed
+            self.threads = threads
         }
     }
 
@@ -137,6 +140,7 @@ public struct CentralTraining: Sendable {
         if eval != nil { scaling.apply(to: &eval!) }
 
         let model = try Model(spec: spec, seed: options.initSeed)
+        model.threads = options.threads
         let trainer: Trainer
         if let existing = checkpoint {
             trainer = try Trainer(resuming: existing, model: model, training: train, validation: eval)

@@ -25,13 +25,14 @@ public struct MatrixMultiplyBenchmark: Sendable {
     /// Floating-point operations of one run: 2N^3.
     public var operations: Double { 2 * Double(size) * Double(size) * Double(size) }
 
-    /// Measures with the current thread count of the matrix kernels (``ComputeThreads``).
+    /// Measures with the batch's rows split over `threads` threads (``Model/threads``).
     /// - Returns: GFLOP/s of the median run.
     /// - Throws: ``CoreError`` when the model cannot be built (not expected for a positive size).
     /// - Complexity: O(`runs` x N^3).
-    public func gigaflopsPerSecond() throws(CoreError) -> Double {
+    public func gigaflopsPerSecond(threads: Int = 1) throws(CoreError) -> Double {
         let spec = ModelSpec(name: "sgemm", inputShape: [size], classCount: size, layers: [.dense(units: size)])
         let model = try Model(spec: spec, seed: 0)
+        model.threads = threads
         var generator = SeededGenerator(seed: 1)
         let batch = (0..<(size * size)).map { _ in Float(generator.nextNormal()) }
         _ = model.logits(features: batch, count: size)  // allocates the activation buffers; untimed

@@ -4,7 +4,7 @@ import FlockCore
 /// (`scripts/peer_torch_bench.py`, `shared/peer/torch_train_bench.py`), so the two can sit in one table.
 ///
 /// For each thread count T, model M and batch size B, in that nesting order:
-/// 1. ``ComputeThreads/set(_:)`` to T;
+/// 1. a model with ``Model/threads`` set to T;
 /// 2. a fresh model from the preset M with weight seed 0;
 /// 3. plain SGD (no momentum, no weight decay, constant learning rate 0.05) for ``Options/epochs`` epochs over
 ///    the training CSV, features divided by their maximum (``FeatureScaling`` `max`, fitted on the training
@@ -96,8 +96,6 @@ public struct TrainingBenchmark: Sendable {
         scaling.apply(to: &train)
         scaling.apply(to: &test)
 
-        let previousThreads = ComputeThreads.count
-        defer { ComputeThreads.set(previousThreads) }
         observer.started(
             train.count,
             test.count,
@@ -107,8 +105,7 @@ public struct TrainingBenchmark: Sendable {
         var sgemm = [Int: Double]()
         for threads in options.threads {
             if let size = options.sgemmSize {
-                ComputeThreads.set(threads)
-                let gflops = try MatrixMultiplyBenchmark(size: size).gigaflopsPerSecond()
+                let gflops = try MatrixMultiplyBenchmark(size: size).gigaflopsPerSecond(threads: threads)
                 sgemm[threads] = gflops
                 observer.sgemm(threads, gflops)
             }
@@ -189,8 +186,8 @@ public struct TrainingBenchmark: Sendable {
         let classes = max(training.classCount, test.classCount)
         let spec = try ModelSpec.preset(model, inputFeatures: training.featureCount, classCount: classes)
         try test.validate(featureCount: spec.inputFeatures, classCount: spec.classCount)
-        ComputeThreads.set(threads)
         let network = try Model(spec: spec, seed: 0)
+        network.threads = threads
         let config = TrainingConfig(
             epochs: epochs,
             batchSize: batch,

@@ -7,10 +7,9 @@ import Testing
 /// batch 10, 5 epochs), where PyTorch reaches 0.916 (2nn) and 0.965 (cnn) on the same files.
 @Suite(.serialized) struct CentralTrainingAccuracyTests {
     static func train(_ model: String) throws -> CentralTraining.Summary {
-        ComputeThreads.set(2)
         let options = CentralTraining.Options(
             trainPath: TestData.path("mnist5k-train.csv"), evalPath: TestData.path("mnist5k-test.csv"), model: model,
-            config: TrainingConfig(epochs: 5, batchSize: 10, learningRate: 0.05, seed: 0))
+            config: TrainingConfig(epochs: 5, batchSize: 10, learningRate: 0.05, seed: 0), threads: 2)
         return try CentralTraining(options: options).run()
     }
 

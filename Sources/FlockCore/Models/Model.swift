@@ -1,12 +1,12 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// A sequential classifier built from a ``ModelSpec``, with all parameters in one flat contiguous Float32
 /// vector (layer by layer, weight then bias) and a gradient vector of the same layout.
 ///
-/// That flat vector is what federation moves, averages and encodes. A model preallocates its activation
-/// buffers for the largest batch it has seen, so a training step allocates nothing.
+/// That flat vector is what federation moves, averages and encodes. A model preallocates its buffers for
+/// the largest batch it has seen, so a training step allocates nothing. With ``ComputeThreads`` above 1,
+/// a batch's rows are split over per-thread replicas of the layer stack that share the weights (data
+/// parallelism); their gradients are summed in a fixed order, so results are deterministic for a given
+/// thread count.
 /// Not `Sendable`: a model is used by one thread at a time; move ``parameterVector()`` between threads.
 public final class Model {
     /// The spec the model was built from.
@@ -15,17 +15,19 @@ public final class Model {
     public let parameterCount: Int
     /// Where each layer's parameters live in the flat vector.
     public let parameterViews: [ParameterView]
+    /// Threads this model splits a batch's rows over (at least 1); starts at ``ComputeThreads/count``.
+    /// Results are deterministic for a given value.
+    public var threads: Int {
+        didSet { threads = max(1, threads) }
+    }
 
-    let layers: [any Layer]
-    /// For each built layer, the index of the spec layer it implements (-1 for an inserted layout move).
-    let specIndices: [Int]
     let parameters: FloatBuffer
+    /// The gradient of the last training step (replica 0's buffer, which receives the others' sums).
     let gradients: FloatBuffer
+    private var replicas: [Replica]
+    private var batchInput = FloatBuffer(count: 0)
     private var capacity = 0
-    private var input = FloatBuffer(count: 0)
-    private var activations: [FloatBuffer] = []
-    private var activationGradients: [FloatBuffer] = []
-    private var logitGradient = FloatBuffer(count: 0)
+    private var rowResults: [(loss: Double, correct: Int)] = []
 
     /// Builds the model and initializes its weights deterministically from `seed`.
     /// - Throws: ``CoreError/Code/invalidArgument`` when the spec is inconsistent (shapes, sizes, rates).
@@ -36,6 +38,30 @@ public final class Model {
         guard !spec.inputShape.isEmpty, spec.inputShape.allSatisfy({ $0 > 0 }) else {
             throw CoreError(.invalidArgument, "model input shape \(spec.inputShape) must have positive dimensions")
         }
+        let layers = try Model.buildLayers(spec)
+        self.spec = spec
+        threads = ComputeThreads.count
+        parameterCount = layers.reduce(0) { $0 + $1.layer.parameterCount }
+        parameters = FloatBuffer(count: parameterCount)
+        let first = Replica(layers: layers, parameters: parameters, classCount: spec.classCount)
+        gradients = first.gradients
+        replicas = [first]
+        var views = [ParameterView]()
+        var offset = 0
+        for (layer, specIndex) in layers {
+            var local = offset
+            for (name, shape) in layer.parameterShapes {
+                views.append(ParameterView(name: "\(specIndex).\(name)", layer: specIndex, offset: local, shape: shape))
+                local += shape.reduce(1, *)
+            }
+            offset += layer.parameterCount
+        }
+        parameterViews = views
+        initialize(seed: seed)
+    }
+
+    /// Builds the layer stack of a spec, with the spec index each layer came from.
+    static func buildLayers(_ spec: ModelSpec) throws(CoreError) -> [(layer: any Layer, specIndex: Int)] {
         var shape = spec.inputShape
         // Built layers with the spec index each came from. Besides the spec's layers, the model inserts
         // layout moves (a channel-major transpose of multi-channel inputs, a Flatten before a dense layer
@@ -95,31 +121,13 @@ public final class Model {
         guard !layers.isEmpty, shape.reduce(1, *) == spec.classCount else {
             throw CoreError(.invalidArgument, "the last layer must output \(spec.classCount) values (one per class), got \(shape)")
         }
-        self.spec = spec
-        self.layers = layers.map(\.layer)
-        specIndices = layers.map(\.specIndex)
-        parameterCount = layers.reduce(0) { $0 + $1.layer.parameterCount }
-        parameters = FloatBuffer(count: parameterCount)
-        gradients = FloatBuffer(count: parameterCount)
-        var views = [ParameterView]()
-        var offset = 0
-        for (layer, specIndex) in layers {
-            layer.bind(parameters: parameters.pointer + offset, gradients: gradients.pointer + offset)
-            var local = offset
-            for (name, shape) in layer.parameterShapes {
-                views.append(ParameterView(name: "\(specIndex).\(name)", layer: specIndex, offset: local, shape: shape))
-                local += shape.reduce(1, *)
-            }
-            offset += layer.parameterCount
-        }
-        parameterViews = views
-        initialize(seed: seed)
+        return layers
     }
 
     /// Re-draws every weight from `seed` (He before a ReLU, Xavier elsewhere, unless the spec says otherwise).
     public func initialize(seed: UInt64) {
         var rng = SeededGenerator(seed: seed)
-        for (layer, index) in zip(layers, specIndices) where layer.parameterCount > 0 {
+        for (layer, index) in zip(replicas[0].layers, replicas[0].specIndices) where layer.parameterCount > 0 {
             let followedByReLU = index + 1 < spec.layers.count && spec.layers[index + 1] == .relu
             layer.initialize(scheme: spec.initScheme ?? (followedByReLU ? .he : .xavier), using: &rng)
         }
@@ -154,53 +162,80 @@ public final class Model {
 
     // MARK: - Batched passes
 
-    /// Makes room for batches of up to `batch` samples.
+    /// Makes room for batches of up to `batch` rows in ``inputBuffer``.
     func reserve(batch: Int) {
         guard batch > capacity else { return }
         capacity = batch
-        input = FloatBuffer(count: batch * spec.inputFeatures)
-        activations = layers.map { FloatBuffer(count: batch * $0.outputSize) }
-        activationGradients = layers.map { FloatBuffer(count: batch * $0.outputSize) }
-        logitGradient = FloatBuffer(count: batch * spec.classCount)
+        batchInput = FloatBuffer(count: batch * spec.inputFeatures)
     }
 
     /// The input buffer for the next batch: the caller writes `batch` rows here after ``reserve(batch:)``.
-    var inputBuffer: UnsafeMutablePointer<Float> { input.pointer }
+    var inputBuffer: UnsafeMutablePointer<Float> { batchInput.pointer }
 
-    /// Runs the forward pass on the rows in ``inputBuffer`` and returns the logits (batch x classes).
+    /// Runs forward, loss and (when `backward`) backward over the `batch` rows in ``inputBuffer``, split
+    /// over the replicas. Returns the mean loss and the number of correct rows; the gradient of the mean
+    /// loss lands in ``gradients``. `predictions` and `logits`, when given, receive each row's argmax
+    /// and logits.
     @discardableResult
-    func forward(batch: Int, training: Bool, rng: inout SeededGenerator) -> UnsafePointer<Float> {
-        var x = UnsafePointer(input.pointer)
-        for (index, layer) in layers.enumerated() {
-            let y = activations[index].pointer
-            layer.forward(x, y, batch: batch, training: training, rng: &rng)
-            x = UnsafePointer(y)
+    func pass(
+        batch: Int, labels: UnsafePointer<Int32>?, training: Bool, backward: Bool, rng: inout SeededGenerator,
+        predictions: UnsafeMutablePointer<Int32>? = nil, logits: UnsafeMutablePointer<Float>? = nil
+    ) -> (loss: Double, correct: Int) {
+        let features = spec.inputFeatures, classes = spec.classCount
+        let parts = Model.split(batch: batch, ways: min(threads, batch))
+        let scale = 1 / Float(batch)
+        if parts.count == 1 {
+            let r = replicas[0].pass(
+                input: batchInput.pointer, labels: labels, batch: batch, training: training, backward: backward,
+                gradientScale: scale, rng: &rng, predictions: predictions, logits: logits)
+            return (r.loss / Double(batch), r.correct)
         }
-        return x
+        while replicas.count < parts.count {
+            // The spec was validated when the model was built, so building it again cannot fail.
+            let layers = try! Model.buildLayers(spec)
+            replicas.append(Replica(layers: layers, parameters: parameters, classCount: classes))
+        }
+        let seeds = parts.map { _ in rng.next() }
+        rowResults = Array(repeating: (0, 0), count: parts.count)
+        let input = batchInput.pointer
+        rowResults.withUnsafeMutableBufferPointer { results in
+            Parallel.forEach(parts.count) { i in
+                let (start, count) = parts[i]
+                var local = SeededGenerator(seed: seeds[i])
+                results[i] = replicas[i].pass(
+                    input: input + start * features, labels: labels.map { $0 + start }, batch: count, training: training,
+                    backward: backward, gradientScale: scale, rng: &local, predictions: predictions.map { $0 + start },
+                    logits: logits.map { $0 + start * classes })
+            }
+        }
+        if backward { sumGradients(replicaCount: parts.count) }
+        let loss = rowResults.reduce(0.0) { $0 + $1.loss }
+        return (loss / Double(batch), rowResults.reduce(0) { $0 + $1.correct })
     }
 
-    /// Mean softmax cross-entropy of the last forward pass against `labels`, the number of correct
-    /// predictions, and (when `backward` is true) the gradient of the mean loss in ``gradients``.
-    func lossAndBackward(labels: UnsafePointer<Int32>, batch: Int, backward: Bool) -> (loss: Double, correct: Int) {
-        let classes = spec.classCount
-        let logits = UnsafePointer(activations[layers.count - 1].pointer)
-        let d = logitGradient.pointer
-        let (loss, correct) = SoftmaxCrossEntropy.evaluate(
-            logits: logits, labels: labels, batch: batch, classes: classes, gradient: backward ? d : nil)
-        if backward { propagate(batch: batch) }
-        return (loss, correct)
+    /// gradients += replica r's gradients for r = 1, 2, ... (a fixed order), split over threads by range.
+    private func sumGradients(replicaCount: Int) {
+        let total = gradients.pointer
+        let others = replicas[1..<replicaCount].map { $0.gradients.pointer }
+        let n = parameterCount
+        let chunks = Model.split(batch: n, ways: min(threads, max(1, n / 4096)))
+        Parallel.forEach(chunks.count) { c in
+            let (start, count) = chunks[c]
+            for other in others { BLAS.axpy(count: count, alpha: 1, x: other + start, y: total + start) }
+        }
     }
 
-    private func propagate(batch: Int) {
-        var dy = UnsafePointer(logitGradient.pointer)
-        for index in stride(from: layers.count - 1, through: 0, by: -1) {
-            let layer = layers[index]
-            let x = index == 0 ? UnsafePointer(input.pointer) : UnsafePointer(activations[index - 1].pointer)
-            // No layer before the first one: skip dL/dx there (saves col2im on a first convolution).
-            let dx: UnsafeMutablePointer<Float>? = index == 0 ? nil : activationGradients[index - 1].pointer
-            layer.backward(x: x, y: activations[index].pointer, dy: dy, dx: dx, batch: batch)
-            if let dx { dy = UnsafePointer(dx) }
+    /// Splits `batch` rows into at most `ways` contiguous (start, count) parts of near-equal size.
+    static func split(batch: Int, ways: Int) -> [(start: Int, count: Int)] {
+        let ways = max(1, min(ways, batch))
+        var parts = [(start: Int, count: Int)]()
+        var start = 0
+        for w in 0..<ways {
+            let count = batch / ways + (w < batch % ways ? 1 : 0)
+            parts.append((start, count))
+            start += count
         }
+        return parts
     }
 
     // MARK: - Convenience API
@@ -208,19 +243,18 @@ public final class Model {
     /// Logits for `count` rows of already-scaled features (row-major), computed in evaluation mode.
     public func logits(features: [Float], count: Int) -> [Float] {
         precondition(features.count == count * spec.inputFeatures, "feature count does not match the model input")
-        var out = [Float]()
-        out.reserveCapacity(count * spec.classCount)
+        var out = [Float](repeating: 0, count: count * spec.classCount)
         var rng = SeededGenerator(seed: 0)
-        let chunk = Model.evaluationChunk
         var start = 0
         features.withUnsafeBufferPointer { f in
-            while start < count {
-                let n = min(chunk, count - start)
-                reserve(batch: n)
-                input.pointer.update(from: f.baseAddress! + start * spec.inputFeatures, count: n * spec.inputFeatures)
-                let l = forward(batch: n, training: false, rng: &rng)
-                out.append(contentsOf: UnsafeBufferPointer(start: l, count: n * spec.classCount))
-                start += n
+            out.withUnsafeMutableBufferPointer { o in
+                while start < count {
+                    let n = min(Model.evaluationChunk, count - start)
+                    reserve(batch: n)
+                    batchInput.pointer.update(from: f.baseAddress! + start * spec.inputFeatures, count: n * spec.inputFeatures)
+                    pass(batch: n, labels: nil, training: false, backward: false, rng: &rng, logits: o.baseAddress! + start * spec.classCount)
+                    start += n
+                }
             }
         }
         return out
@@ -233,9 +267,10 @@ public final class Model {
         let batch = labels.count
         precondition(features.count == batch * spec.inputFeatures, "feature count does not match the model input")
         reserve(batch: batch)
-        features.withUnsafeBufferPointer { input.pointer.update(from: $0.baseAddress!, count: features.count) }
-        forward(batch: batch, training: training, rng: &rng)
-        let loss = labels.withUnsafeBufferPointer { lossAndBackward(labels: $0.baseAddress!, batch: batch, backward: true).loss }
+        features.withUnsafeBufferPointer { batchInput.pointer.update(from: $0.baseAddress!, count: features.count) }
+        let loss = labels.withUnsafeBufferPointer {
+            pass(batch: batch, labels: $0.baseAddress!, training: training, backward: true, rng: &rng).loss
+        }
         return (loss, gradients.array)
     }
 
@@ -245,21 +280,22 @@ public final class Model {
         var confusion = [[Int]](repeating: [Int](repeating: 0, count: classes), count: classes)
         var lossSum = 0.0
         var rng = SeededGenerator(seed: 0)
+        var predicted = [Int32](repeating: 0, count: Model.evaluationChunk)
         var start = 0
         data.features.withUnsafeBufferPointer { f in
             data.labels.withUnsafeBufferPointer { l in
-                while start < data.count {
-                    let n = min(Model.evaluationChunk, data.count - start)
-                    reserve(batch: n)
-                    input.pointer.update(from: f.baseAddress! + start * spec.inputFeatures, count: n * spec.inputFeatures)
-                    let logits = forward(batch: n, training: false, rng: &rng)
-                    lossSum += lossAndBackward(labels: l.baseAddress! + start, batch: n, backward: false).loss * Double(n)
-                    for r in 0..<n {
-                        let predicted = SoftmaxCrossEntropy.argmax(logits + r * classes, classes)
-                        let truth = Int(l[start + r])
-                        if truth >= 0 && truth < classes { confusion[truth][predicted] += 1 }
+                predicted.withUnsafeMutableBufferPointer { p in
+                    while start < data.count {
+                        let n = min(Model.evaluationChunk, data.count - start)
+                        reserve(batch: n)
+                        batchInput.pointer.update(from: f.baseAddress! + start * spec.inputFeatures, count: n * spec.inputFeatures)
+                        lossSum += pass(batch: n, labels: l.baseAddress! + start, training: false, backward: false, rng: &rng, predictions: p.baseAddress!).loss * Double(n)
+                        for r in 0..<n {
+                            let truth = Int(l[start + r])
+                            if truth >= 0 && truth < classes { confusion[truth][Int(p[r])] += 1 }
+                        }
+                        start += n
                     }
-                    start += n
                 }
             }
         }

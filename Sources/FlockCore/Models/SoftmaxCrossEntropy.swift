@@ -2,18 +2,19 @@
 import Glibc
 #endif
 
-/// Softmax cross-entropy of logits against integer labels, mean over the batch, computed stably
-/// (max-subtracted) in one pass that also yields the gradient (softmax - onehot) / batch.
+/// Softmax cross-entropy of logits against integer labels, computed stably (max-subtracted) in one pass
+/// that also yields the gradient (softmax - onehot) times a scale (1 / the whole batch's size, so that
+/// replicas working on parts of a batch produce parts of the mean's gradient).
 enum SoftmaxCrossEntropy {
-    /// Returns the mean loss and the number of rows whose argmax equals the label; writes
-    /// dLoss/dlogits into `gradient` when given.
+    /// Returns the summed loss and the number of rows whose argmax equals the label; writes
+    /// `gradientScale` * dLoss/dlogits into `gradient` when given.
     static func evaluate(
         logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, classes: Int,
-        gradient: UnsafeMutablePointer<Float>?
+        gradient: UnsafeMutablePointer<Float>?, gradientScale: Float
     ) -> (loss: Double, correct: Int) {
         var total = 0.0
         var correct = 0
-        let invBatch = 1 / Float(batch)
+        let invBatch = gradientScale
         for r in 0..<batch {
             let z = logits + r * classes
             var maxValue = z[0]
@@ -34,7 +35,7 @@ enum SoftmaxCrossEntropy {
                 g[label] -= invBatch
             }
         }
-        return (total / Double(batch), correct)
+        return (total, correct)
     }
 
     /// Index of the largest logit (the first one on ties).

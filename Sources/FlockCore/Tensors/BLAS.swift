@@ -1,4 +1,5 @@
 internal import COpenBLAS
+import Synchronization
 
 /// The one Swift wrapper over OpenBLAS. Everything else in FlockCore calls these functions, never `cblas_*`.
 enum BLAS {
@@ -39,13 +40,24 @@ enum BLAS {
     }
 }
 
-/// How many threads the matrix kernels (OpenBLAS) may use in this process.
+/// The default thread count of new models in this process (default 1); see ``Model/threads``.
+///
+/// Flock owns the parallelism: a model splits a batch's rows over this many threads (data parallelism),
+/// and OpenBLAS runs single-threaded inside each. Splitting rows beats OpenBLAS's own threading on the
+/// small, cache-sized products of the training step, and keeps results deterministic per thread count.
 public enum ComputeThreads {
-    /// The current thread count of the matrix kernels.
-    public static var count: Int { Int(openblas_get_num_threads()) }
+    private static let value = Atomic<Int>(configure())
 
-    /// Sets the thread count of the matrix kernels (at least 1).
+    private static func configure() -> Int {
+        openblas_set_num_threads(1)
+        return 1
+    }
+
+    /// The current thread count.
+    public static var count: Int { value.load(ordering: .relaxed) }
+
+    /// Sets the thread count (at least 1).
     public static func set(_ count: Int) {
-        openblas_set_num_threads(Int32(max(1, count)))
+        value.store(max(1, count), ordering: .relaxed)
     }
 }

@@ -117,8 +117,7 @@ public final class Trainer {
                     (x + r * features).update(from: allFeatures.baseAddress! + row * features, count: features)
                     labelBuffer[r] = training.labels[row]
                 }
-                model.forward(batch: n, training: true, rng: &rng)
-                let result = model.lossAndBackward(labels: labelBuffer, batch: n, backward: true)
+                let result = model.pass(batch: n, labels: labelBuffer, training: true, backward: true, rng: &rng)
                 lossSum += result.loss * Double(n)
                 correct += result.correct
                 learningRate = config.learningRate * config.schedule.factor(step: step, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)

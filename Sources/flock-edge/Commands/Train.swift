@@ -89,7 +89,6 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        ComputeThreads.set(threads ?? ProcessInfo.processInfo.activeProcessorCount)
         let config: TrainingConfig
         do {
             config = TrainingConfig(
@@ -101,7 +100,8 @@ struct Train: ParsableCommand {
         }
         let options = CentralTraining.Options(
             trainPath: data, evalPath: eval, model: model, classes: classes, scaling: ScalingKind(rawValue: scale)!,
-            config: config, savePath: save, checkpointFolder: checkpoint)
+            config: config, savePath: save, checkpointFolder: checkpoint,
+            threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
 
         let progress = ProgressDisplay()
         let totalEpochs = epochs

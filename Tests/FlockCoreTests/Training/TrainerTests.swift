@@ -14,9 +14,37 @@ import Testing
     }
 
     @Test func sameSeedSameWeights() throws {
-        ComputeThreads.set(1)
         func train() throws -> [Float] {
             let model = try Model(spec: Self.spec, seed: 1)
+            model.threads = 1
+            try Trainer(model: model, config: Self.config(epochs: 2), training: Self.data).run()
+            return model.parameterVector()
+        }
+        #expect(try train() == train())
+    }
+
+    @Test func rowSplitOverThreadsGivesTheSameGradient() throws {
+        // The same batch through 1 replica and through 3 (rows split, gradients summed) must agree.
+        let spec = ModelSpec(
+            inputShape: [2, 6, 6], classCount: 3,
+            layers: [.conv2d(filters: 3, kernel: 3, stride: 1, padding: 1), .relu, .maxPool2d(size: 2, stride: 2), .dense(units: 3)])
+        let data = TestData.random(rows: 11, features: 72, classes: 3, seed: 4)
+        func gradient(threads: Int) throws -> (Double, [Float]) {
+            let model = try Model(spec: spec, seed: 2)
+            model.threads = threads
+            var rng = SeededGenerator(seed: 1)
+            return model.lossAndGradient(features: data.features, labels: data.labels, rng: &rng)
+        }
+        let (oneLoss, one) = try gradient(threads: 1)
+        let (threeLoss, three) = try gradient(threads: 3)
+        #expect(abs(oneLoss - threeLoss) < 1e-6)
+        #expect(zip(one, three).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($0)) })
+    }
+
+    @Test func twoThreadTrainingIsDeterministic() throws {
+        func train() throws -> [Float] {
+            let model = try Model(spec: Self.spec, seed: 1)
+            model.threads = 2
             try Trainer(model: model, config: Self.config(epochs: 2), training: Self.data).run()
             return model.parameterVector()
         }
@@ -24,12 +52,13 @@ import Testing
     }
 
     @Test func resumeFromCheckpointEqualsUninterruptedRun() throws {
-        ComputeThreads.set(1)
         let straight = try Model(spec: Self.spec, seed: 1)
+        straight.threads = 1
         try Trainer(model: straight, config: Self.config(epochs: 4), training: Self.data, validation: Self.data).run()
 
         let folder = TestData.temporaryFolder()
         let first = try Model(spec: Self.spec, seed: 1)
+        first.threads = 1
         let trainer = try Trainer(model: first, config: Self.config(epochs: 4), training: Self.data, validation: Self.data)
         trainer.trainEpoch()
         trainer.trainEpoch()
@@ -38,6 +67,7 @@ import Testing
         let restored = try #require(try TrainingCheckpoint.read(fromFolder: folder))
         #expect(restored == trainer.checkpoint())
         let second = try Model(spec: Self.spec, seed: 999)  // different init: the checkpoint must overwrite it
+        second.threads = 1
         let resumed = try Trainer(resuming: restored, model: second, training: Self.data, validation: Self.data)
         #expect(resumed.epoch == 2)
         resumed.run()

@@ -41,6 +41,8 @@ let package = Package(
         // Edge runtime and server runtime.
         .target(name: "FlockEdge", dependencies: ["FlockCore"]),
         .target(name: "FlockServer", dependencies: ["FlockCore"]),
+        // Federated training of many edges in one process, through the server's and the edges' code.
+        .target(name: "FlockSimulation", dependencies: ["FlockServer", "FlockEdge", "FlockCore"]),
 
         // Thin executables.
         .executableTarget(
@@ -49,7 +51,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "flock-server",
-            dependencies: ["FlockServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["FlockServer", "FlockSimulation", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
         // Shared test helpers: data paths, temporary folders, running the built executables.
@@ -59,5 +61,6 @@ let package = Package(
         // The edge tests also run the built flock-edge binary as a process (listed so it is built first).
         .testTarget(name: "FlockEdgeTests", dependencies: ["FlockEdge", "FlockCore", "FlockTestSupport", "flock-edge"]),
         .testTarget(name: "FlockServerTests", dependencies: ["FlockServer", "FlockCore", "FlockTestSupport"]),
+        .testTarget(name: "FlockSimulationTests", dependencies: ["FlockSimulation", "FlockServer", "FlockEdge", "FlockCore", "FlockTestSupport"]),
     ]
 )

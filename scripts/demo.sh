@@ -2,8 +2,9 @@
 # The end-to-end demo on one machine, run by `make demo` after `make data build`.
 #
 # Today: flock-edge trains the McMahan 2NN on the 4,000 MNIST training rows, saves the
-# model, and evaluates the saved file on the 1,000 test rows. Federated rounds
-# (flock-server + several edges on 127.0.0.1) are added here when they land.
+# model, and evaluates the saved file on the 1,000 test rows; then flock-server simulate
+# runs 20 rounds of FedAvg over 20 edges holding shards of the data, in one process.
+# Federated rounds between real processes on 127.0.0.1 are added here when they land.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,5 +28,10 @@ echo "== flock-server data partition: how 20 edges would hold the training data 
 "$BIN/flock-server" data partition --data data/mnist5k-train.csv --clients 20 --scheme shards --seed 0 --out "$OUT/parts-shards-20"
 
 echo
-echo "Federated rounds over the network (flock-server serve / simulate) arrive with the next milestone;"
-echo "until then the demo trains centrally with the same FlockCore code the edges will run."
+echo "== flock-server simulate: FedAvg, 20 edges (shards), 10 per round, 20 rounds, in one process"
+"$BIN/flock-server" simulate --train data/mnist5k-train.csv --eval data/mnist5k-test.csv \
+    --clients 20 --partition shards --fraction 0.5 --rounds 20 --model 2nn --epochs 1 --batch 10 --lr 0.05
+
+echo
+echo "Federated rounds between real processes over gRPC (flock-server serve, flock-edge run) arrive with"
+echo "the next milestone; simulate runs the same server and edge code in one process."

@@ -1,0 +1,69 @@
+import FlockCore
+
+/// What the server asks of an edge for one round's local training.
+public struct LocalTrainingPlan: Sendable, Codable, Equatable {
+    /// Local epochs over the edge's data.
+    public var epochs: Int
+    /// Rows per mini-batch.
+    public var batchSize: Int
+    /// Local learning rate (plain SGD, as in McMahan et al.).
+    public var learningRate: Double
+    /// FedProx μ (0: plain FedAvg).
+    public var proximalMu: Double
+    /// Clip the local gradient norm (nil: no clipping).
+    public var clipNorm: Double?
+
+    /// Creates a plan.
+    public init(epochs: Int = 1, batchSize: Int = 10, learningRate: Double = 0.05, proximalMu: Double = 0, clipNorm: Double? = nil) {
+        self.epochs = epochs
+        self.batchSize = batchSize
+        self.learningRate = learningRate
+        self.proximalMu = proximalMu
+        self.clipNorm = clipNorm
+    }
+}
+
+/// One edge's contribution to a round: the change it made to the global weights and how many examples
+/// it trained on (its weight in the average).
+public struct LocalUpdate: Sendable {
+    /// w_local − w_global.
+    public var delta: [Float]
+    /// Training rows behind the update.
+    public var examples: Int
+    /// Mean training loss of the last local epoch.
+    public var trainLoss: Double
+    /// Seconds spent training.
+    public var seconds: Double
+
+    /// Creates an update from its parts.
+    public init(delta: [Float], examples: Int, trainLoss: Double, seconds: Double) {
+        self.delta = delta
+        self.examples = examples
+        self.trainLoss = trainLoss
+        self.seconds = seconds
+    }
+
+    /// Trains `model` (a scratch model of the global spec, reused across calls) from `global` on `data`
+    /// (already scaled) following `plan`, and returns the update. Deterministic for a given `seed`.
+    /// - Throws: ``CoreError`` when the data do not fit the model or the plan is out of range.
+    public static func train(
+        model: Model, global: [Float], data: Dataset, plan: LocalTrainingPlan, seed: UInt64
+    ) throws(CoreError) -> LocalUpdate {
+        try model.setParameters(global)
+        let config = TrainingConfig(
+            epochs: plan.epochs, batchSize: plan.batchSize, learningRate: plan.learningRate,
+            clipNorm: plan.clipNorm, proximalMu: plan.proximalMu, seed: seed)
+        let trainer = try Trainer(model: model, config: config, training: data)
+        if plan.proximalMu > 0 { trainer.proximalReference = global }
+        var seconds = 0.0
+        var loss = 0.0
+        while !trainer.isFinished {
+            let report = trainer.trainEpoch()
+            seconds += report.seconds
+            loss = report.trainLoss
+        }
+        var delta = model.parameterVector()
+        for i in 0..<delta.count { delta[i] -= global[i] }
+        return LocalUpdate(delta: delta, examples: data.count, trainLoss: loss, seconds: seconds)
+    }
+}

@@ -1,0 +1,237 @@
+import Dispatch
+import FlockCore
+import FlockEdge
+import FlockServer
+import Foundation
+
+/// Federated training of N edges in one process: the server's selection and aggregation and the edges'
+/// local training, with the same FlockServer and FlockEdge code that serving uses, and no network.
+///
+/// Each round selects K edges (a seeded sample), trains them in parallel (one scratch model per worker
+/// thread, each single-threaded), folds their updates into the example-weighted mean in edge order (so the
+/// result does not depend on the thread count), applies the strategy, and evaluates the new global model.
+public struct Simulation: Sendable {
+    /// What to simulate.
+    public struct Options: Sendable {
+        /// Training CSV, partitioned over the edges.
+        public var trainPath: String
+        /// Evaluation CSV, scored on the server after every round.
+        public var evalPath: String
+        /// Number of edges.
+        public var clients: Int
+        /// How the training rows are dealt to the edges.
+        public var partition: PartitionScheme
+        /// Share of edges selected per round (used when `clientsPerRound` is nil).
+        public var fraction: Double
+        /// Edges per round; overrides `fraction`.
+        public var clientsPerRound: Int?
+        /// Rounds to run.
+        public var rounds: Int
+        /// Model preset.
+        public var model: String
+        /// Local training plan sent to the edges (μ comes from the strategy).
+        public var plan: LocalTrainingPlan
+        /// Server strategy.
+        public var strategy: AggregationStrategy
+        /// Seed of the partition, the selection, the initialization and local shuffling.
+        public var seed: UInt64
+        /// Worker threads (edges trained at once).
+        public var threads: Int
+
+        /// Creates options with the defaults of `flock-server simulate`.
+        public init(
+            trainPath: String, evalPath: String, clients: Int = 20, partition: PartitionScheme = .iid, fraction: Double = 0.5,
+            clientsPerRound: Int? = nil, rounds: Int = 20, model: String = "2nn", plan: LocalTrainingPlan = LocalTrainingPlan(),
+            strategy: AggregationStrategy = .fedAvg, seed: UInt64 = 0, threads: Int = 1
+        ) {
+            self.trainPath = trainPath
+            self.evalPath = evalPath
+            self.clients = clients
+            self.partition = partition
+            self.fraction = fraction
+            self.clientsPerRound = clientsPerRound
+            self.rounds = rounds
+            self.model = model
+            self.plan = plan
+            self.strategy = strategy
+            self.seed = seed
+            self.threads = threads
+        }
+
+        /// Edges selected per round.
+        public var selectedPerRound: Int {
+            min(clients, max(1, clientsPerRound ?? Int((fraction * Double(clients)).rounded())))
+        }
+    }
+
+    /// One round's outcome.
+    public struct RoundReport: Sendable, Codable, Equatable {
+        /// One-based round number.
+        public var round: Int
+        /// Accuracy of the new global model on the evaluation set.
+        public var accuracy: Double
+        /// Its mean loss there.
+        public var loss: Double
+        /// Edges whose updates were aggregated.
+        public var participants: Int
+        /// Wall time of the round without the evaluation, in seconds.
+        public var seconds: Double
+        /// Local training time summed over the participants, divided by the worker threads: the round's
+        /// time if nothing else cost anything.
+        public var trainingSeconds: Double
+        /// Update payload bytes sent up by all participants (32-bit floats; no transport in-process).
+        public var uploadBytes: Int
+        /// Model payload bytes sent down to all participants.
+        public var downloadBytes: Int
+
+        enum CodingKeys: String, CodingKey {
+            case round, accuracy, loss, participants, seconds
+            case trainingSeconds = "training_seconds"
+            case uploadBytes = "upload_bytes"
+            case downloadBytes = "download_bytes"
+        }
+    }
+
+    /// The run's outcome.
+    public struct Summary: Sendable, Codable {
+        /// Rounds run.
+        public var rounds: Int
+        /// Final accuracy.
+        public var accuracy: Double
+        /// Final loss.
+        public var loss: Double
+        /// Edges in the federation.
+        public var clients: Int
+        /// Median round time (without evaluation), in seconds.
+        public var medianRoundSeconds: Double
+        /// Share of the summed round time that was not local training (selection, model copies, aggregation).
+        public var overhead: Double
+        /// Parameters of the model.
+        public var parameters: Int
+
+        enum CodingKeys: String, CodingKey {
+            case rounds, accuracy, loss, clients
+            case medianRoundSeconds = "median_round_seconds"
+            case overhead, parameters
+        }
+    }
+
+    /// The options of this run.
+    public let options: Options
+
+    /// Creates a simulation.
+    public init(options: Options) { self.options = options }
+
+    /// Runs every round.
+    /// - Parameter onRound: called after each round.
+    /// - Throws: ``CoreError`` for bad data or options.
+    public func run(onRound: (RoundReport) -> Void = { _ in }) throws(CoreError) -> Summary {
+        let o = options
+        guard o.clients >= 1, o.rounds >= 1, o.threads >= 1, o.fraction > 0, o.fraction <= 1 else {
+            throw CoreError(.invalidArgument, "clients, rounds and threads must be at least 1 and fraction in (0, 1]")
+        }
+        var train = try Dataset.loadCSV(path: o.trainPath)
+        var eval = try Dataset.loadCSV(path: o.evalPath)
+        let classes = max(train.classCount, eval.classCount)
+        let spec = try ModelSpec.preset(o.model, inputFeatures: train.featureCount, classCount: classes)
+        try eval.validate(featureCount: spec.inputFeatures, classCount: classes)
+        let scaling = FeatureScaling.fit(.max, to: train)
+        scaling.apply(to: &train)
+        scaling.apply(to: &eval)
+        let shares = try o.partition.partition(labels: train.labels, clients: o.clients, seed: o.seed)
+        let edges = shares.map { train.subset($0) }
+
+        let global = try Model(spec: spec, seed: o.seed)
+        global.threads = o.threads
+        var state = GlobalModelState(strategy: o.strategy, weights: global.parameterVector())
+        var plan = o.plan
+        plan.proximalMu = o.strategy.proximalMu
+        let workers = try (0..<o.threads).map { _ throws(CoreError) -> Model in
+            let m = try Model(spec: spec, seed: 0)
+            m.threads = 1
+            return m
+        }
+        let k = o.selectedPerRound
+        var selection = SeededGenerator(seed: o.seed ^ 0x5E1E_C7ED)
+        var reports = [RoundReport]()
+        for round in 1...o.rounds {
+            let start = Date()
+            let selected = Array(selection.permutation(o.clients).prefix(k)).sorted()
+            let weights = state.weights
+            let results = try Self.trainInParallel(
+                selected: selected, edges: edges, workers: workers, global: weights, plan: plan,
+                seed: o.seed &+ UInt64(round) &* 1_000_003)
+            var average = WeightedAverage(length: weights.count)
+            var trainingSeconds = 0.0
+            for update in results where update.examples > 0 {
+                try average.add(delta: update.delta, examples: update.examples)
+                trainingSeconds += update.seconds
+            }
+            guard average.count > 0 else { throw CoreError(.invalidData, "round \(round): no selected edge holds any data") }
+            state.apply(meanDelta: average.mean())
+            let seconds = Date().timeIntervalSince(start)
+            try global.setParameters(state.weights)
+            let metrics = global.evaluate(eval)
+            let report = RoundReport(
+                round: round, accuracy: metrics.accuracy, loss: metrics.loss, participants: average.count, seconds: seconds,
+                trainingSeconds: trainingSeconds / Double(min(o.threads, selected.count)),
+                uploadBytes: average.count * weights.count * 4, downloadBytes: selected.count * weights.count * 4)
+            reports.append(report)
+            onRound(report)
+        }
+        let times = reports.map(\.seconds).sorted()
+        let total = reports.reduce(0.0) { $0 + $1.seconds }
+        let training = reports.reduce(0.0) { $0 + $1.trainingSeconds }
+        return Summary(
+            rounds: reports.count, accuracy: reports.last!.accuracy, loss: reports.last!.loss, clients: o.clients,
+            medianRoundSeconds: times[times.count / 2], overhead: total > 0 ? max(0, 1 - training / total) : 0,
+            parameters: global.parameterCount)
+    }
+
+    /// Trains the selected edges, worker w taking edges w, w + W, … with its own scratch model.
+    /// Results come back in selection order.
+    private static func trainInParallel(
+        selected: [Int], edges: [Dataset], workers: [Model], global: [Float], plan: LocalTrainingPlan, seed: UInt64
+    ) throws(CoreError) -> [LocalUpdate] {
+        let slots = SlotArray<Result<LocalUpdate, CoreError>>(count: selected.count)
+        let workerCount = min(workers.count, selected.count)
+        let box = WorkerBox(workers: workers)
+        DispatchQueue.concurrentPerform(iterations: workerCount) { w in
+            for i in stride(from: w, to: selected.count, by: workerCount) {
+                let edge = selected[i]
+                guard edges[edge].count > 0 else {
+                    slots[i] = .success(LocalUpdate(delta: [], examples: 0, trainLoss: 0, seconds: 0))
+                    continue
+                }
+                slots[i] = Result { () throws(CoreError) -> LocalUpdate in
+                    try LocalUpdate.train(model: box.workers[w], global: global, data: edges[edge], plan: plan, seed: seed ^ UInt64(edge))
+                }
+            }
+        }
+        return try slots.values.map { result throws(CoreError) -> LocalUpdate in try result!.get() }
+    }
+}
+
+/// Scratch models handed to worker threads.
+///
+/// @unchecked Sendable: worker `w` uses only `workers[w]`, and `concurrentPerform` joins all workers
+/// before the models are touched again.
+private final class WorkerBox: @unchecked Sendable {
+    let workers: [Model]
+    init(workers: [Model]) { self.workers = workers }
+}
+
+/// Fixed slots written by worker threads.
+///
+/// @unchecked Sendable: each index is written by exactly one iteration, and reads happen after
+/// `concurrentPerform` has joined every iteration; `lock` orders the writes for the memory model.
+private final class SlotArray<Value>: @unchecked Sendable {
+    private var storage: [Value?]
+    private let lock = NSLock()
+    init(count: Int) { storage = Array(repeating: nil, count: count) }
+    subscript(index: Int) -> Value? {
+        get { lock.withLock { storage[index] } }
+        set { lock.withLock { storage[index] = newValue } }
+    }
+    var values: [Value?] { lock.withLock { storage } }
+}

@@ -1,0 +1,121 @@
+import ArgumentParser
+import FlockCore
+import FlockEdge
+import FlockServer
+import FlockSimulation
+import Foundation
+
+/// `flock-server simulate`: federated training of many edges in one process.
+struct Simulate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run federated training of N edges in one process (no network) and report each round.",
+        discussion: """
+            The training data are partitioned over --clients edges. Every round the server selects a share of \
+            them, each trains locally from the global model, and the strategy folds their example-weighted \
+            updates into the next global model, which is evaluated on --eval. Prints a line per round (a JSON \
+            object per round and a final summary with --json).
+
+            Example: flock-server simulate --train data/mnist5k-train.csv --eval data/mnist5k-test.csv \
+            --clients 20 --partition shards --fraction 0.5 --rounds 20 --model 2nn --epochs 1 --batch 10 --lr 0.05
+            """)
+
+    @Option(help: ArgumentHelp("Training data, partitioned over the edges.", valueName: "TRAIN.csv"))
+    var train: String = "data/mnist5k-train.csv"
+
+    @Option(help: ArgumentHelp("Evaluation data, scored after every round.", valueName: "TEST.csv"))
+    var eval: String = "data/mnist5k-test.csv"
+
+    @Option(help: "Number of edges.")
+    var clients: Int = 20
+
+    @Option(help: ArgumentHelp("How rows are dealt to edges: iid | shards | dirichlet:ALPHA.", valueName: "SCHEME"))
+    var partition: String = "iid"
+
+    @Option(help: "Share of edges selected per round.")
+    var fraction: Double = 0.5
+
+    @Option(name: .customLong("clients-per-round"), help: "Edges selected per round (overrides --fraction).")
+    var clientsPerRound: Int?
+
+    @Option(help: "Rounds to run.")
+    var rounds: Int = 20
+
+    @Option(help: ArgumentHelp("Model: 2nn | cnn | mlp:H1,H2,... | logreg.", valueName: "MODEL"))
+    var model: String = "2nn"
+
+    @Option(help: "Local epochs per round.")
+    var epochs: Int = 1
+
+    @Option(help: "Local mini-batch size.")
+    var batch: Int = 10
+
+    @Option(help: "Local learning rate.")
+    var lr: Double = 0.05
+
+    @Option(help: ArgumentHelp("Server strategy: \(AggregationStrategy.syntax).", valueName: "NAME"))
+    var strategy: String = "fedavg"
+
+    @Option(help: "Seed of partition, selection, initialization and local shuffling.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Edges trained at once (default: all cores).")
+    var threads: Int?
+
+    @Flag(help: "Print one JSON object per round and a final summary.")
+    var json = false
+
+    func validate() throws {
+        guard clients >= 1 else { throw ValidationError("--clients must be at least 1") }
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
+        guard fraction > 0, fraction <= 1 else { throw ValidationError("--fraction must be in (0, 1]") }
+        if let clientsPerRound, clientsPerRound < 1 || clientsPerRound > clients {
+            throw ValidationError("--clients-per-round must be between 1 and --clients")
+        }
+        guard epochs >= 1, batch >= 1 else { throw ValidationError("--epochs and --batch must be at least 1") }
+        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        do {
+            _ = try PartitionScheme(parsing: partition)
+            _ = try AggregationStrategy(parsing: strategy)
+        } catch {
+            throw ValidationError(error.message)
+        }
+    }
+
+    func run() throws {
+        let options = Simulation.Options(
+            trainPath: train, evalPath: eval, clients: clients, partition: try PartitionScheme(parsing: partition),
+            fraction: fraction, clientsPerRound: clientsPerRound, rounds: rounds, model: model,
+            plan: LocalTrainingPlan(epochs: epochs, batchSize: batch, learningRate: lr),
+            strategy: try AggregationStrategy(parsing: strategy), seed: seed,
+            threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        if !json {
+            StandardError.line("simulating \(clients) edges (\(partition)), \(options.selectedPerRound) per round, \(rounds) rounds of \(model) with \(strategy)")
+        }
+        let asJSON = json
+        let summary: Simulation.Summary
+        do {
+            summary = try Simulation(options: options).run { report in
+                if asJSON {
+                    print(JSONOutput.line(report))
+                } else {
+                    print(String(
+                        format: "round %3d/%d  accuracy %.4f  loss %.4f  edges %d  %.3f s (training %.3f s)  up %.1f MB",
+                        report.round, options.rounds, report.accuracy, report.loss, report.participants, report.seconds,
+                        report.trainingSeconds, Double(report.uploadBytes) / 1e6))
+                }
+                fflush(nil)
+            }
+        } catch {
+            StandardError.line("error: \(error.message)")
+            throw ExitCode(1)
+        }
+        if json {
+            print(JSONOutput.line(summary))
+        } else {
+            print("")
+            print(String(format: "final accuracy %.4f  loss %.4f after %d rounds", summary.accuracy, summary.loss, summary.rounds))
+            print(String(format: "median round   %.3f s, of which not local training: %.1f%%", summary.medianRoundSeconds, summary.overhead * 100))
+        }
+    }
+}

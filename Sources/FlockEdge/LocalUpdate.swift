@@ -62,8 +62,14 @@ public struct LocalUpdate: Sendable {
             seconds += report.seconds
             loss = report.trainLoss
         }
-        var delta = model.parameterVector()
-        for i in 0..<delta.count { delta[i] -= global[i] }
+        let delta = model.withParameters { local in
+            global.withUnsafeBufferPointer { g in
+                [Float](unsafeUninitializedCapacity: g.count) { out, initialized in
+                    for i in 0..<g.count { out[i] = local[i] - g[i] }
+                    initialized = g.count
+                }
+            }
+        }
         return LocalUpdate(delta: delta, examples: data.count, trainLoss: loss, seconds: seconds)
     }
 }

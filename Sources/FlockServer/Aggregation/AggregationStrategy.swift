@@ -163,9 +163,19 @@ public struct WeightedAverage: Sendable {
             throw CoreError(.invalidData, "update has \(delta.count) values, the model has \(sum.count)")
         }
         guard examples >= 1 else { throw CoreError(.invalidData, "update reports \(examples) examples; at least 1 is needed") }
-        guard delta.allSatisfy({ $0.isFinite }) else { throw CoreError(.invalidData, "update contains NaN or infinite values") }
+        // One pass checks finiteness; a second adds, so a refused update leaves the sum untouched.
+        let finite = delta.withUnsafeBufferPointer { d in
+            var ok = true
+            for i in 0..<d.count where !d[i].isFinite { ok = false }
+            return ok
+        }
+        guard finite else { throw CoreError(.invalidData, "update contains NaN or infinite values") }
         let w = Double(examples)
-        for i in 0..<sum.count { sum[i] += w * Double(delta[i]) }
+        sum.withUnsafeMutableBufferPointer { total in
+            delta.withUnsafeBufferPointer { d in
+                for i in 0..<d.count { total[i] += w * Double(d[i]) }
+            }
+        }
         totalExamples += examples
         count += 1
     }
@@ -175,6 +185,11 @@ public struct WeightedAverage: Sendable {
     public func mean() -> [Float] {
         precondition(totalExamples > 0, "no updates to average")
         let inv = 1 / Double(totalExamples)
-        return sum.map { Float($0 * inv) }
+        return sum.withUnsafeBufferPointer { total in
+            [Float](unsafeUninitializedCapacity: total.count) { out, initialized in
+                for i in 0..<total.count { out[i] = Float(total[i] * inv) }
+                initialized = total.count
+            }
+        }
     }
 }

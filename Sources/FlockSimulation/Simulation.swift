@@ -161,14 +161,35 @@ public struct Simulation: Sendable {
             let results = try Self.trainInParallel(
                 selected: selected, edges: edges, workers: workers, global: weights, plan: plan,
                 seed: o.seed &+ UInt64(round) &* 1_000_003)
+            // The server's round logic decides what counts: every update goes through the state machine.
+            // In-process edges have no stragglers, so no over-selection: the target is the K selected.
+            var machine = RoundStateMachine(configuration: .init(target: selected.count, minimumUpdates: 1, overSelection: 0, timeout: .infinity))
+            let ids = selected.map { "edge-\($0)" }
             var average = WeightedAverage(length: weights.count)
             var trainingSeconds = 0.0
-            for update in results where update.examples > 0 {
-                try average.add(delta: update.delta, examples: update.examples)
-                trainingSeconds += update.seconds
+            do {
+                _ = try machine.receive(.open(round: round, selected: ids, now: 0))
+                for (id, update) in zip(ids, results) {
+                    guard update.examples > 0 else {
+                        _ = try machine.receive(.edgeLost(edge: id, now: 0))
+                        continue
+                    }
+                    guard try machine.receive(.update(round: round, edge: id, now: 0)) == .accept else { continue }
+                    try average.add(delta: update.delta, examples: update.examples)
+                    trainingSeconds += update.seconds
+                }
+            } catch let refusal as RoundStateMachine.Refusal {
+                throw CoreError(.invalidData, "round \(round): \(refusal.message)")
+            } catch let error as CoreError {
+                throw error
+            } catch {
+                throw CoreError(.invalidData, "round \(round): \(error)")
             }
-            guard average.count > 0 else { throw CoreError(.invalidData, "round \(round): no selected edge holds any data") }
+            guard machine.pendingAction == .aggregate(round: round), average.count > 0 else {
+                throw CoreError(.invalidData, "round \(round): no selected edge holds any data")
+            }
             state.apply(meanDelta: average.mean())
+            _ = try? machine.receive(.aggregated(round: round))
             let seconds = Date().timeIntervalSince(start)
             try global.setParameters(state.weights)
             let metrics = global.evaluate(eval)

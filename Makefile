@@ -13,7 +13,7 @@ FILTER ?=
 
 export PYTHON
 
-.PHONY: help deps data build test demo bench peer-deps clean
+.PHONY: help deps data build test demo bench peer-deps proto clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,9 @@ bench: deps data build ## training throughput of Flock, beside PyTorch when inst
 
 peer-deps: ## create .venv-peer with PyTorch 2.15 for the bench comparison (~6 GB download)
 	@bash scripts/peer_deps.sh
+
+proto: deps ## regenerate Sources/FlockWire/Generated from the .proto files (protoc + plugins from the mirror)
+	@bash scripts/proto.sh
 
 clean: ## remove demo and bench outputs (.build/demo, .build/bench)
 	rm -rf .build/demo .build/bench

@@ -14,6 +14,9 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
     ],
     targets: [
         // C libraries, each behind exactly one Swift wrapper module.
@@ -36,6 +39,19 @@ let package = Package(
             name: "FlockCore",
             dependencies: ["COpenBLAS", "FlockCrypto"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+        ),
+
+        // The wire protocol: flock.proto and its generated Swift (committed; `make proto` regenerates it),
+        // and the mapping between wire messages and FlockCore values.
+        .target(
+            name: "FlockWire",
+            dependencies: [
+                "FlockCore",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            ],
+            exclude: ["flock.proto"]
         ),
 
         // Edge runtime and server runtime.
@@ -61,6 +77,7 @@ let package = Package(
         // The edge tests also run the built flock-edge binary as a process (listed so it is built first).
         .testTarget(name: "FlockEdgeTests", dependencies: ["FlockEdge", "FlockCore", "FlockTestSupport", "flock-edge"]),
         .testTarget(name: "FlockServerTests", dependencies: ["FlockServer", "FlockCore", "FlockTestSupport"]),
+        .testTarget(name: "FlockWireTests", dependencies: ["FlockWire", "FlockCore"]),
         .testTarget(name: "FlockSimulationTests", dependencies: ["FlockSimulation", "FlockServer", "FlockEdge", "FlockCore", "FlockTestSupport"]),
     ]
 )

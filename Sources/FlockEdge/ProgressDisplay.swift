@@ -1,3 +1,4 @@
+import FlockCore
 import Foundation
 
 /// Progress on standard error: a redrawn bar when standard error is a terminal, nothing per batch
@@ -36,7 +37,7 @@ public final class ProgressDisplay: @unchecked Sendable {
     }
 
     /// Writes a line to standard error.
-    public static func line(_ text: String) { write(text + "\n") }
+    public static func line(_ text: String) { StandardError.line(text) }
 
     private static func write(_ text: String) {
         var bytes = Array(text.utf8)

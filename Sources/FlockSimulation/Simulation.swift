@@ -165,7 +165,7 @@ public struct Simulation: Sendable {
             // In-process edges have no stragglers, so no over-selection: the target is the K selected.
             var machine = RoundStateMachine(configuration: .init(target: selected.count, minimumUpdates: 1, overSelection: 0, timeout: .infinity))
             let ids = selected.map { "edge-\($0)" }
-            var average = WeightedAverage(length: weights.count)
+            var accepted = [(delta: [Float], examples: Int)]()
             var trainingSeconds = 0.0
             do {
                 _ = try machine.receive(.open(round: round, selected: ids, now: 0))
@@ -175,7 +175,7 @@ public struct Simulation: Sendable {
                         continue
                     }
                     guard try machine.receive(.update(round: round, edge: id, now: 0)) == .accept else { continue }
-                    try average.add(delta: update.delta, examples: update.examples)
+                    accepted.append((update.delta, update.examples))
                     trainingSeconds += update.seconds
                 }
             } catch let refusal as RoundStateMachine.Refusal {
@@ -185,10 +185,12 @@ public struct Simulation: Sendable {
             } catch {
                 throw CoreError(.invalidData, "round \(round): \(error)")
             }
+            var average = WeightedAverage(length: weights.count)
+            try average.add(contentsOf: accepted, threads: o.threads)
             guard machine.pendingAction == .aggregate(round: round), average.count > 0 else {
                 throw CoreError(.invalidData, "round \(round): no selected edge holds any data")
             }
-            state.apply(meanDelta: average.mean())
+            state.apply(meanDelta: average.mean(), threads: o.threads)
             _ = try? machine.receive(.aggregated(round: round))
             let seconds = Date().timeIntervalSince(start)
             try global.setParameters(state.weights)

@@ -53,6 +53,30 @@ import Testing
         #expect(zip(state.weights, w).allSatisfy { abs(Double($0) - $1) < 1e-5 }, "\(state.weights) vs \(w)")
     }
 
+    @Test func batchedParallelAggregationEqualsAddingOneByOne() throws {
+        var rng = SeededGenerator(seed: 3)
+        let length = 50_000
+        let updates = (0..<7).map { _ in ((0..<length).map { _ in Float(rng.nextNormal()) }, 1 + rng.nextIndex(below: 300)) }
+        var sequential = WeightedAverage(length: length)
+        for (d, n) in updates { try sequential.add(delta: d, examples: n) }
+        for threads in [1, 2, 3] {
+            var batched = WeightedAverage(length: length)
+            try batched.add(contentsOf: updates.map { (delta: $0.0, examples: $0.1) }, threads: threads)
+            #expect(batched.mean() == sequential.mean())
+            #expect(batched.totalExamples == sequential.totalExamples && batched.count == 7)
+            var a = GlobalModelState(strategy: try AggregationStrategy(parsing: "fedyogi"), weights: [Float](repeating: 0.5, count: length))
+            var b = a
+            a.apply(meanDelta: batched.mean(), threads: threads)
+            b.apply(meanDelta: sequential.mean(), threads: 1)
+            #expect(a == b)
+        }
+        var refused = WeightedAverage(length: length)
+        var bad = updates.map { (delta: $0.0, examples: $0.1) }
+        bad[4].delta[123] = .nan
+        #expect(throws: CoreError.self) { try refused.add(contentsOf: bad, threads: 2) }
+        #expect(refused.count == 0 && refused.totalExamples == 0)
+    }
+
     @Test func badUpdatesAreRefusedAndLeaveTheSumUnchanged() throws {
         var average = WeightedAverage(length: 3)
         try average.add(delta: [1, 1, 1], examples: 1)

@@ -1,5 +1,3 @@
-import Dispatch
-
 /// One thread's copy of a model's layer stack: its own activations, workspaces and gradient buffer, with
 /// the parameters shared (read-only during a pass). ``Model`` runs one replica per thread on disjoint rows.
 final class Replica {
@@ -71,29 +69,4 @@ final class Replica {
             if let dx { dy = UnsafePointer(dx) }
         }
     }
-}
-
-/// Runs independent iterations on Dispatch's worker threads (not the Swift cooperative pool).
-enum Parallel {
-    /// Calls `body(i)` for `i` in `0..<count`, concurrently when `count > 1`; returns when all are done.
-    /// Callers guarantee that iterations touch disjoint memory.
-    static func forEach(_ count: Int, _ body: (Int) -> Void) {
-        if count == 1 {
-            body(0)
-            return
-        }
-        withoutActuallyEscaping(body) { escapable in
-            let box = UncheckedSendableBody(body: escapable)
-            DispatchQueue.concurrentPerform(iterations: count) { box.body($0) }
-        }
-    }
-}
-
-/// Carries a non-Sendable closure into `concurrentPerform`.
-///
-/// @unchecked Sendable: sound because the callers of ``Parallel/forEach(_:_:)`` give each iteration
-/// disjoint memory (its own replica, its own rows, its own range of the gradient), and `concurrentPerform`
-/// joins every iteration before it returns, so no access outlives the call or races another.
-private struct UncheckedSendableBody: @unchecked Sendable {
-    let body: (Int) -> Void
 }

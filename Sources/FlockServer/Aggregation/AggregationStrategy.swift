@@ -1,7 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import FlockCore
+import Foundation
 
 /// How the server turns the round's aggregated update into the next global model.
 ///
@@ -106,38 +104,58 @@ public struct GlobalModelState: Sendable, Codable, Equatable {
     }
 
     /// Applies one round: `meanDelta` is the example-weighted mean of the edges' deltas.
+    /// The update is elementwise, so it is split over `threads` parameter ranges; the result does not
+    /// depend on `threads`.
     /// - Precondition: `meanDelta.count == weights.count`.
     /// - Complexity: O(parameters).
-    public mutating func apply(meanDelta delta: [Float]) {
+    public mutating func apply(meanDelta delta: [Float], threads: Int = 1) {
         precondition(delta.count == weights.count, "the aggregated update has the wrong length")
         round += 1
-        let n = weights.count
+        let strategy = self.strategy
+        weights.withUnsafeMutableBufferPointer { w in
+            firstMoment.withUnsafeMutableBufferPointer { m in
+                secondMoment.withUnsafeMutableBufferPointer { v in
+                    delta.withUnsafeBufferPointer { d in
+                        let (w, m, v, d) = (UnsafeSendable(w), UnsafeSendable(m), UnsafeSendable(v), UnsafeSendable(d))
+                        Parallel.forEachRange(d.value.count, ways: threads) { range in
+                            Self.update(strategy, range, w: w.value, m: m.value, v: v.value, d: d.value)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private static func update(
+        _ strategy: AggregationStrategy, _ range: Range<Int>, w: UnsafeMutableBufferPointer<Float>,
+        m: UnsafeMutableBufferPointer<Float>, v: UnsafeMutableBufferPointer<Float>, d: UnsafeBufferPointer<Float>
+    ) {
         switch strategy {
         case .fedAvg, .fedProx:
-            for i in 0..<n { weights[i] += delta[i] }
+            for i in range { w[i] += d[i] }
         case .fedAdam(let eta, let beta1, let beta2, let tau), .fedYogi(let eta, let beta1, let beta2, let tau):
             let yogi: Bool
             if case .fedYogi = strategy { yogi = true } else { yogi = false }
             let (e, b1, b2, t) = (Float(eta), Float(beta1), Float(beta2), Float(tau))
-            for i in 0..<n {
-                let d = delta[i]
-                firstMoment[i] = b1 * firstMoment[i] + (1 - b1) * d
-                let d2 = d * d
+            for i in range {
+                let g = d[i]
+                m[i] = b1 * m[i] + (1 - b1) * g
+                let g2 = g * g
                 if yogi {
-                    let s: Float = secondMoment[i] - d2 > 0 ? 1 : (secondMoment[i] - d2 < 0 ? -1 : 0)
-                    secondMoment[i] -= (1 - b2) * d2 * s
+                    let s: Float = v[i] - g2 > 0 ? 1 : (v[i] - g2 < 0 ? -1 : 0)
+                    v[i] -= (1 - b2) * g2 * s
                 } else {
-                    secondMoment[i] = b2 * secondMoment[i] + (1 - b2) * d2
+                    v[i] = b2 * v[i] + (1 - b2) * g2
                 }
-                weights[i] += e * firstMoment[i] / (secondMoment[i].squareRoot() + t)
+                w[i] += e * m[i] / (v[i].squareRoot() + t)
             }
         case .fedAdagrad(let eta, let beta1, let tau):
             let (e, b1, t) = (Float(eta), Float(beta1), Float(tau))
-            for i in 0..<n {
-                let d = delta[i]
-                firstMoment[i] = b1 * firstMoment[i] + (1 - b1) * d
-                secondMoment[i] += d * d
-                weights[i] += e * firstMoment[i] / (secondMoment[i].squareRoot() + t)
+            for i in range {
+                let g = d[i]
+                m[i] = b1 * m[i] + (1 - b1) * g
+                v[i] += g * g
+                w[i] += e * m[i] / (v[i].squareRoot() + t)
             }
         }
     }
@@ -180,6 +198,46 @@ public struct WeightedAverage: Sendable {
         count += 1
     }
 
+    /// Adds many updates at once, in order, split over `threads` parameter ranges. Each element still sums
+    /// the updates in their order, so the result is the same as adding them one by one, for any `threads`.
+    /// - Throws: ``CoreError/Code/invalidData`` naming the first bad update; the sum is unchanged then.
+    public mutating func add(contentsOf updates: [(delta: [Float], examples: Int)], threads: Int) throws(CoreError) {
+        for (index, update) in updates.enumerated() {
+            guard update.delta.count == sum.count else {
+                throw CoreError(.invalidData, "update \(index + 1) has \(update.delta.count) values, the model has \(sum.count)")
+            }
+            guard update.examples >= 1 else {
+                throw CoreError(.invalidData, "update \(index + 1) reports \(update.examples) examples; at least 1 is needed")
+            }
+        }
+        let finite = SlotFlags(count: updates.count)
+        Parallel.forEach(min(max(1, threads), max(1, updates.count))) { worker in
+            for u in stride(from: worker, to: updates.count, by: min(max(1, threads), max(1, updates.count))) {
+                finite.set(u, updates[u].delta.withUnsafeBufferPointer { d in
+                    var ok = true
+                    for i in 0..<d.count where !d[i].isFinite { ok = false }
+                    return ok
+                })
+            }
+        }
+        if let bad = finite.firstFalse() { throw CoreError(.invalidData, "update \(bad + 1) contains NaN or infinite values") }
+        sum.withUnsafeMutableBufferPointer { total in
+            let total = UnsafeSendable(total)
+            Parallel.forEachRange(total.value.count, ways: threads) { range in
+                for update in updates {
+                    let w = Double(update.examples)
+                    update.delta.withUnsafeBufferPointer { d in
+                        for i in range { total.value[i] += w * Double(d[i]) }
+                    }
+                }
+            }
+        }
+        for update in updates {
+            totalExamples += update.examples
+            count += 1
+        }
+    }
+
     /// The weighted mean Σ n_i Δ_i / Σ n_i.
     /// - Precondition: at least one update was added.
     public func mean() -> [Float] {
@@ -192,4 +250,24 @@ public struct WeightedAverage: Sendable {
             }
         }
     }
+}
+
+/// A buffer pointer handed to parallel workers that write disjoint ranges.
+///
+/// @unchecked Sendable: every user gives each worker its own index range, and ``Parallel`` joins all
+/// workers before the buffer's owner touches it again.
+struct UnsafeSendable<Pointer>: @unchecked Sendable {
+    let value: Pointer
+    init(_ value: Pointer) { self.value = value }
+}
+
+/// One flag per update, set by parallel workers.
+///
+/// @unchecked Sendable: `lock` guards `flags`.
+final class SlotFlags: @unchecked Sendable {
+    private var flags: [Bool]
+    private let lock = NSLock()
+    init(count: Int) { flags = Array(repeating: true, count: count) }
+    func set(_ index: Int, _ value: Bool) { lock.withLock { flags[index] = value } }
+    func firstFalse() -> Int? { lock.withLock { flags.firstIndex(of: false) } }
 }

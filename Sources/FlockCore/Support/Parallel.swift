@@ -1,0 +1,42 @@
+import Dispatch
+
+/// Runs independent iterations on Dispatch's worker threads (not the Swift cooperative pool).
+public enum Parallel {
+    /// Calls `body(i)` for `i` in `0..<count`, concurrently when `count > 1`; returns when all are done.
+    /// Callers guarantee that iterations touch disjoint memory.
+    /// - Parameters:
+    ///   - count: number of iterations.
+    ///   - body: the work of one iteration.
+    public static func forEach(_ count: Int, _ body: (Int) -> Void) {
+        if count == 1 {
+            body(0)
+            return
+        }
+        withoutActuallyEscaping(body) { escapable in
+            let box = UncheckedSendableBody(body: escapable)
+            DispatchQueue.concurrentPerform(iterations: count) { box.body($0) }
+        }
+    }
+}
+
+/// Carries a non-Sendable closure into `concurrentPerform`.
+///
+/// @unchecked Sendable: sound because the callers of ``Parallel/forEach(_:_:)`` give each iteration
+/// disjoint memory (its own replica, its own rows, its own range of the gradient), and `concurrentPerform`
+/// joins every iteration before it returns, so no access outlives the call or races another.
+private struct UncheckedSendableBody: @unchecked Sendable {
+    let body: (Int) -> Void
+}
+
+extension Parallel {
+    /// Splits `0..<count` into at most `ways` contiguous ranges of near-equal size (at least `minimum`
+    /// elements each) and calls `body(range)` for them concurrently.
+    public static func forEachRange(_ count: Int, ways: Int, minimum: Int = 4096, _ body: (Range<Int>) -> Void) {
+        let parts = max(1, min(ways, count / max(1, minimum)))
+        forEach(parts) { p in
+            let start = count * p / parts
+            let end = count * (p + 1) / parts
+            body(start..<end)
+        }
+    }
+}

@@ -78,6 +78,7 @@ let package = Package(
         .testTarget(name: "FlockEdgeTests", dependencies: ["FlockEdge", "FlockCore", "FlockTestSupport", "flock-edge"]),
         .testTarget(name: "FlockServerTests", dependencies: ["FlockServer", "FlockCore", "FlockTestSupport"]),
         .testTarget(name: "FlockWireTests", dependencies: ["FlockWire", "FlockCore"]),
-        .testTarget(name: "FlockSimulationTests", dependencies: ["FlockSimulation", "FlockServer", "FlockEdge", "FlockCore", "FlockTestSupport"]),
+        // The simulation tests also run the built flock-server binary (kill -9 and resume).
+        .testTarget(name: "FlockSimulationTests", dependencies: ["FlockSimulation", "FlockServer", "FlockEdge", "FlockCore", "FlockTestSupport", "flock-server"]),
     ]
 )

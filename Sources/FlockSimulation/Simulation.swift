@@ -37,12 +37,14 @@ public struct Simulation: Sendable {
         public var seed: UInt64
         /// Worker threads (edges trained at once).
         public var threads: Int
+        /// Folder for the round checkpoint: resumed from when it holds one, written after every round.
+        public var stateFolder: String?
 
         /// Creates options with the defaults of `flock-server simulate`.
         public init(
             trainPath: String, evalPath: String, clients: Int = 20, partition: PartitionScheme = .iid, fraction: Double = 0.5,
             clientsPerRound: Int? = nil, rounds: Int = 20, model: String = "2nn", plan: LocalTrainingPlan = LocalTrainingPlan(),
-            strategy: AggregationStrategy = .fedAvg, seed: UInt64 = 0, threads: Int = 1
+            strategy: AggregationStrategy = .fedAvg, seed: UInt64 = 0, threads: Int = 1, stateFolder: String? = nil
         ) {
             self.trainPath = trainPath
             self.evalPath = evalPath
@@ -56,6 +58,7 @@ public struct Simulation: Sendable {
             self.strategy = strategy
             self.seed = seed
             self.threads = threads
+            self.stateFolder = stateFolder
         }
 
         /// Edges selected per round.
@@ -144,6 +147,20 @@ public struct Simulation: Sendable {
         let global = try Model(spec: spec, seed: o.seed)
         global.threads = o.threads
         var state = GlobalModelState(strategy: o.strategy, weights: global.parameterVector())
+        var selection = SeededGenerator(seed: o.seed ^ 0x5E1E_C7ED)
+        var reports = [RoundReport]()
+        if let folder = o.stateFolder, let saved = try RoundCheckpoint.read(fromFolder: folder) {
+            guard saved.spec == spec, saved.model.strategy == o.strategy, saved.model.weights.count == global.parameterCount else {
+                throw CoreError(.modelMismatch, "\(folder) holds rounds of a different model or strategy; use another --state-dir")
+            }
+            state = saved.model
+            selection = SeededGenerator(state: saved.selectionState)
+            reports = try saved.history.map { line throws(CoreError) -> RoundReport in
+                do { return try JSONDecoder().decode(RoundReport.self, from: Data(line.utf8)) } catch {
+                    throw CoreError(.corruptFile, "\(folder): unreadable round history")
+                }
+            }
+        }
         var plan = o.plan
         plan.proximalMu = o.strategy.proximalMu
         let workers = try (0..<o.threads).map { _ throws(CoreError) -> Model in
@@ -152,9 +169,7 @@ public struct Simulation: Sendable {
             return m
         }
         let k = o.selectedPerRound
-        var selection = SeededGenerator(seed: o.seed ^ 0x5E1E_C7ED)
-        var reports = [RoundReport]()
-        for round in 1...o.rounds {
+        for round in stride(from: state.round + 1, through: o.rounds, by: 1) {
             let start = Date()
             let selected = Array(selection.permutation(o.clients).prefix(k)).sorted()
             let weights = state.weights
@@ -200,13 +215,21 @@ public struct Simulation: Sendable {
                 trainingSeconds: trainingSeconds / Double(min(o.threads, selected.count)),
                 uploadBytes: average.count * weights.count * 4, downloadBytes: selected.count * weights.count * 4)
             reports.append(report)
+            if let folder = o.stateFolder {
+                // After this write the round is complete for good: a restart resumes with round + 1.
+                let checkpoint = RoundCheckpoint(
+                    model: state, spec: spec, selectionState: selection.state, history: reports.map { JSONOutput.line($0) })
+                try checkpoint.write(toFolder: folder)
+            }
             onRound(report)
         }
+        guard let last = reports.last else { throw CoreError(.invalidArgument, "no rounds were run") }
+        try global.setParameters(state.weights)
         let times = reports.map(\.seconds).sorted()
         let total = reports.reduce(0.0) { $0 + $1.seconds }
         let training = reports.reduce(0.0) { $0 + $1.trainingSeconds }
         return Summary(
-            rounds: reports.count, accuracy: reports.last!.accuracy, loss: reports.last!.loss, clients: o.clients,
+            rounds: reports.count, accuracy: last.accuracy, loss: last.loss, clients: o.clients,
             medianRoundSeconds: times[times.count / 2], overhead: total > 0 ? max(0, 1 - training / total) : 0,
             parameters: global.parameterCount)
     }

@@ -13,18 +13,28 @@ import Foundation
 /// S sections:      u16 name length, name (UTF-8), u64 element count N, N x f32
 /// trailer          32 bytes  SHA-256 of every byte above
 /// ```
+/// Public so that other layers (the server's round checkpoints) store their state the same verified way.
 /// The trailer is the content hash. ``read(path:magic:)`` checks it before it parses anything, so a
 /// truncated, tampered or bit-flipped file is refused as a whole.
-struct Archive {
-    static let formatVersion: UInt32 = 1
+public struct Archive: Sendable {
+    /// The container format version this build writes.
+    public static let formatVersion: UInt32 = 1
     /// Refuse headers above this size (a model spec is a few kB).
-    static let maximumHeaderBytes = 16 << 20
+    public static let maximumHeaderBytes = 16 << 20
 
-    var header: Data
-    var sections: [(name: String, values: [Float])]
+    /// The JSON header.
+    public var header: Data
+    /// Named Float32 sections, in order.
+    public var sections: [(name: String, values: [Float])]
+
+    /// Creates an archive from a header and sections.
+    public init(header: Data, sections: [(name: String, values: [Float])]) {
+        self.header = header
+        self.sections = sections
+    }
 
     /// Serializes and returns the bytes and their SHA-256.
-    func encode(magic: String) -> (bytes: [UInt8], hash: SHA256.Digest) {
+    public func encode(magic: String) -> (bytes: [UInt8], hash: SHA256.Digest) {
         precondition(magic.utf8.count == 8, "magic is 8 bytes")
         var out = [UInt8]()
         out.reserveCapacity(64 + header.count + sections.reduce(0) { $0 + 16 + $1.name.utf8.count + $1.values.count * 4 })
@@ -54,7 +64,7 @@ struct Archive {
     /// Writes the archive atomically (temp file in the same folder, fsync, rename, fsync of the folder).
     /// - Returns: the content hash.
     @discardableResult
-    func write(path: String, magic: String) throws(CoreError) -> SHA256.Digest {
+    public func write(path: String, magic: String) throws(CoreError) -> SHA256.Digest {
         let (bytes, hash) = encode(magic: magic)
         try FileIO.writeAtomically(bytes, to: path)
         return hash
@@ -63,12 +73,13 @@ struct Archive {
     /// Reads and verifies an archive.
     /// - Throws: ``CoreError/Code/fileNotFound``, ``CoreError/Code/corruptFile`` (hash, magic, structure),
     ///   ``CoreError/Code/unsupportedVersion``.
-    static func read(path: String, magic: String, kind: String) throws(CoreError) -> (archive: Archive, hash: SHA256.Digest) {
+    public static func read(path: String, magic: String, kind: String) throws(CoreError) -> (archive: Archive, hash: SHA256.Digest) {
         let bytes = try FileIO.read(path)
         return try decode(bytes, magic: magic, kind: kind, path: path)
     }
 
-    static func decode(_ bytes: [UInt8], magic: String, kind: String, path: String) throws(CoreError) -> (archive: Archive, hash: SHA256.Digest) {
+    /// Verifies and parses archive bytes.
+    public static func decode(_ bytes: [UInt8], magic: String, kind: String, path: String) throws(CoreError) -> (archive: Archive, hash: SHA256.Digest) {
         guard bytes.count >= 8 + 4 + 4 + 4 + 32 else { throw CoreError(.corruptFile, "\(path): too short to be a Flock \(kind)") }
         guard Array(bytes[0..<8]) == Array(magic.utf8) else { throw CoreError(.corruptFile, "\(path): not a Flock \(kind) (wrong magic bytes)") }
         let body = bytes[0..<(bytes.count - 32)]
@@ -106,7 +117,9 @@ struct Archive {
         return (Archive(header: header, sections: sections), actual)
     }
 
-    func section(_ name: String, path: String) throws(CoreError) -> [Float] {
+    /// The values of a named section.
+    /// - Throws: ``CoreError/Code/corruptFile`` when it is missing.
+    public func section(_ name: String, path: String) throws(CoreError) -> [Float] {
         guard let s = sections.first(where: { $0.name == name }) else {
             throw CoreError(.corruptFile, "\(path): missing section '\(name)'")
         }

@@ -103,6 +103,13 @@ public struct GlobalModelState: Sendable, Codable, Equatable {
         }
     }
 
+    /// Replaces the round counter and moments with saved values (checkpoint restore).
+    mutating func restore(round: Int, firstMoment: [Float], secondMoment: [Float]) {
+        self.round = round
+        self.firstMoment = firstMoment
+        self.secondMoment = secondMoment
+    }
+
     /// Applies one round: `meanDelta` is the example-weighted mean of the edges' deltas.
     /// The update is elementwise, so it is split over `threads` parameter ranges; the result does not
     /// depend on `threads`.

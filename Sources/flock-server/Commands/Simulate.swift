@@ -61,6 +61,9 @@ struct Simulate: ParsableCommand {
     @Option(help: "Edges trained at once (default: all cores).")
     var threads: Int?
 
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Write a round checkpoint here after every round, and resume from it when the run is started again (after a crash or kill -9).", valueName: "DIR"))
+    var stateDir: String?
+
     @Flag(help: "Print one JSON object per round and a final summary.")
     var json = false
 
@@ -88,7 +91,7 @@ struct Simulate: ParsableCommand {
             fraction: fraction, clientsPerRound: clientsPerRound, rounds: rounds, model: model,
             plan: LocalTrainingPlan(epochs: epochs, batchSize: batch, learningRate: lr),
             strategy: try AggregationStrategy(parsing: strategy), seed: seed,
-            threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+            threads: threads ?? ProcessInfo.processInfo.activeProcessorCount, stateFolder: stateDir)
         if !json {
             StandardError.line("simulating \(clients) edges (\(partition)), \(options.selectedPerRound) per round, \(rounds) rounds of \(model) with \(strategy)")
         }

@@ -56,7 +56,7 @@ let package = Package(
 
         // Edge runtime and server runtime.
         .target(name: "FlockEdge", dependencies: ["FlockCore"]),
-        .target(name: "FlockServer", dependencies: ["FlockCore"]),
+        .target(name: "FlockServer", dependencies: ["FlockCore", "FlockWire"]),
         // Federated training of many edges in one process, through the server's and the edges' code.
         .target(name: "FlockSimulation", dependencies: ["FlockServer", "FlockEdge", "FlockCore"]),
 

@@ -1,0 +1,110 @@
+import FlockCore
+import FlockWire
+
+/// Who is in the federation and who may be selected: registration, heartbeats, timeouts, eligibility,
+/// selection, and pace steering. A pure value (time comes in with each call) that the server's actor owns.
+///
+/// Pace steering follows Bonawitz et al. 2019, "Towards Federated Learning at Scale: System Design", §2.3:
+/// an edge that is not selected is told when to come back, with a window that grows with how many edges
+/// are waiting relative to how many a round needs, and a random position inside it, so that thousands of
+/// idle edges spread their check-ins instead of polling in lockstep.
+public struct Membership: Sendable {
+    /// What the server knows of one edge.
+    public struct Edge: Sendable, Equatable {
+        /// Stable id chosen by the operator.
+        public let id: String
+        /// Session token of the current registration.
+        public let session: String
+        /// Training rows the edge says it holds.
+        public var examples: Int
+        /// Time of the last contact.
+        public var lastSeen: Double
+        /// The round the edge is working on, if any.
+        public var round: Int?
+        /// Rounds it took part in.
+        public var participated: Int
+    }
+
+    /// Why a call was refused.
+    public struct Refusal: Error, Sendable, Equatable, CustomStringConvertible {
+        /// A message for the edge and the logs.
+        public let message: String
+        public var description: String { message }
+    }
+
+    /// Seconds without contact after which an edge counts as gone.
+    public let timeout: Double
+    /// All edges that ever registered, by id.
+    public private(set) var edges: [String: Edge] = [:]
+
+    /// Creates an empty membership.
+    public init(timeout: Double = 60) { self.timeout = timeout }
+
+    /// Registers an edge, or re-registers it under the same id with a new session.
+    /// - Throws: ``Refusal`` for an id outside 1-128 bytes of `[A-Za-z0-9._-]` or a negative count.
+    public mutating func register(id: String, examples: Int, session: String, now: Double) throws(Refusal) -> Edge {
+        guard WireLimits.isValidEdgeId(id) else {
+            throw Refusal(message: "edge ids are 1-\(WireLimits.maximumEdgeIdBytes) characters of A-Z, a-z, 0-9, '.', '_' and '-'")
+        }
+        guard examples >= 0 else { throw Refusal(message: "an edge cannot hold \(examples) examples") }
+        let edge = Edge(id: id, session: session, examples: examples, lastSeen: now, round: nil, participated: edges[id]?.participated ?? 0)
+        edges[id] = edge
+        return edge
+    }
+
+    /// Records a heartbeat.
+    /// - Throws: ``Refusal`` for an unknown edge or a stale session (the edge must register again).
+    public mutating func heartbeat(id: String, session: String, now: Double) throws(Refusal) {
+        guard var edge = edges[id] else { throw Refusal(message: "edge \(id) is not registered") }
+        guard edge.session == session else { throw Refusal(message: "edge \(id): session expired; register again") }
+        edge.lastSeen = max(edge.lastSeen, now)
+        edges[id] = edge
+    }
+
+    /// True when the edge has been heard from within ``timeout``.
+    public func isConnected(_ id: String, now: Double) -> Bool {
+        guard let edge = edges[id] else { return false }
+        return now - edge.lastSeen <= timeout
+    }
+
+    /// Ids of edges that may be selected: connected and not in a round, sorted.
+    public func eligible(now: Double) -> [String] {
+        edges.values.filter { $0.round == nil && now - $0.lastSeen <= timeout }.map(\.id).sorted()
+    }
+
+    /// Ids of connected edges.
+    public func connected(now: Double) -> [String] {
+        edges.values.filter { now - $0.lastSeen <= timeout }.map(\.id).sorted()
+    }
+
+    /// Selects up to `count` eligible edges with a seeded sample and marks them as in `round`.
+    public mutating func select(_ count: Int, round: Int, now: Double, using rng: inout SeededGenerator) -> [String] {
+        var pool = eligible(now: now)
+        rng.shuffle(&pool)
+        let chosen = Array(pool.prefix(max(0, count))).sorted()
+        for id in chosen {
+            edges[id]?.round = round
+            edges[id]?.participated += 1
+        }
+        return chosen
+    }
+
+    /// Frees the edges of a finished or abandoned round.
+    public mutating func release(round: Int) {
+        for (id, edge) in edges where edge.round == round { edges[id]?.round = nil }
+    }
+
+    /// When an unselected edge should come back, in seconds: a window of `roundSeconds` times the ratio of
+    /// waiting edges to needed edges (at least one round, at most `maximum`), at a random point inside it.
+    /// - Parameters:
+    ///   - waiting: eligible edges not selected.
+    ///   - needed: edges a round selects.
+    ///   - roundSeconds: expected duration of a round.
+    public static func retryAfter(
+        waiting: Int, needed: Int, roundSeconds: Double, maximum: Double = 3600, using rng: inout SeededGenerator
+    ) -> Double {
+        let ratio = Double(max(1, waiting)) / Double(max(1, needed))
+        let window = min(maximum, max(roundSeconds, roundSeconds * ratio))
+        return window * (0.5 + 0.5 * rng.nextUnit())
+    }
+}

@@ -79,8 +79,9 @@ public struct Simulation: Sendable {
         public var participants: Int
         /// Wall time of the round without the evaluation, in seconds.
         public var seconds: Double
-        /// Local training time summed over the participants, divided by the worker threads: the round's
-        /// time if nothing else cost anything.
+        /// Local training time on the round's critical path: the largest sum of training time over the
+        /// edges one worker thread trained (worker w trains edges w, w + W, ...). The rest of the round is
+        /// orchestration: selection, model copies, aggregation, the server update.
         public var trainingSeconds: Double
         /// Update payload bytes sent up by all participants (32-bit floats; no transport in-process).
         public var uploadBytes: Int
@@ -107,7 +108,8 @@ public struct Simulation: Sendable {
         public var clients: Int
         /// Median round time (without evaluation), in seconds.
         public var medianRoundSeconds: Double
-        /// Share of the summed round time that was not local training (selection, model copies, aggregation).
+        /// Share of the summed round time that was not local training on the critical path (selection, model
+        /// copies, aggregation, the server update).
         public var overhead: Double
         /// Parameters of the model.
         public var parameters: Int
@@ -181,17 +183,17 @@ public struct Simulation: Sendable {
             var machine = RoundStateMachine(configuration: .init(target: selected.count, minimumUpdates: 1, overSelection: 0, timeout: .infinity))
             let ids = selected.map { "edge-\($0)" }
             var accepted = [(delta: [Float], examples: Int)]()
-            var trainingSeconds = 0.0
+            var workerSeconds = [Double](repeating: 0, count: min(o.threads, selected.count))
             do {
                 _ = try machine.receive(.open(round: round, selected: ids, now: 0))
-                for (id, update) in zip(ids, results) {
+                for (index, (id, update)) in zip(ids, results).enumerated() {
                     guard update.examples > 0 else {
                         _ = try machine.receive(.edgeLost(edge: id, now: 0))
                         continue
                     }
                     guard try machine.receive(.update(round: round, edge: id, now: 0)) == .accept else { continue }
                     accepted.append((update.delta, update.examples))
-                    trainingSeconds += update.seconds
+                    workerSeconds[index % workerSeconds.count] += update.seconds
                 }
             } catch let refusal as RoundStateMachine.Refusal {
                 throw CoreError(.invalidData, "round \(round): \(refusal.message)")
@@ -212,7 +214,7 @@ public struct Simulation: Sendable {
             let metrics = global.evaluate(eval)
             let report = RoundReport(
                 round: round, accuracy: metrics.accuracy, loss: metrics.loss, participants: average.count, seconds: seconds,
-                trainingSeconds: trainingSeconds / Double(min(o.threads, selected.count)),
+                trainingSeconds: workerSeconds.max() ?? 0,
                 uploadBytes: average.count * weights.count * 4, downloadBytes: selected.count * weights.count * 4)
             reports.append(report)
             if let folder = o.stateFolder {

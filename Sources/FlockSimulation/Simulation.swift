@@ -1,4 +1,3 @@
-import Dispatch
 import FlockCore
 import FlockEdge
 import FlockServer
@@ -174,9 +173,9 @@ public struct Simulation: Sendable {
         for round in stride(from: state.round + 1, through: o.rounds, by: 1) {
             let start = Date()
             let selected = Array(selection.permutation(o.clients).prefix(k)).sorted()
-            let weights = state.weights
+            let parameterCount = state.weights.count
             let results = try Self.trainInParallel(
-                selected: selected, edges: edges, workers: workers, global: weights, plan: plan,
+                selected: selected, edges: edges, workers: workers, global: state.weights, plan: plan,
                 seed: o.seed &+ UInt64(round) &* 1_000_003)
             // The server's round logic decides what counts: every update goes through the state machine.
             // In-process edges have no stragglers, so no over-selection: the target is the K selected.
@@ -202,7 +201,7 @@ public struct Simulation: Sendable {
             } catch {
                 throw CoreError(.invalidData, "round \(round): \(error)")
             }
-            var average = WeightedAverage(length: weights.count)
+            var average = WeightedAverage(length: parameterCount)
             try average.add(contentsOf: accepted, threads: o.threads)
             guard machine.pendingAction == .aggregate(round: round), average.count > 0 else {
                 throw CoreError(.invalidData, "round \(round): no selected edge holds any data")
@@ -215,7 +214,7 @@ public struct Simulation: Sendable {
             let report = RoundReport(
                 round: round, accuracy: metrics.accuracy, loss: metrics.loss, participants: average.count, seconds: seconds,
                 trainingSeconds: workerSeconds.max() ?? 0,
-                uploadBytes: average.count * weights.count * 4, downloadBytes: selected.count * weights.count * 4)
+                uploadBytes: average.count * parameterCount * 4, downloadBytes: selected.count * parameterCount * 4)
             reports.append(report)
             if let folder = o.stateFolder {
                 // After this write the round is complete for good: a restart resumes with round + 1.
@@ -241,45 +240,19 @@ public struct Simulation: Sendable {
     private static func trainInParallel(
         selected: [Int], edges: [Dataset], workers: [Model], global: [Float], plan: LocalTrainingPlan, seed: UInt64
     ) throws(CoreError) -> [LocalUpdate] {
-        let slots = SlotArray<Result<LocalUpdate, CoreError>>(count: selected.count)
         let workerCount = min(workers.count, selected.count)
-        let box = WorkerBox(workers: workers)
-        DispatchQueue.concurrentPerform(iterations: workerCount) { w in
-            for i in stride(from: w, to: selected.count, by: workerCount) {
+        // Worker w trains edges w, w + W, ... with its own scratch model.
+        let perWorker = Parallel.map(workerCount) { w in
+            stride(from: w, to: selected.count, by: workerCount).map { i -> (Int, Result<LocalUpdate, CoreError>) in
                 let edge = selected[i]
-                guard edges[edge].count > 0 else {
-                    slots[i] = .success(LocalUpdate(delta: [], examples: 0, trainLoss: 0, seconds: 0))
-                    continue
-                }
-                slots[i] = Result { () throws(CoreError) -> LocalUpdate in
-                    try LocalUpdate.train(model: box.workers[w], global: global, data: edges[edge], plan: plan, seed: seed ^ UInt64(edge))
-                }
+                guard edges[edge].count > 0 else { return (i, .success(LocalUpdate(delta: [], examples: 0, trainLoss: 0, seconds: 0))) }
+                return (i, Result { () throws(CoreError) -> LocalUpdate in
+                    try LocalUpdate.train(model: workers[w], global: global, data: edges[edge], plan: plan, seed: seed ^ UInt64(edge))
+                })
             }
         }
-        return try slots.values.map { result throws(CoreError) -> LocalUpdate in try result!.get() }
+        var slots = [Result<LocalUpdate, CoreError>?](repeating: nil, count: selected.count)
+        for (i, result) in perWorker.joined() { slots[i] = result }
+        return try slots.map { result throws(CoreError) -> LocalUpdate in try result!.get() }
     }
-}
-
-/// Scratch models handed to worker threads.
-///
-/// @unchecked Sendable: worker `w` uses only `workers[w]`, and `concurrentPerform` joins all workers
-/// before the models are touched again.
-private final class WorkerBox: @unchecked Sendable {
-    let workers: [Model]
-    init(workers: [Model]) { self.workers = workers }
-}
-
-/// Fixed slots written by worker threads.
-///
-/// @unchecked Sendable: each index is written by exactly one iteration, and reads happen after
-/// `concurrentPerform` has joined every iteration; `lock` orders the writes for the memory model.
-private final class SlotArray<Value>: @unchecked Sendable {
-    private var storage: [Value?]
-    private let lock = NSLock()
-    init(count: Int) { storage = Array(repeating: nil, count: count) }
-    subscript(index: Int) -> Value? {
-        get { lock.withLock { storage[index] } }
-        set { lock.withLock { storage[index] = newValue } }
-    }
-    var values: [Value?] { lock.withLock { storage } }
 }

@@ -77,8 +77,7 @@ public struct ModelFile: Sendable, Equatable {
             throw CoreError(.corruptFile, "\(path): unreadable model header")
         }
         let parameters = try archive.section("parameters", path: path)
-        let file = ModelFile(spec: header.spec, scaling: header.scaling, metadata: header.metadata, parameters: parameters)
-        return file
+        return ModelFile(spec: header.spec, scaling: header.scaling, metadata: header.metadata, parameters: parameters)
     }
 
     /// Builds the model with these weights.

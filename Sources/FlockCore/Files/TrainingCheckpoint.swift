@@ -44,7 +44,7 @@ public struct TrainingCheckpoint: Sendable, Equatable {
         var epoch: Int
         var step: Int
         var randomState: [UInt64]
-        var optimizerKind: OptimizerConfig
+        var optimizerConfig: OptimizerConfig
         var optimizerStep: Int
         var history: [EpochReport]
         var bestMetric: Double?
@@ -63,7 +63,7 @@ public struct TrainingCheckpoint: Sendable, Equatable {
         encoder.outputFormatting = [.sortedKeys]
         let header = Header(
             format: "flock-checkpoint", spec: spec, config: config, epoch: epoch, step: step, randomState: randomState,
-            optimizerKind: optimizer.config, optimizerStep: optimizer.step, history: history,
+            optimizerConfig: optimizer.config, optimizerStep: optimizer.step, history: history,
             bestMetric: bestMetric, bestEpoch: bestEpoch, scaling: scaling)
         let data: Data
         do { data = try encoder.encode(header) } catch { throw CoreError(.io, "cannot encode checkpoint header") }
@@ -89,7 +89,7 @@ public struct TrainingCheckpoint: Sendable, Equatable {
             throw CoreError(.corruptFile, "\(path): bad random state")
         }
         let optimizer = Optimizer(
-            restoring: header.optimizerKind, step: header.optimizerStep,
+            restoring: header.optimizerConfig, step: header.optimizerStep,
             firstMoment: try archive.section("optimizer.first", path: path),
             secondMoment: try archive.section("optimizer.second", path: path))
         var checkpoint = TrainingCheckpoint(

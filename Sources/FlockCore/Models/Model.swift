@@ -27,7 +27,6 @@ public final class Model {
     private var replicas: [Replica]
     private var batchInput = FloatBuffer(count: 0)
     private var capacity = 0
-    private var rowResults: [(loss: Double, correct: Int)] = []
 
     /// Builds the model and initializes its weights deterministically from `seed`.
     /// - Throws: ``CoreError/Code/invalidArgument`` when the spec is inconsistent (shapes, sizes, rates).
@@ -196,21 +195,18 @@ public final class Model {
             replicas.append(Replica(layers: layers, parameters: parameters, classCount: classes))
         }
         let seeds = parts.map { _ in rng.next() }
-        rowResults = Array(repeating: (0, 0), count: parts.count)
         let input = batchInput.pointer
-        rowResults.withUnsafeMutableBufferPointer { results in
-            Parallel.forEach(parts.count) { i in
-                let (start, count) = parts[i]
-                var local = SeededGenerator(seed: seeds[i])
-                results[i] = replicas[i].pass(
-                    input: input + start * features, labels: labels.map { $0 + start }, batch: count, training: training,
-                    backward: backward, gradientScale: scale, rng: &local, predictions: predictions.map { $0 + start },
-                    logits: logits.map { $0 + start * classes })
-            }
+        let results = Parallel.map(parts.count) { i in
+            let (start, count) = parts[i]
+            var local = SeededGenerator(seed: seeds[i])
+            return replicas[i].pass(
+                input: input + start * features, labels: labels.map { $0 + start }, batch: count, training: training,
+                backward: backward, gradientScale: scale, rng: &local, predictions: predictions.map { $0 + start },
+                logits: logits.map { $0 + start * classes })
         }
         if backward { sumGradients(replicaCount: parts.count) }
-        let loss = rowResults.reduce(0.0) { $0 + $1.loss }
-        return (loss / Double(batch), rowResults.reduce(0) { $0 + $1.correct })
+        let loss = results.reduce(0.0) { $0 + $1.loss }
+        return (loss / Double(batch), results.reduce(0) { $0 + $1.correct })
     }
 
     /// gradients += replica r's gradients for r = 1, 2, ... (a fixed order), split over threads by range.
@@ -245,16 +241,9 @@ public final class Model {
         precondition(features.count == count * spec.inputFeatures, "feature count does not match the model input")
         var out = [Float](repeating: 0, count: count * spec.classCount)
         var rng = SeededGenerator(seed: 0)
-        var start = 0
-        features.withUnsafeBufferPointer { f in
-            out.withUnsafeMutableBufferPointer { o in
-                while start < count {
-                    let n = min(Model.evaluationChunk, count - start)
-                    reserve(batch: n)
-                    batchInput.pointer.update(from: f.baseAddress! + start * spec.inputFeatures, count: n * spec.inputFeatures)
-                    pass(batch: n, labels: nil, training: false, backward: false, rng: &rng, logits: o.baseAddress! + start * spec.classCount)
-                    start += n
-                }
+        out.withUnsafeMutableBufferPointer { o in
+            forEachChunk(of: features, count: count) { start, n in
+                pass(batch: n, labels: nil, training: false, backward: false, rng: &rng, logits: o.baseAddress! + start * spec.classCount)
             }
         }
         return out
@@ -281,25 +270,32 @@ public final class Model {
         var lossSum = 0.0
         var rng = SeededGenerator(seed: 0)
         var predicted = [Int32](repeating: 0, count: Model.evaluationChunk)
-        var start = 0
-        data.features.withUnsafeBufferPointer { f in
-            data.labels.withUnsafeBufferPointer { l in
-                predicted.withUnsafeMutableBufferPointer { p in
-                    while start < data.count {
-                        let n = min(Model.evaluationChunk, data.count - start)
-                        reserve(batch: n)
-                        batchInput.pointer.update(from: f.baseAddress! + start * spec.inputFeatures, count: n * spec.inputFeatures)
-                        lossSum += pass(batch: n, labels: l.baseAddress! + start, training: false, backward: false, rng: &rng, predictions: p.baseAddress!).loss * Double(n)
-                        for r in 0..<n {
-                            let truth = Int(l[start + r])
-                            if truth >= 0 && truth < classes { confusion[truth][Int(p[r])] += 1 }
-                        }
-                        start += n
+        data.labels.withUnsafeBufferPointer { l in
+            predicted.withUnsafeMutableBufferPointer { p in
+                forEachChunk(of: data.features, count: data.count) { start, n in
+                    lossSum += pass(batch: n, labels: l.baseAddress! + start, training: false, backward: false, rng: &rng, predictions: p.baseAddress!).loss * Double(n)
+                    for r in 0..<n {
+                        let truth = Int(l[start + r])
+                        if truth >= 0 && truth < classes { confusion[truth][Int(p[r])] += 1 }
                     }
                 }
             }
         }
         return EvaluationMetrics(confusion: confusion, totalLoss: lossSum)
+    }
+
+    /// Copies `count` rows of `features` into the input buffer a chunk at a time and calls `body(start, rows)`.
+    private func forEachChunk(of features: [Float], count: Int, _ body: (Int, Int) -> Void) {
+        features.withUnsafeBufferPointer { f in
+            var start = 0
+            while start < count {
+                let n = min(Model.evaluationChunk, count - start)
+                reserve(batch: n)
+                batchInput.pointer.update(from: f.baseAddress! + start * spec.inputFeatures, count: n * spec.inputFeatures)
+                body(start, n)
+                start += n
+            }
+        }
     }
 
     /// Rows per chunk in evaluation and prediction.

@@ -23,17 +23,22 @@ enum SoftmaxCrossEntropy {
                 maxValue = z[j]
                 best = j
             }
-            var sum: Float = 0
-            for j in 0..<classes { sum += expf(z[j] - maxValue) }
             let label = Int(labels[r])
-            let logSum = logf(sum)
-            total += Double(logSum - (z[label] - maxValue))
             if best == label { correct += 1 }
+            var sum: Float = 0
             if let g = gradient.map({ $0 + r * classes }) {
+                // Each exponential once: kept in the gradient row, then normalized in place.
+                for j in 0..<classes {
+                    g[j] = expf(z[j] - maxValue)
+                    sum += g[j]
+                }
                 let inv = 1 / sum
-                for j in 0..<classes { g[j] = expf(z[j] - maxValue) * inv * invBatch }
+                for j in 0..<classes { g[j] = g[j] * inv * invBatch }
                 g[label] -= invBatch
+            } else {
+                for j in 0..<classes { sum += expf(z[j] - maxValue) }
             }
+            total += Double(logf(sum) - (z[label] - maxValue))
         }
         return (total, correct)
     }

@@ -40,3 +40,28 @@ extension Parallel {
         }
     }
 }
+
+extension Parallel {
+    /// `body(i)` for `i` in `0..<count`, computed concurrently, returned in index order.
+    /// Callers guarantee that iterations touch disjoint memory besides their own result.
+    public static func map<T>(_ count: Int, _ body: (Int) -> T) -> [T] {
+        guard count > 0 else { return [] }
+        let slots = UnsafeMutableBufferPointer<T>.allocate(capacity: count)
+        defer { slots.deallocate() }
+        let out = ResultSlots(slots)
+        // Each iteration initializes only its own slot; forEach joins them all before the slots are read.
+        forEach(count) { i in (out.slots.baseAddress! + i).initialize(to: body(i)) }
+        let results = Array(slots)
+        _ = slots.deinitialize()
+        return results
+    }
+}
+
+/// Result slots written by parallel iterations.
+///
+/// @unchecked Sendable: iteration `i` writes slot `i` only, and ``Parallel/forEach(_:_:)`` joins every
+/// iteration before the slots are read.
+private struct ResultSlots<T>: @unchecked Sendable {
+    let slots: UnsafeMutableBufferPointer<T>
+    init(_ slots: UnsafeMutableBufferPointer<T>) { self.slots = slots }
+}

@@ -1,5 +1,4 @@
 import FlockCore
-import Foundation
 
 /// How the server turns the round's aggregated update into the next global model.
 ///
@@ -184,25 +183,7 @@ public struct WeightedAverage: Sendable {
     /// - Throws: ``CoreError/Code/invalidData`` for a wrong length, a non-finite value or a count below 1;
     ///   the sum is unchanged then.
     public mutating func add(delta: [Float], examples: Int) throws(CoreError) {
-        guard delta.count == sum.count else {
-            throw CoreError(.invalidData, "update has \(delta.count) values, the model has \(sum.count)")
-        }
-        guard examples >= 1 else { throw CoreError(.invalidData, "update reports \(examples) examples; at least 1 is needed") }
-        // One pass checks finiteness; a second adds, so a refused update leaves the sum untouched.
-        let finite = delta.withUnsafeBufferPointer { d in
-            var ok = true
-            for i in 0..<d.count where !d[i].isFinite { ok = false }
-            return ok
-        }
-        guard finite else { throw CoreError(.invalidData, "update contains NaN or infinite values") }
-        let w = Double(examples)
-        sum.withUnsafeMutableBufferPointer { total in
-            delta.withUnsafeBufferPointer { d in
-                for i in 0..<d.count { total[i] += w * Double(d[i]) }
-            }
-        }
-        totalExamples += examples
-        count += 1
+        try add(contentsOf: [(delta, examples)], threads: 1)
     }
 
     /// Adds many updates at once, in order, split over `threads` parameter ranges. Each element still sums
@@ -211,23 +192,22 @@ public struct WeightedAverage: Sendable {
     public mutating func add(contentsOf updates: [(delta: [Float], examples: Int)], threads: Int) throws(CoreError) {
         for (index, update) in updates.enumerated() {
             guard update.delta.count == sum.count else {
-                throw CoreError(.invalidData, "update \(index + 1) has \(update.delta.count) values, the model has \(sum.count)")
+                throw CoreError(.invalidData, "update\(updates.count == 1 ? "" : " \(index + 1)") has \(update.delta.count) values, the model has \(sum.count)")
             }
             guard update.examples >= 1 else {
-                throw CoreError(.invalidData, "update \(index + 1) reports \(update.examples) examples; at least 1 is needed")
+                throw CoreError(.invalidData, "update\(updates.count == 1 ? "" : " \(index + 1)") reports \(update.examples) examples; at least 1 is needed")
             }
         }
-        let finite = SlotFlags(count: updates.count)
-        Parallel.forEach(min(max(1, threads), max(1, updates.count))) { worker in
-            for u in stride(from: worker, to: updates.count, by: min(max(1, threads), max(1, updates.count))) {
-                finite.set(u, updates[u].delta.withUnsafeBufferPointer { d in
-                    var ok = true
-                    for i in 0..<d.count where !d[i].isFinite { ok = false }
-                    return ok
-                })
+        let finite = Parallel.map(updates.count) { u in
+            updates[u].delta.withUnsafeBufferPointer { d in
+                var ok = true
+                for i in 0..<d.count where !d[i].isFinite { ok = false }
+                return ok
             }
         }
-        if let bad = finite.firstFalse() { throw CoreError(.invalidData, "update \(bad + 1) contains NaN or infinite values") }
+        if let bad = finite.firstIndex(of: false) {
+            throw CoreError(.invalidData, updates.count == 1 ? "update contains NaN or infinite values" : "update \(bad + 1) contains NaN or infinite values")
+        }
         sum.withUnsafeMutableBufferPointer { total in
             let total = UnsafeSendable(total)
             Parallel.forEachRange(total.value.count, ways: threads) { range in
@@ -266,15 +246,4 @@ public struct WeightedAverage: Sendable {
 struct UnsafeSendable<Pointer>: @unchecked Sendable {
     let value: Pointer
     init(_ value: Pointer) { self.value = value }
-}
-
-/// One flag per update, set by parallel workers.
-///
-/// @unchecked Sendable: `lock` guards `flags`.
-final class SlotFlags: @unchecked Sendable {
-    private var flags: [Bool]
-    private let lock = NSLock()
-    init(count: Int) { flags = Array(repeating: true, count: count) }
-    func set(_ index: Int, _ value: Bool) { lock.withLock { flags[index] = value } }
-    func firstFalse() -> Int? { lock.withLock { flags.firstIndex(of: false) } }
 }

@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
     ],
     targets: [
         // C libraries, each behind exactly one Swift wrapper module.
@@ -55,19 +56,39 @@ let package = Package(
         ),
 
         // Edge runtime and server runtime.
-        .target(name: "FlockEdge", dependencies: ["FlockCore"]),
-        .target(name: "FlockServer", dependencies: ["FlockCore", "FlockWire"]),
+        // Both talk gRPC over HTTP/2 (NIO); FlockCore stays free of it.
+        .target(
+            name: "FlockEdge",
+            dependencies: [
+                "FlockCore", "FlockCrypto", "FlockWire",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ]
+        ),
+        .target(
+            name: "FlockServer",
+            dependencies: [
+                "FlockCore", "FlockCrypto", "FlockWire",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ]
+        ),
         // Federated training of many edges in one process, through the server's and the edges' code.
         .target(name: "FlockSimulation", dependencies: ["FlockServer", "FlockEdge", "FlockCore"]),
 
         // Thin executables.
         .executableTarget(
             name: "flock-edge",
-            dependencies: ["FlockEdge", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["FlockEdge", "FlockWire", "FlockCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "flock-server",
-            dependencies: ["FlockServer", "FlockSimulation", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "FlockServer", "FlockSimulation", "FlockWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ]
         ),
 
         // Shared test helpers: data paths, temporary folders, running the built executables.

@@ -1,12 +1,18 @@
 /// A plain-text table with right-aligned columns separated by two spaces, for command summaries.
-struct TextTable {
+public struct TextTable: Sendable {
     /// Column titles.
-    var header: [String]
+    public var header: [String]
     /// Cells, one array per row, as many as `header`.
-    var rows: [[String]]
+    public var rows: [[String]]
+
+    /// Creates a table.
+    public init(header: [String], rows: [[String]]) {
+        self.header = header
+        self.rows = rows
+    }
 
     /// The table, one line per row after the header, without a trailing newline.
-    func render() -> String {
+    public func render() -> String {
         var widths = header.map(\.count)
         for row in rows {
             for (j, cell) in row.enumerated() where j < widths.count { widths[j] = max(widths[j], cell.count) }

@@ -2,16 +2,16 @@ import ArgumentParser
 
 /// `flock-server`: the Flock server.
 @main
-struct FlockServerCommand: ParsableCommand {
+struct FlockServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flock-server",
-        abstract: "The Flock server: simulates federated training, benchmarks local training, and prepares per-client data.",
+        abstract: "The Flock server: serves federated training to edges, administers it, simulates it, benchmarks it, and prepares per-client data.",
         discussion: """
             Data files are header-less CSV: the class label (0, 1, ...) first, then the features.
-            Serving edges over the network (serve), the admin API (admin) and the model registry (registry) \
-            arrive with later milestones; simulate runs the federated rounds in one process today.
+            serve runs the aggregation server for flock-edge processes; admin talks to it; simulate runs the \
+            same round logic with many edges in one process. The model registry (registry) arrives with a later milestone.
             """,
         version: "0.1.0",
-        subcommands: [Simulate.self, Bench.self, DataCommand.self]
+        subcommands: [Serve.self, Admin.self, Simulate.self, Bench.self, DataCommand.self]
     )
 }

@@ -52,8 +52,9 @@ public enum FileIO {
 
     /// Writes `bytes` to `path` atomically: a temporary file in the same directory, `fsync`, `rename`, then an
     /// `fsync` of the directory so that the rename itself is durable.
+    /// - Parameter permissions: the file's mode (0o600 for secrets readable by the owner only).
     /// - Throws: `io` naming the path and the system's reason.
-    public static func writeAtomically(_ bytes: [UInt8], to path: String) throws(CoreError) {
+    public static func writeAtomically(_ bytes: [UInt8], to path: String, permissions: mode_t = 0o644) throws(CoreError) {
         let directory: String
         let name: String
         if let slash = path.lastIndex(of: "/") {
@@ -67,7 +68,7 @@ public enum FileIO {
         let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 16)
         let temporary = (directory == "/" ? "" : directory) + "/.\(name).tmp-\(getpid())-\(suffix)"
 
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, permissions)
         if fd < 0 {
             let code = errno
             if code == ENOENT { throw CoreError(.io, "\(path): cannot write: directory \(directory) does not exist") }
@@ -86,6 +87,8 @@ public enum FileIO {
                 }
             }
         }
+        // The umask may have narrowed or widened nothing we want: set the mode exactly.
+        if failure == 0, fchmod(fd, permissions) != 0 { failure = errno }
         if failure == 0, fsync(fd) != 0 { failure = errno }
         if close(fd) != 0, failure == 0 { failure = errno }
         if failure == 0, rename(temporary, path) != 0 { failure = errno }

@@ -61,6 +61,11 @@ public struct Membership: Sendable {
         edges[id] = edge
     }
 
+    /// Marks an edge as heard from now (an edge held in a long poll is in contact the whole time).
+    public mutating func touch(_ id: String, now: Double) {
+        if let seen = edges[id]?.lastSeen { edges[id]?.lastSeen = max(seen, now) }
+    }
+
     /// True when the edge has been heard from within ``timeout``.
     public func isConnected(_ id: String, now: Double) -> Bool {
         guard let edge = edges[id] else { return false }

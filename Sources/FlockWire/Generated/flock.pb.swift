@@ -610,13 +610,30 @@ public nonisolated struct Flock_V1_RoundSummary: Sendable {
   /// "completed", "failed", "running"
   public var state: String = String()
 
+  /// updates aggregated
   public var participants: UInt32 = 0
 
+  /// selected edges whose update was not aggregated
   public var dropped: UInt32 = 0
 
-  public var accuracy: Double = 0
+  /// of the round's model on the server holdout, when configured
+  public var accuracy: Double {
+    get {_accuracy ?? 0}
+    set {_accuracy = newValue}
+  }
+  /// Returns true if `accuracy` has been explicitly set.
+  public var hasAccuracy: Bool {self._accuracy != nil}
+  /// Clears the value of `accuracy`. Subsequent reads from it will return its default value.
+  public mutating func clearAccuracy() {self._accuracy = nil}
 
-  public var loss: Double = 0
+  public var loss: Double {
+    get {_loss ?? 0}
+    set {_loss = newValue}
+  }
+  /// Returns true if `loss` has been explicitly set.
+  public var hasLoss: Bool {self._loss != nil}
+  /// Clears the value of `loss`. Subsequent reads from it will return its default value.
+  public mutating func clearLoss() {self._loss = nil}
 
   public var seconds: Double = 0
 
@@ -624,9 +641,44 @@ public nonisolated struct Flock_V1_RoundSummary: Sendable {
 
   public var downloadBytes: UInt64 = 0
 
+  /// edges sent the plan
+  public var selected: UInt32 = 0
+
+  /// of the round's model on the edges' held-out splits
+  public var federatedAccuracy: Double {
+    get {_federatedAccuracy ?? 0}
+    set {_federatedAccuracy = newValue}
+  }
+  /// Returns true if `federatedAccuracy` has been explicitly set.
+  public var hasFederatedAccuracy: Bool {self._federatedAccuracy != nil}
+  /// Clears the value of `federatedAccuracy`. Subsequent reads from it will return its default value.
+  public mutating func clearFederatedAccuracy() {self._federatedAccuracy = nil}
+
+  public var federatedLoss: Double {
+    get {_federatedLoss ?? 0}
+    set {_federatedLoss = newValue}
+  }
+  /// Returns true if `federatedLoss` has been explicitly set.
+  public var hasFederatedLoss: Bool {self._federatedLoss != nil}
+  /// Clears the value of `federatedLoss`. Subsequent reads from it will return its default value.
+  public mutating func clearFederatedLoss() {self._federatedLoss = nil}
+
+  public var federatedExamples: UInt64 = 0
+
+  /// completed rounds after this one
+  public var modelVersion: UInt64 = 0
+
+  /// why a round failed
+  public var reason: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _accuracy: Double? = nil
+  fileprivate var _loss: Double? = nil
+  fileprivate var _federatedAccuracy: Double? = nil
+  fileprivate var _federatedLoss: Double? = nil
 }
 
 public nonisolated struct Flock_V1_ListRoundsResponse: Sendable {
@@ -1688,7 +1740,7 @@ nonisolated extension Flock_V1_ListRoundsRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Flock_V1_RoundSummary: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RoundSummary"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}round\0\u{1}state\0\u{1}participants\0\u{1}dropped\0\u{1}accuracy\0\u{1}loss\0\u{1}seconds\0\u{3}upload_bytes\0\u{3}download_bytes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}round\0\u{1}state\0\u{1}participants\0\u{1}dropped\0\u{1}accuracy\0\u{1}loss\0\u{1}seconds\0\u{3}upload_bytes\0\u{3}download_bytes\0\u{1}selected\0\u{3}federated_accuracy\0\u{3}federated_loss\0\u{3}federated_examples\0\u{3}model_version\0\u{1}reason\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1700,17 +1752,27 @@ nonisolated extension Flock_V1_RoundSummary: SwiftProtobuf.Message, SwiftProtobu
       case 2: try { try decoder.decodeSingularStringField(value: &self.state) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.participants) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.dropped) }()
-      case 5: try { try decoder.decodeSingularDoubleField(value: &self.accuracy) }()
-      case 6: try { try decoder.decodeSingularDoubleField(value: &self.loss) }()
+      case 5: try { try decoder.decodeSingularDoubleField(value: &self._accuracy) }()
+      case 6: try { try decoder.decodeSingularDoubleField(value: &self._loss) }()
       case 7: try { try decoder.decodeSingularDoubleField(value: &self.seconds) }()
       case 8: try { try decoder.decodeSingularUInt64Field(value: &self.uploadBytes) }()
       case 9: try { try decoder.decodeSingularUInt64Field(value: &self.downloadBytes) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.selected) }()
+      case 11: try { try decoder.decodeSingularDoubleField(value: &self._federatedAccuracy) }()
+      case 12: try { try decoder.decodeSingularDoubleField(value: &self._federatedLoss) }()
+      case 13: try { try decoder.decodeSingularUInt64Field(value: &self.federatedExamples) }()
+      case 14: try { try decoder.decodeSingularUInt64Field(value: &self.modelVersion) }()
+      case 15: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if self.round != 0 {
       try visitor.visitSingularUInt64Field(value: self.round, fieldNumber: 1)
     }
@@ -1723,12 +1785,12 @@ nonisolated extension Flock_V1_RoundSummary: SwiftProtobuf.Message, SwiftProtobu
     if self.dropped != 0 {
       try visitor.visitSingularUInt32Field(value: self.dropped, fieldNumber: 4)
     }
-    if self.accuracy.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.accuracy, fieldNumber: 5)
-    }
-    if self.loss.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.loss, fieldNumber: 6)
-    }
+    try { if let v = self._accuracy {
+      try visitor.visitSingularDoubleField(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._loss {
+      try visitor.visitSingularDoubleField(value: v, fieldNumber: 6)
+    } }()
     if self.seconds.bitPattern != 0 {
       try visitor.visitSingularDoubleField(value: self.seconds, fieldNumber: 7)
     }
@@ -1738,6 +1800,24 @@ nonisolated extension Flock_V1_RoundSummary: SwiftProtobuf.Message, SwiftProtobu
     if self.downloadBytes != 0 {
       try visitor.visitSingularUInt64Field(value: self.downloadBytes, fieldNumber: 9)
     }
+    if self.selected != 0 {
+      try visitor.visitSingularUInt32Field(value: self.selected, fieldNumber: 10)
+    }
+    try { if let v = self._federatedAccuracy {
+      try visitor.visitSingularDoubleField(value: v, fieldNumber: 11)
+    } }()
+    try { if let v = self._federatedLoss {
+      try visitor.visitSingularDoubleField(value: v, fieldNumber: 12)
+    } }()
+    if self.federatedExamples != 0 {
+      try visitor.visitSingularUInt64Field(value: self.federatedExamples, fieldNumber: 13)
+    }
+    if self.modelVersion != 0 {
+      try visitor.visitSingularUInt64Field(value: self.modelVersion, fieldNumber: 14)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 15)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1746,11 +1826,17 @@ nonisolated extension Flock_V1_RoundSummary: SwiftProtobuf.Message, SwiftProtobu
     if lhs.state != rhs.state {return false}
     if lhs.participants != rhs.participants {return false}
     if lhs.dropped != rhs.dropped {return false}
-    if lhs.accuracy != rhs.accuracy {return false}
-    if lhs.loss != rhs.loss {return false}
+    if lhs._accuracy != rhs._accuracy {return false}
+    if lhs._loss != rhs._loss {return false}
     if lhs.seconds != rhs.seconds {return false}
     if lhs.uploadBytes != rhs.uploadBytes {return false}
     if lhs.downloadBytes != rhs.downloadBytes {return false}
+    if lhs.selected != rhs.selected {return false}
+    if lhs._federatedAccuracy != rhs._federatedAccuracy {return false}
+    if lhs._federatedLoss != rhs._federatedLoss {return false}
+    if lhs.federatedExamples != rhs.federatedExamples {return false}
+    if lhs.modelVersion != rhs.modelVersion {return false}
+    if lhs.reason != rhs.reason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

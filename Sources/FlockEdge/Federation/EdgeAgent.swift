@@ -1,0 +1,297 @@
+import FlockCore
+import FlockCrypto
+import FlockWire
+import Foundation
+import GRPCCore
+
+/// One federated edge (`flock-edge run`): registers with the server under a stable id, waits to be selected,
+/// fetches the global model by hash (cached in the state folder), evaluates it on the local held-out split
+/// when asked, trains on the local training split, submits the update and its example count, and keeps
+/// heartbeating throughout, however long training takes. When the server is away it retries with
+/// exponential backoff and jitter, and registers again when the server no longer knows its session.
+///
+/// Raw data never leave the process: only the update (weights delta), the example count and metrics do.
+public struct EdgeAgent: Sendable {
+    /// How the agent runs.
+    public struct Options: Sendable {
+        /// Stable edge id (1-128 of `[A-Za-z0-9._-]`).
+        public var id: String
+        /// Folder for cached models.
+        public var stateDirectory: String
+        /// Share of local rows held out for evaluation (fixed per edge id).
+        public var holdout: Double
+        /// Threads for local training.
+        public var threads: Int
+        /// Longest wait between reconnection attempts, in seconds.
+        public var maximumBackoff: Double
+
+        /// Creates options.
+        public init(id: String, stateDirectory: String, holdout: Double = 0.1, threads: Int = 1, maximumBackoff: Double = 30) {
+            self.id = id
+            self.stateDirectory = stateDirectory
+            self.holdout = holdout
+            self.threads = threads
+            self.maximumBackoff = maximumBackoff
+        }
+    }
+
+    /// How it runs.
+    public let options: Options
+    private let training: Dataset
+    private let evaluation: Dataset
+    private let connection: EdgeConnection
+    private let slots: TrainingSlots
+    private let log: @Sendable (String) -> Void
+
+    /// Prepares an agent over `data`, split once into training and held-out rows (seeded by the id).
+    /// - Throws: ``CoreError`` for a bad id or split.
+    public init(
+        options: Options, data: Dataset, connection: EdgeConnection, slots: TrainingSlots, log: @escaping @Sendable (String) -> Void
+    ) throws(CoreError) {
+        guard WireLimits.isValidEdgeId(options.id) else {
+            throw CoreError(.invalidArgument, "edge id '\(options.id)': use 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
+        }
+        guard options.holdout >= 0, options.holdout <= 0.5 else { throw CoreError(.invalidArgument, "--holdout must be in [0, 0.5]") }
+        guard data.count >= 1 else { throw CoreError(.invalidData, "\(data.source): no rows to train on") }
+        self.options = options
+        self.connection = connection
+        self.slots = slots
+        self.log = log
+        let digest = SHA256.hash(Array(options.id.utf8)).bytes
+        var rng = SeededGenerator(seed: digest.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+        let order = rng.permutation(data.count)
+        let held = min(data.count - 1, Int((options.holdout * Double(data.count)).rounded()))
+        evaluation = data.subset(Array(order.prefix(held)).sorted())
+        training = data.subset(Array(order.dropFirst(held)).sorted())
+    }
+
+    /// Rows used for training and for evaluation.
+    public var split: (training: Int, evaluation: Int) { (training.count, evaluation.count) }
+
+    /// Runs until the task is cancelled.
+    /// - Throws: ``CoreError`` when the server refuses the edge for good (a malformed registration).
+    public func run() async throws(CoreError) {
+        var backoff = 0.25
+        var jitter = SeededGenerator(seed: UInt64(truncatingIfNeeded: options.id.hashValue))
+        while !Task.isCancelled {
+            do {
+                let session = try await register()
+                log("\(options.id): registered (\(training.count) training rows, \(evaluation.count) held out)")
+                backoff = 0.25
+                try await serveRounds(session: session)
+            } catch let error as RPCError where error.code == .unauthenticated {
+                log("\(options.id): \(error.message); registering again")
+            } catch let error as RPCError where error.code == .invalidArgument || error.code == .permissionDenied {
+                throw CoreError(.invalidArgument, "the server refused this edge: \(error.message)")
+            } catch is CancellationError {
+                return
+            } catch {
+                let wait = backoff * (0.5 + jitter.nextUnit())
+                log("\(options.id): server unreachable (\(Self.describe(error))); retrying in \(String(format: "%.1f", wait)) s")
+                try? await Task.sleep(for: .milliseconds(Int(wait * 1000)))
+                backoff = min(options.maximumBackoff, backoff * 2)
+            }
+        }
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        if let rpc = error as? RPCError { return "\(rpc.code): \(rpc.message)" }
+        return "\(error)"
+    }
+
+    private func register() async throws -> Session {
+        var request = Flock_V1_RegisterRequest()
+        request.edgeID = options.id
+        request.exampleCount = UInt64(training.count)
+        request.softwareVersion = "flock-edge 0.3"
+        let response = try await connection.edge.register(request, options: EdgeConnection.options(timeout: 10))
+        guard response.heartbeatSeconds > 0, response.heartbeatSeconds.isFinite, !response.session.isEmpty else {
+            throw RPCError(code: .internalError, message: "malformed registration reply")
+        }
+        return Session(id: options.id, token: response.session, heartbeatSeconds: min(response.heartbeatSeconds, 3600))
+    }
+
+    /// Heartbeats (long polls) and works on each plan, until an error ends the session.
+    private func serveRounds(session: Session) async throws {
+        while !Task.isCancelled {
+            let reply = try await session.heartbeat(connection, status: .idle, round: 0)
+            switch reply.reply {
+            case .plan(let plan):
+                try await work(on: plan, session: session)
+            case .retry(let retry):
+                let seconds = retry.seconds.isFinite ? min(max(0, retry.seconds), 3600) : session.heartbeatSeconds
+                if seconds > 0 { try await Task.sleep(for: .milliseconds(Int(seconds * 1000))) }
+            case nil:
+                try await Task.sleep(for: .milliseconds(Int(session.heartbeatSeconds * 1000)))
+            }
+        }
+    }
+
+    /// One round: fetch, evaluate, train, submit, with heartbeats every interval meanwhile.
+    private func work(on plan: Flock_V1_RoundPlan, session: Session) async throws {
+        let round = plan.round
+        let config: TrainingConfig
+        do { config = try plan.training.trainingConfig() } catch {
+            log("\(options.id): round \(round): refusing the plan: \(error.message)")
+            return
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                // Heartbeats while working; their failures surface through the submit.
+                while !Task.isCancelled {
+                    try await Task.sleep(for: .milliseconds(Int(session.heartbeatSeconds * 1000)))
+                    _ = try? await session.heartbeat(connection, status: .training, round: round)
+                }
+            }
+            defer { group.cancelAll() }
+            let file = try await fetchModel(plan: plan, session: session)
+            let training = self.training
+            let evaluation = self.evaluation
+            let threads = options.threads
+            let seed = config.seed ^ UInt64(truncatingIfNeeded: SHA256.hash(Array(options.id.utf8)).bytes.prefix(8).reduce(0) { $0 << 8 | Int($1) })
+            let evaluate = plan.evaluate && evaluation.count > 0
+            let outcome = try await slots.run { () throws(CoreError) -> (LocalUpdate, EvaluationMetrics?) in
+                let model = try file.makeModel()
+                model.threads = threads
+                var metrics: EvaluationMetrics?
+                if evaluate {
+                    var held = evaluation
+                    file.scaling.apply(to: &held)
+                    metrics = model.evaluate(held)
+                }
+                var rows = training
+                file.scaling.apply(to: &rows)
+                try rows.validate(featureCount: file.spec.inputFeatures, classCount: file.spec.classCount)
+                let plan = LocalTrainingPlan(
+                    epochs: config.epochs, batchSize: config.batchSize, learningRate: config.learningRate,
+                    proximalMu: config.proximalMu, clipNorm: config.clipNorm)
+                let update = try LocalUpdate.train(model: model, global: file.parameters, data: rows, plan: plan, seed: seed)
+                return (update, metrics)
+            }
+            if let metrics = outcome.1 {
+                var report = Flock_V1_EvaluationReport()
+                report.edgeID = options.id
+                report.session = session.token
+                report.round = round
+                report.examples = UInt64(metrics.count)
+                report.loss = metrics.loss
+                report.accuracy = metrics.accuracy
+                _ = try await connection.edge.reportEvaluation(report, options: EdgeConnection.options(timeout: 30))
+            }
+            let update = outcome.0
+            do {
+                try await submit(update, round: round, session: session)
+                log("\(options.id): round \(round): \(update.examples) examples, loss \(String(format: "%.4f", update.trainLoss)), "
+                    + "\(String(format: "%.3f", update.seconds)) s training; update accepted")
+            } catch let error as RPCError where error.code == .failedPrecondition || error.code == .alreadyExists {
+                log("\(options.id): round \(round): update not taken: \(error.message)")
+            }
+        }
+    }
+
+    /// The plan's model: from the cache when its hash is there, otherwise streamed, checked and cached.
+    private func fetchModel(plan: Flock_V1_RoundPlan, session: Session) async throws -> ModelFile {
+        let folder = options.stateDirectory + "/models"
+        let path = folder + "/" + plan.modelHash + ".flockmdl"
+        guard SHA256.Digest(hex: plan.modelHash) != nil else { throw RPCError(code: .internalError, message: "plan names a malformed model hash") }
+        if FileManager.default.fileExists(atPath: path), let (file, hash) = try? ModelFile.read(from: path), hash.hex == plan.modelHash {
+            return file
+        }
+        let limit = Int(min(plan.modelBytes, 1 << 30))
+        var request = Flock_V1_FetchModelRequest()
+        request.edgeID = options.id
+        request.session = session.token
+        request.modelHash = plan.modelHash
+        let bytes = try await connection.edge.fetchModel(request, options: EdgeConnection.options(timeout: 300)) { response in
+            var bytes = [UInt8]()
+            bytes.reserveCapacity(limit)
+            for try await chunk in response.messages {
+                guard chunk.offset == UInt64(bytes.count), bytes.count + chunk.data.count <= limit else {
+                    throw RPCError(code: .dataLoss, message: "model stream out of order or longer than the plan's \(limit) bytes")
+                }
+                bytes.append(contentsOf: chunk.data)
+            }
+            return bytes
+        }
+        // decode verifies the file's own SHA-256 trailer; the content hash must also be the plan's.
+        let (file, hash) = try ModelFile.decode(bytes: bytes, source: "model \(plan.modelHash.prefix(12))")
+        guard hash.hex == plan.modelHash else {
+            throw RPCError(code: .dataLoss, message: "downloaded model does not match hash \(plan.modelHash)")
+        }
+        try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try FileIO.writeAtomically(bytes, to: path)
+        // Keep the two newest models.
+        if let names = try? FileManager.default.contentsOfDirectory(atPath: folder) {
+            let cached = names.filter { $0.hasSuffix(".flockmdl") }.map { folder + "/" + $0 }
+            let dated = cached.compactMap { p -> (String, Date)? in
+                guard let d = (try? FileManager.default.attributesOfItem(atPath: p))?[.modificationDate] as? Date else { return nil }
+                return (p, d)
+            }.sorted { $0.1 > $1.1 }
+            for (old, _) in dated.dropFirst(2) where old != path { try? FileManager.default.removeItem(atPath: old) }
+        }
+        return file
+    }
+
+    private func submit(_ update: LocalUpdate, round: UInt64, session: Session) async throws {
+        let payload = LittleEndianFloats.encode(update.delta)
+        var header = Flock_V1_UpdateHeader()
+        header.edgeID = options.id
+        header.session = session.token
+        header.round = round
+        header.codec = "f32"
+        header.exampleCount = UInt64(update.examples)
+        header.payloadBytes = UInt64(payload.count)
+        header.trainLoss = update.trainLoss
+        header.trainSeconds = update.seconds
+        let first = Flock_V1_UpdateChunk.with { $0.header = header }
+        let response = try await connection.edge.submitUpdate(options: EdgeConnection.options(timeout: 300)) { writer in
+            try await writer.write(first)
+            var offset = 0
+            while offset < payload.count {
+                let end = min(payload.count, offset + WireLimits.maximumChunkBytes)
+                var chunk = Flock_V1_UpdateChunk()
+                chunk.data = Data(payload[offset..<end])
+                try await writer.write(chunk)
+                offset = end
+            }
+        }
+        guard response.accepted else { throw RPCError(code: .failedPrecondition, message: response.message) }
+    }
+}
+
+/// An edge's registration with the server.
+struct Session: Sendable {
+    let id: String
+    let token: String
+    let heartbeatSeconds: Double
+
+    func heartbeat(_ connection: EdgeConnection, status: Flock_V1_EdgeStatus, round: UInt64) async throws -> Flock_V1_HeartbeatResponse {
+        var request = Flock_V1_HeartbeatRequest()
+        request.edgeID = id
+        request.session = token
+        request.status = status
+        request.round = round
+        // The server may hold an idle heartbeat for one interval (a long poll).
+        return try await connection.edge.heartbeat(request, options: EdgeConnection.options(timeout: heartbeatSeconds + 15))
+    }
+}
+
+/// Bounds how many edges of one process train at once (`--simulate-clients`), and runs training on a
+/// dispatch thread so that the async threads stay free for heartbeats.
+public actor TrainingSlots {
+    private var free: Int
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    /// Allows `count` trainings at once.
+    public init(count: Int) { free = max(1, count) }
+
+    /// Runs `work` on a dispatch thread once a slot is free.
+    public func run<T: Sendable>(_ work: @escaping @Sendable () throws(CoreError) -> T) async throws(CoreError) -> T {
+        if free == 0 { await withCheckedContinuation { waiting.append($0) } } else { free -= 1 }
+        defer { if waiting.isEmpty { free += 1 } else { waiting.removeFirst().resume() } }
+        let result: Result<T, CoreError> = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: Result { () throws(CoreError) -> T in try work() }) }
+        }
+        return try result.get()
+    }
+}

@@ -1,0 +1,92 @@
+import FlockCore
+import FlockWire
+import GRPCCore
+
+/// The admin service over gRPC. Every call must carry `authorization: Bearer TOKEN` metadata with the
+/// admin token (checked against its stored hash); without it the call is refused as unauthenticated and
+/// nothing happens.
+public struct AdminServiceHandler: Flock_V1_AdminService.ServiceProtocol {
+    /// The coordinator every call goes to.
+    public let coordinator: Coordinator
+    /// The admin token's hash.
+    public let token: AdminToken
+
+    /// Creates the handler.
+    public init(coordinator: Coordinator, token: AdminToken) {
+        self.coordinator = coordinator
+        self.token = token
+    }
+
+    private func authorize(_ metadata: Metadata) throws(RPCError) {
+        let presented = metadata[stringValues: "authorization"].first(where: { _ in true }) ?? ""
+        guard presented.hasPrefix("Bearer "), presented.utf8.count <= 512, token.accepts(String(presented.dropFirst(7))) else {
+            throw RPCError(
+                code: .unauthenticated,
+                message: "admin calls need the admin token: --token, FLOCK_ADMIN_TOKEN, or DATA_DIR/\(AdminToken.tokenFileName) via --data-dir")
+        }
+    }
+
+    /// The server's state.
+    public func status(request: ServerRequest<Flock_V1_StatusRequest>, context: ServerContext) async throws -> ServerResponse<Flock_V1_StatusResponse> {
+        try authorize(request.metadata)
+        return ServerResponse(message: await coordinator.status())
+    }
+
+    /// Every registered edge.
+    public func listClients(
+        request: ServerRequest<Flock_V1_ListClientsRequest>, context: ServerContext
+    ) async throws -> ServerResponse<Flock_V1_ListClientsResponse> {
+        try authorize(request.metadata)
+        var response = Flock_V1_ListClientsResponse()
+        response.clients = await coordinator.clients()
+        return ServerResponse(message: response)
+    }
+
+    /// Every round.
+    public func listRounds(
+        request: ServerRequest<Flock_V1_ListRoundsRequest>, context: ServerContext
+    ) async throws -> ServerResponse<Flock_V1_ListRoundsResponse> {
+        try authorize(request.metadata)
+        var response = Flock_V1_ListRoundsResponse()
+        response.rounds = await coordinator.rounds().map(Flock_V1_RoundSummary.init)
+        return ServerResponse(message: response)
+    }
+
+    /// One round.
+    public func showRound(request: ServerRequest<Flock_V1_ShowRoundRequest>, context: ServerContext) async throws -> ServerResponse<Flock_V1_RoundSummary> {
+        try authorize(request.metadata)
+        guard let record = await coordinator.rounds().first(where: { UInt64($0.round) == request.message.round }) else {
+            throw RPCError(code: .notFound, message: "no round \(request.message.round); `flock-server admin rounds` lists them")
+        }
+        return ServerResponse(message: Flock_V1_RoundSummary(record))
+    }
+
+    /// start, pause, resume, stop.
+    public func control(request: ServerRequest<Flock_V1_ControlRequest>, context: ServerContext) async throws -> ServerResponse<Flock_V1_StatusResponse> {
+        try authorize(request.metadata)
+        let status = try await refusing { () async throws(ServeRefusal) in try await coordinator.control(request.message.command) }
+        return ServerResponse(message: status)
+    }
+}
+
+extension Flock_V1_RoundSummary {
+    /// The wire form of a round record.
+    public init(_ record: RoundRecord) {
+        self.init()
+        round = UInt64(record.round)
+        state = record.state
+        selected = UInt32(clamping: record.selected)
+        participants = UInt32(clamping: record.participants)
+        dropped = UInt32(clamping: record.dropped)
+        if let a = record.accuracy { accuracy = a }
+        if let l = record.loss { loss = l }
+        if let a = record.federatedAccuracy { federatedAccuracy = a }
+        if let l = record.federatedLoss { federatedLoss = l }
+        federatedExamples = UInt64(record.federatedExamples)
+        seconds = record.seconds
+        uploadBytes = UInt64(record.uploadBytes)
+        downloadBytes = UInt64(record.downloadBytes)
+        modelVersion = UInt64(record.modelVersion)
+        reason = record.reason ?? ""
+    }
+}

@@ -1,0 +1,541 @@
+import FlockCore
+import FlockCrypto
+import FlockWire
+import Foundation
+
+/// The running server's state, owned by one actor: membership, the open round's state machine and
+/// running aggregate, the global model and strategy state, the round history and the admin controls.
+///
+/// Every edge and admin call goes through here; the gRPC handlers only check message shapes and move
+/// bytes. Time is seconds since the coordinator started (a monotonic clock). After every completed or
+/// failed round the whole state is written atomically (``RoundCheckpoint``), so a server killed at any
+/// moment resumes from the last completed round; an open round is lost with the process and retried,
+/// as in Bonawitz et al. 2019 ("Towards Federated Learning at Scale", §4: a round that cannot finish is
+/// abandoned, its devices are released).
+public actor Coordinator {
+    /// Training controls set by the admin.
+    public enum Control: String, Sendable {
+        /// Rounds open whenever enough edges are eligible.
+        case running
+        /// No new rounds open; an open round finishes.
+        case paused
+        /// Started with `--wait-for-start`: no rounds until `admin start`.
+        case idle
+        /// `admin stop`: the open round was abandoned, the server is shutting down.
+        case stopped
+        /// `rounds` rounds have completed.
+        case finished
+    }
+
+    private struct OpenRound {
+        var record: RoundRecord
+        var plan: Flock_V1_RoundPlan
+        var started: Double
+        var deadline: Double
+        var average: WeightedAverage
+        var startVersion: Int
+        var evaluated: Set<String> = []
+        var evaluation = (examples: 0, loss: 0.0, correct: 0.0)
+    }
+
+    private struct Waiter {
+        var token: UInt64
+        var continuation: CheckedContinuation<Flock_V1_HeartbeatResponse, Never>
+    }
+
+    /// The configuration it runs with.
+    public let configuration: ServerConfiguration
+    /// The model architecture.
+    public let spec: ModelSpec
+    private let scaling: FeatureScaling
+    private let holdout: Dataset?
+    private let evaluator: Model
+    private let clock = ContinuousClock()
+    private let started: ContinuousClock.Instant
+    private let log: @Sendable (String) -> Void
+
+    private var global: GlobalModelState
+    private var membership: Membership
+    private var machine: RoundStateMachine?
+    private var open: OpenRound?
+    private var selection: SeededGenerator
+    private var pace: SeededGenerator
+    private var history: [RoundRecord]
+    private var control: Control
+    private var modelBytes: [UInt8] = []
+    private var modelHash = ""
+    private var waiters: [String: Waiter] = [:]
+    private var nextWaiterToken: UInt64 = 0
+    private var onStop: (@Sendable () -> Void)?
+
+    /// Loads the round checkpoint from the data directory (or starts fresh) and prepares the first model.
+    /// - Parameters:
+    ///   - waitForStart: begin idle until `admin start` instead of running.
+    ///   - log: receives one line per noteworthy event (round opened, aggregated, failed).
+    /// - Throws: ``CoreError`` for a bad holdout, a damaged checkpoint, or a checkpoint of another model.
+    public init(configuration: ServerConfiguration, waitForStart: Bool = false, log: @escaping @Sendable (String) -> Void) throws(CoreError) {
+        try configuration.validate()
+        self.configuration = configuration
+        self.log = log
+        started = clock.now
+        spec = try ModelSpec.preset(configuration.model, inputFeatures: configuration.inputFeatures, classCount: configuration.classes)
+        scaling = configuration.scaling
+        if let path = configuration.holdoutPath {
+            var data = try Dataset.loadCSV(path: path)
+            try data.validate(featureCount: spec.inputFeatures, classCount: configuration.classes)
+            scaling.apply(to: &data)
+            holdout = data
+        } else {
+            holdout = nil
+        }
+        evaluator = try Model(spec: spec, seed: configuration.seed)
+        do {
+            try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw CoreError(.io, "\(configuration.dataDirectory): cannot create the data directory (\(error.localizedDescription))")
+        }
+        membership = Membership(timeout: configuration.edgeTimeout)
+        pace = SeededGenerator(seed: configuration.seed ^ 0xFACE)
+        if let saved = try RoundCheckpoint.read(fromFolder: configuration.dataDirectory) {
+            guard saved.spec == spec, saved.model.strategy == configuration.strategy else {
+                throw CoreError(
+                    .modelMismatch,
+                    "\(configuration.dataDirectory) holds rounds of another model or strategy (\(saved.model.strategy)); use another --data-dir or the same settings")
+            }
+            global = saved.model
+            selection = SeededGenerator(state: saved.selectionState)
+            history = try saved.history.map { line throws(CoreError) -> RoundRecord in
+                do { return try JSONDecoder().decode(RoundRecord.self, from: Data(line.utf8)) } catch {
+                    throw CoreError(.corruptFile, "\(configuration.dataDirectory): unreadable round history")
+                }
+            }
+        } else {
+            global = GlobalModelState(strategy: configuration.strategy, weights: evaluator.parameterVector())
+            selection = SeededGenerator(seed: configuration.seed ^ 0x5E1E_C7ED)
+            history = []
+        }
+        control = waitForStart ? .idle : .running
+        if configuration.rounds > 0, global.round >= configuration.rounds { control = .finished }
+        modelBytes = []
+        (modelBytes, modelHash) = Self.encodeModel(spec: spec, scaling: scaling, weights: global.weights, version: global.round)
+    }
+
+    private static func encodeModel(spec: ModelSpec, scaling: FeatureScaling, weights: [Float], version: Int) -> ([UInt8], String) {
+        let file = ModelFile(spec: spec, scaling: scaling, metadata: ["model_version": String(version)], parameters: weights)
+        let (bytes, hash) = file.encoded()
+        return (bytes, hash.hex)
+    }
+
+    private var now: Double {
+        let elapsed = clock.now - started
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+    }
+
+    /// Registers a callback run once when `admin stop` asks the server to shut down.
+    public func setStopHandler(_ handler: @escaping @Sendable () -> Void) { onStop = handler }
+
+    // MARK: - Edge calls
+
+    /// Registers (or re-registers) an edge.
+    /// - Returns: the new session and the heartbeat interval.
+    /// - Throws: ``ServeRefusal`` for a bad id or count.
+    public func register(id: String, examples: UInt64) throws(ServeRefusal) -> (session: String, heartbeatSeconds: Double) {
+        guard examples <= 1 << 40 else { throw ServeRefusal(.invalidArgument, "example count \(examples) is implausible") }
+        let session = SecureRandom.token(byteCount: 16)
+        // A re-registering edge that was in the open round has lost its work: count it as gone.
+        if membership.edges[id]?.round != nil { edgeLost(id) }
+        do {
+            _ = try membership.register(id: id, examples: Int(examples), session: session, now: now)
+        } catch {
+            throw ServeRefusal(.invalidArgument, error.message)
+        }
+        if waiters[id] != nil { resumeWaiter(id, with: retry(0, "registered again")) }
+        maybeOpenRound()
+        return (session, configuration.heartbeatSeconds)
+    }
+
+    /// A heartbeat: the edge's plan when it is selected, otherwise when to come back. An idle edge with
+    /// nothing to do may be held here (a long poll of at most one heartbeat interval) so that it hears of
+    /// the next round at once; beyond what the next round can use, edges are steered away with a randomized
+    /// retry window (pace steering, Bonawitz et al. 2019, §2.3).
+    /// - Throws: ``ServeRefusal/Kind/unauthenticated`` for an unknown or stale session.
+    public func heartbeat(id: String, session: String, status: Flock_V1_EdgeStatus, round: UInt64) async throws(ServeRefusal) -> Flock_V1_HeartbeatResponse {
+        try authenticate(id: id, session: session)
+        if let reply = immediateReply(id: id, status: status) { return reply }
+        maybeOpenRound()
+        if let plan = planIfSelected(id, status: status) { return plan }
+        guard open == nil || waiters.count < parkingCapacity else { return paceSteeredRetry() }
+        // Park: resumed with a plan when a round selects this edge, or after one heartbeat interval.
+        nextWaiterToken += 1
+        let token = nextWaiterToken
+        if let previous = waiters.removeValue(forKey: id) { previous.continuation.resume(returning: retry(0, "superseded")) }
+        let wait = configuration.heartbeatSeconds
+        return await withCheckedContinuation { continuation in
+            waiters[id] = Waiter(token: token, continuation: continuation)
+            Task { [weak self] in
+                try? await Task.sleep(for: .seconds(wait))
+                await self?.expireWaiter(id, token: token)
+            }
+        }
+    }
+
+    /// Edges the server holds in long polls while a round runs: enough for the next round, twice over.
+    private var parkingCapacity: Int {
+        let target = configuration.target(connected: membership.connected(now: now).count)
+        return max(16, 2 * Int((Double(target) * (1 + configuration.overSelection)).rounded(.up)))
+    }
+
+    private func immediateReply(id: String, status: Flock_V1_EdgeStatus) -> Flock_V1_HeartbeatResponse? {
+        switch control {
+        case .running: break
+        case .paused: return retry(configuration.heartbeatSeconds, "paused")
+        case .idle: return retry(configuration.heartbeatSeconds, "waiting for admin start")
+        case .stopped: return retry(configuration.heartbeatSeconds, "stopped")
+        case .finished: return retry(configuration.heartbeatSeconds, "finished: \(global.round) rounds completed")
+        }
+        if status != .idle, membership.edges[id]?.round != nil { return retry(configuration.heartbeatSeconds, "keep training") }
+        return planIfSelected(id, status: status)
+    }
+
+    /// The open round's plan when `id` is selected in it and has not reported.
+    private func planIfSelected(_ id: String, status: Flock_V1_EdgeStatus) -> Flock_V1_HeartbeatResponse? {
+        guard let open, case .collecting(let round, let selected, let reported, _)? = machine?.state,
+              round == open.record.round, selected.contains(id), !reported.contains(id), status == .idle else { return nil }
+        var plan = open.plan
+        plan.deadlineSeconds = max(0, open.deadline - now)
+        var reply = Flock_V1_HeartbeatResponse()
+        reply.plan = plan
+        return reply
+    }
+
+    private func retry(_ seconds: Double, _ reason: String) -> Flock_V1_HeartbeatResponse {
+        var reply = Flock_V1_HeartbeatResponse()
+        var retry = Flock_V1_RetryAfter()
+        retry.seconds = seconds
+        retry.reason = reason
+        reply.retry = retry
+        return reply
+    }
+
+    private func paceSteeredRetry() -> Flock_V1_HeartbeatResponse {
+        let moment = now
+        let needed = configuration.target(connected: membership.connected(now: moment).count)
+        let recent = history.suffix(5).map(\.seconds).sorted()
+        let roundSeconds = recent.isEmpty ? configuration.heartbeatSeconds : max(0.05, recent[recent.count / 2])
+        let seconds = Membership.retryAfter(
+            waiting: membership.eligible(now: moment).count, needed: needed, roundSeconds: roundSeconds,
+            maximum: configuration.edgeTimeout / 2, using: &pace)
+        return retry(seconds, "not selected; round \(open?.record.round ?? 0) is running")
+    }
+
+    private func expireWaiter(_ id: String, token: UInt64) {
+        guard let waiter = waiters[id], waiter.token == token else { return }
+        membership.touch(id, now: now)
+        resumeWaiter(id, with: retry(0, "no round yet"))
+    }
+
+    private func resumeWaiter(_ id: String, with reply: Flock_V1_HeartbeatResponse) {
+        guard let waiter = waiters.removeValue(forKey: id) else { return }
+        waiter.continuation.resume(returning: reply)
+    }
+
+    /// The current global model file, when `hash` names it.
+    public func model(hash: String) -> [UInt8]? {
+        hash == modelHash ? modelBytes : nil
+    }
+
+    /// Counts bytes of a model download toward the open round.
+    public func recordDownload(bytes: Int) {
+        open?.record.downloadBytes += bytes
+    }
+
+    /// Checks an update's header before its payload is received.
+    /// - Returns: the number of parameters the payload must hold.
+    /// - Throws: ``ServeRefusal`` for a bad session, codec, size, round or edge.
+    public func checkUpload(id: String, session: String, round: UInt64, codec: String, payloadBytes: UInt64) throws(ServeRefusal) -> Int {
+        try authenticate(id: id, session: session)
+        let parameters = global.weights.count
+        guard codec == "f32" else { throw ServeRefusal(.invalidArgument, "codec '\(codec)' is not used in this round; the plan asks for f32") }
+        guard payloadBytes == UInt64(parameters) * 4 else {
+            throw ServeRefusal(.invalidArgument, "update of \(payloadBytes) bytes; the model has \(parameters) parameters (\(parameters * 4) bytes as f32)")
+        }
+        var probe = machine ?? RoundStateMachine(configuration: .init(target: 1, minimumUpdates: 1))
+        do { _ = try probe.receive(.update(round: Int(clamping: round), edge: id, now: now)) } catch {
+            throw Self.refusal(error)
+        }
+        return parameters
+    }
+
+    /// Accepts one edge's update into the open round.
+    /// - Throws: ``ServeRefusal`` (nothing changes) for a bad session, round, edge, count or value.
+    public func submit(id: String, session: String, round: UInt64, examples: UInt64, delta: [Float], bytes: Int) throws(ServeRefusal) {
+        try authenticate(id: id, session: session)
+        guard var open, var probe = machine else { throw ServeRefusal(.failedPrecondition, "round \(round) is not open") }
+        guard examples >= 1, examples <= 1 << 40 else { throw ServeRefusal(.invalidArgument, "example count must be 1 or more") }
+        guard delta.count == global.weights.count else {
+            throw ServeRefusal(.invalidArgument, "update has \(delta.count) values; the model has \(global.weights.count)")
+        }
+        do { _ = try probe.receive(.update(round: Int(clamping: round), edge: id, now: now)) } catch {
+            throw Self.refusal(error)
+        }
+        do { try open.average.add(delta: delta, examples: Int(examples)) } catch {
+            throw ServeRefusal(.invalidArgument, error.message)
+        }
+        open.record.uploadBytes += bytes
+        machine = probe
+        self.open = open
+        if case .aggregate(let r) = probe.pendingAction { aggregate(round: r) }
+    }
+
+    /// Federated evaluation of the open round's starting model on one edge's held-out split.
+    /// - Throws: ``ServeRefusal`` for a bad session, round, edge or value, or a second report.
+    public func reportEvaluation(id: String, session: String, round: UInt64, examples: UInt64, loss: Double, accuracy: Double) throws(ServeRefusal) {
+        try authenticate(id: id, session: session)
+        guard var open, Int(clamping: round) == open.record.round else { throw ServeRefusal(.failedPrecondition, "round \(round) is not open") }
+        guard case .collecting(_, let selected, _, _)? = machine?.state, selected.contains(id) else {
+            throw ServeRefusal(.failedPrecondition, "edge \(id) was not selected for round \(round)")
+        }
+        guard !open.evaluated.contains(id) else { throw ServeRefusal(.alreadyExists, "edge \(id) already reported its evaluation for round \(round)") }
+        guard examples >= 1, examples <= 1 << 40, loss.isFinite, loss >= 0, accuracy.isFinite, (0...1).contains(accuracy) else {
+            throw ServeRefusal(.invalidArgument, "evaluation needs 1 or more examples, a finite loss >= 0 and an accuracy in [0, 1]")
+        }
+        open.evaluated.insert(id)
+        open.evaluation.examples += Int(examples)
+        open.evaluation.loss += loss * Double(examples)
+        open.evaluation.correct += accuracy * Double(examples)
+        self.open = open
+    }
+
+    /// Checks that `session` is the edge's current session (and counts the call as contact).
+    /// - Throws: ``ServeRefusal/Kind/unauthenticated`` otherwise.
+    public func checkSession(id: String, session: String) throws(ServeRefusal) {
+        try authenticate(id: id, session: session)
+    }
+
+    private func authenticate(id: String, session: String) throws(ServeRefusal) {
+        do { try membership.heartbeat(id: id, session: session, now: now) } catch {
+            throw ServeRefusal(.unauthenticated, error.message)
+        }
+    }
+
+    private static func refusal(_ error: RoundStateMachine.Refusal) -> ServeRefusal {
+        switch error.kind {
+        case .duplicate: return ServeRefusal(.alreadyExists, error.message)
+        case .unknownRound, .roundClosed, .notSelected, .roundAlreadyOpen, .emptySelection:
+            return ServeRefusal(.failedPrecondition, error.message)
+        }
+    }
+
+    // MARK: - Rounds
+
+    /// Advances time: edges that stopped heartbeating leave the open round, deadlines pass, new rounds open.
+    public func tick() {
+        let moment = now
+        if let open, case .collecting(_, let selected, let reported, _)? = machine?.state {
+            for id in selected.subtracting(reported).sorted() where !membership.isConnected(id, now: moment) {
+                guard self.open?.record.round == open.record.round else { break }
+                edgeLost(id)
+            }
+        }
+        if machine != nil, open != nil, let action = try? machine!.receive(.tick(now: moment)) { perform(action) }
+        maybeOpenRound()
+    }
+
+    private func edgeLost(_ id: String) {
+        guard open != nil, machine != nil, let action = try? machine!.receive(.edgeLost(edge: id, now: now)) else { return }
+        perform(action)
+    }
+
+    private func perform(_ action: RoundStateMachine.Action) {
+        switch action {
+        case .aggregate(let round): aggregate(round: round)
+        case .abandon(let round, let reason): abandon(round: round, reason: reason)
+        case .none, .accept: break
+        }
+    }
+
+    private func maybeOpenRound() {
+        guard open == nil, control == .running else { return }
+        if configuration.rounds > 0, global.round >= configuration.rounds {
+            control = .finished
+            log("finished: \(global.round) rounds completed")
+            for id in waiters.keys.sorted() { resumeWaiter(id, with: retry(configuration.heartbeatSeconds, "finished")) }
+            return
+        }
+        let moment = now
+        let eligible = membership.eligible(now: moment)
+        guard eligible.count >= configuration.minimumClients else { return }
+        let target = min(configuration.target(connected: membership.connected(now: moment).count), eligible.count)
+        let roundConfiguration = RoundStateMachine.Configuration(
+            target: target, minimumUpdates: min(configuration.minimumClients, target),
+            overSelection: configuration.overSelection, timeout: configuration.roundTimeout)
+        let roundId = (history.last?.round ?? 0) + 1
+        let chosen = membership.select(
+            roundConfiguration.selectionSize(available: eligible.count), round: roundId, now: moment, using: &selection)
+        var fresh = RoundStateMachine(configuration: roundConfiguration)
+        guard (try? fresh.receive(.open(round: roundId, selected: chosen, now: moment))) != nil else { return }
+        machine = fresh
+
+        var plan = Flock_V1_RoundPlan()
+        plan.round = UInt64(roundId)
+        plan.modelHash = modelHash
+        plan.modelBytes = UInt64(modelBytes.count)
+        var training = configuration.plan
+        training.seed = configuration.seed &+ UInt64(roundId) &* 1_000_003
+        plan.training = Flock_V1_LocalTraining(training)
+        plan.codec.id = "f32"
+        plan.secureAggregation.enabled = false
+        plan.evaluate = configuration.federatedEvaluation
+        let record = RoundRecord(
+            round: roundId, state: "running", selected: chosen.count, participants: 0, dropped: 0, accuracy: nil, loss: nil,
+            federatedAccuracy: nil, federatedLoss: nil, federatedExamples: 0, seconds: 0, uploadBytes: 0, downloadBytes: 0,
+            modelVersion: global.round, reason: nil)
+        open = OpenRound(
+            record: record, plan: plan, started: moment, deadline: moment + configuration.roundTimeout,
+            average: WeightedAverage(length: global.weights.count), startVersion: global.round)
+        log("round \(roundId): selected \(chosen.count) of \(eligible.count) eligible edges (target \(target))")
+        for id in waiters.keys.sorted() {
+            resumeWaiter(id, with: planIfSelected(id, status: .idle) ?? paceSteeredRetry())
+        }
+    }
+
+    private func aggregate(round: Int) {
+        guard var open, open.record.round == round, open.average.count > 0 else { return }
+        global.apply(meanDelta: open.average.mean(), threads: 2)
+        _ = try? machine?.receive(.aggregated(round: round))
+        open.record.state = "completed"
+        open.record.participants = open.average.count
+        open.record.dropped = open.record.selected - open.average.count
+        open.record.modelVersion = global.round
+        if let holdout {
+            if (try? evaluator.setParameters(global.weights)) != nil {
+                let metrics = evaluator.evaluate(holdout)
+                open.record.accuracy = metrics.accuracy
+                open.record.loss = metrics.loss
+            }
+        }
+        (modelBytes, modelHash) = Self.encodeModel(spec: spec, scaling: scaling, weights: global.weights, version: global.round)
+        close(open)
+        guard let r = history.last else { return }
+        log("round \(round): \(r.participants) updates aggregated, \(r.dropped) dropped, "
+            + (r.accuracy.map { "accuracy \(String(format: "%.4f", $0)), " } ?? "")
+            + "\(String(format: "%.2f", r.seconds)) s")
+    }
+
+    private func abandon(round: Int, reason: String) {
+        guard var open, open.record.round == round else { return }
+        open.record.state = "failed"
+        open.record.reason = reason
+        open.record.participants = 0
+        open.record.dropped = open.record.selected
+        close(open)
+        log("round \(round) failed: \(reason); retrying with a fresh selection")
+    }
+
+    /// Records the round, attaches its federated evaluation to the model it evaluated, releases the edges,
+    /// and writes the checkpoint.
+    private func close(_ finished: OpenRound) {
+        var record = finished.record
+        record.seconds = now - finished.started
+        if finished.evaluation.examples > 0,
+           let index = history.lastIndex(where: { $0.state == "completed" && $0.modelVersion == finished.startVersion }) {
+            let n = Double(finished.evaluation.examples)
+            history[index].federatedAccuracy = finished.evaluation.correct / n
+            history[index].federatedLoss = finished.evaluation.loss / n
+            history[index].federatedExamples = finished.evaluation.examples
+        }
+        history.append(record)
+        membership.release(round: record.round)
+        open = nil
+        machine = nil
+        persist()
+    }
+
+    private func persist() {
+        let folder = configuration.dataDirectory
+        let lines = history.map { JSONOutput.line($0) }
+        do {
+            try RoundCheckpoint(model: global, spec: spec, selectionState: selection.state, history: lines).write(toFolder: folder)
+            try FileIO.writeAtomically(modelBytes, to: folder + "/global.flockmdl")
+        } catch {
+            log("error: cannot write the round checkpoint: \(error.message); the last completed round is not durable until this is fixed")
+        }
+    }
+
+    // MARK: - Admin
+
+    /// The server's state for `admin status`.
+    public func status() -> Flock_V1_StatusResponse {
+        var s = Flock_V1_StatusResponse()
+        switch control {
+        case .running: s.state = open == nil ? "waiting" : "running"
+        default: s.state = control.rawValue
+        }
+        s.completedRounds = UInt64(global.round)
+        s.currentRound = UInt64(open?.record.round ?? 0)
+        s.connectedEdges = UInt32(clamping: membership.connected(now: now).count)
+        s.model = configuration.model
+        s.strategy = configuration.strategy.description
+        s.accuracy = history.last(where: { $0.state == "completed" })?.displayAccuracy ?? 0
+        s.modelHash = modelHash
+        return s
+    }
+
+    /// Every edge that registered, for `admin clients`.
+    public func clients() -> [Flock_V1_ClientInfo] {
+        let moment = now
+        return membership.edges.values.sorted { $0.id < $1.id }.map { edge in
+            var info = Flock_V1_ClientInfo()
+            info.edgeID = edge.id
+            info.state = !membership.isConnected(edge.id, now: moment) ? "gone" : (edge.round != nil ? "training" : "idle")
+            info.lastSeenSecondsAgo = max(0, moment - edge.lastSeen)
+            info.roundsParticipated = UInt64(edge.participated)
+            info.exampleCount = UInt64(edge.examples)
+            return info
+        }
+    }
+
+    /// Every round, the open one last.
+    public func rounds() -> [RoundRecord] {
+        var all = history
+        if let open {
+            var record = open.record
+            record.seconds = now - open.started
+            if case .collecting(_, _, let reported, _)? = machine?.state { record.participants = reported.count }
+            all.append(record)
+        }
+        return all
+    }
+
+    /// Applies an admin control.
+    /// - Throws: ``ServeRefusal/Kind/failedPrecondition`` when the command does not apply now.
+    public func control(_ command: Flock_V1_ControlCommand) throws(ServeRefusal) -> Flock_V1_StatusResponse {
+        switch command {
+        case .start, .resume:
+            guard control != .stopped else { throw ServeRefusal(.failedPrecondition, "the server is stopping") }
+            guard control != .finished else {
+                throw ServeRefusal(.failedPrecondition, "all \(configuration.rounds) rounds are done; restart serve with a larger --rounds to go on")
+            }
+            control = .running
+            log("training resumed by admin")
+            maybeOpenRound()
+        case .pause:
+            guard control == .running else { throw ServeRefusal(.failedPrecondition, "training is \(control.rawValue), not running") }
+            control = .paused
+            log("training paused by admin; an open round finishes")
+        case .stop:
+            if let open { abandon(round: open.record.round, reason: "stopped by admin") }
+            control = .stopped
+            log("stopped by admin; shutting down")
+            for id in waiters.keys.sorted() { resumeWaiter(id, with: retry(configuration.heartbeatSeconds, "stopped")) }
+            onStop?()
+            onStop = nil
+        case .unspecified, .UNRECOGNIZED:
+            throw ServeRefusal(.invalidArgument, "unknown control command; use start, pause, resume or stop")
+        }
+        return status()
+    }
+
+    /// Parameters of the global model.
+    public var parameterCount: Int { global.weights.count }
+}

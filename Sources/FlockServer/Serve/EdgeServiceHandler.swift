@@ -1,0 +1,144 @@
+import FlockCore
+import Foundation
+import FlockWire
+import GRPCCore
+import SwiftProtobuf
+
+/// The edge service over gRPC: checks every message's shape and size, moves bytes, and hands the rest to
+/// the ``Coordinator``. A refused call gets a gRPC status with a message saying what to do, and changes
+/// nothing.
+public struct EdgeServiceHandler: Flock_V1_EdgeService.SimpleServiceProtocol {
+    /// The coordinator every call goes to.
+    public let coordinator: Coordinator
+
+    /// Creates the handler.
+    public init(coordinator: Coordinator) { self.coordinator = coordinator }
+
+    /// Joins the federation.
+    public func register(request: Flock_V1_RegisterRequest, context: ServerContext) async throws -> Flock_V1_RegisterResponse {
+        guard request.softwareVersion.utf8.count <= 64, request.enrolmentToken.utf8.count <= 256 else {
+            throw RPCError(code: .invalidArgument, message: "software_version is at most 64 bytes and enrolment_token at most 256")
+        }
+        let (session, interval) = try await refusing { () async throws(ServeRefusal) in
+            try await coordinator.register(id: request.edgeID, examples: request.exampleCount)
+        }
+        var response = Flock_V1_RegisterResponse()
+        response.session = session
+        response.heartbeatSeconds = interval
+        response.protocolVersion = 1
+        return response
+    }
+
+    /// Keeps the session alive and hands out plans.
+    public func heartbeat(request: Flock_V1_HeartbeatRequest, context: ServerContext) async throws -> Flock_V1_HeartbeatResponse {
+        try await refusing { () async throws(ServeRefusal) in
+            try await coordinator.heartbeat(id: request.edgeID, session: request.session, status: request.status, round: request.round)
+        }
+    }
+
+    /// Streams the model file in chunks of at most 1 MiB.
+    public func fetchModel(request: Flock_V1_FetchModelRequest, response: RPCWriter<Flock_V1_ModelChunk>, context: ServerContext) async throws {
+        try await refusing { () async throws(ServeRefusal) in
+            _ = try await coordinator.checkSession(id: request.edgeID, session: request.session)
+        }
+        guard let bytes = await coordinator.model(hash: request.modelHash) else {
+            throw RPCError(code: .notFound, message: "no model with hash \(request.modelHash.prefix(64)); heartbeat for the current plan")
+        }
+        var offset = 0
+        var sent = 0
+        repeat {
+            let end = min(bytes.count, offset + WireLimits.maximumChunkBytes)
+            var chunk = Flock_V1_ModelChunk()
+            chunk.offset = UInt64(offset)
+            chunk.data = Data(bytes[offset..<end])
+            if offset == 0 { chunk.totalBytes = UInt64(bytes.count) }
+            sent += Self.framedSize(chunk)
+            try await response.write(chunk)
+            offset = end
+        } while offset < bytes.count
+        await coordinator.recordDownload(bytes: sent)
+    }
+
+    /// Receives one update: a header, then at most `payload_bytes` of chunks of at most 1 MiB.
+    public func submitUpdate(
+        request: RPCAsyncSequence<Flock_V1_UpdateChunk, any Error>, context: ServerContext
+    ) async throws -> Flock_V1_SubmitUpdateResponse {
+        var header: Flock_V1_UpdateHeader?
+        var payload = [UInt8]()
+        var expected = 0
+        var wireBytes = 0
+        for try await message in request {
+            wireBytes += Self.framedSize(message)
+            switch message.part {
+            case .header(let h):
+                guard header == nil else { throw RPCError(code: .invalidArgument, message: "an update stream carries one header, first") }
+                guard WireLimits.isValidEdgeId(h.edgeID) else { throw RPCError(code: .invalidArgument, message: "malformed edge id") }
+                let parameters = try await refusing { () async throws(ServeRefusal) in
+                    try await coordinator.checkUpload(
+                        id: h.edgeID, session: h.session, round: h.round, codec: h.codec, payloadBytes: h.payloadBytes)
+                }
+                expected = parameters * 4
+                payload.reserveCapacity(expected)
+                header = h
+            case .data(let data):
+                guard header != nil else { throw RPCError(code: .invalidArgument, message: "the update header must come first") }
+                guard data.count <= WireLimits.maximumChunkBytes else {
+                    throw RPCError(code: .invalidArgument, message: "update chunks are at most \(WireLimits.maximumChunkBytes) bytes")
+                }
+                guard payload.count + data.count <= expected else {
+                    throw RPCError(code: .invalidArgument, message: "update payload is longer than the \(expected) bytes its header announced")
+                }
+                payload.append(contentsOf: data)
+            case nil:
+                throw RPCError(code: .invalidArgument, message: "empty update message")
+            }
+        }
+        guard let header else { throw RPCError(code: .invalidArgument, message: "the update stream had no header") }
+        guard payload.count == expected else {
+            throw RPCError(code: .invalidArgument, message: "update payload has \(payload.count) bytes; its header announced \(expected)")
+        }
+        let delta = LittleEndianFloats.decode(payload)
+        if let bad = delta.firstIndex(where: { !$0.isFinite }) {
+            throw RPCError(code: .invalidArgument, message: "update value \(bad) is not finite (NaN or infinity); nothing was accepted")
+        }
+        try await refusing { () async throws(ServeRefusal) in
+            try await coordinator.submit(
+                id: header.edgeID, session: header.session, round: header.round, examples: header.exampleCount,
+                delta: delta, bytes: wireBytes)
+        }
+        var response = Flock_V1_SubmitUpdateResponse()
+        response.accepted = true
+        return response
+    }
+
+    /// Bytes a message takes on the wire inside HTTP/2 DATA frames: its protobuf encoding and gRPC's 5-byte
+    /// length prefix.
+    static func framedSize(_ message: some SwiftProtobuf.Message) -> Int {
+        ((try? message.serializedBytes() as [UInt8])?.count ?? 0) + 5
+    }
+
+    /// Records a federated evaluation.
+    public func reportEvaluation(request: Flock_V1_EvaluationReport, context: ServerContext) async throws -> Flock_V1_EvaluationAck {
+        try await refusing { () async throws(ServeRefusal) in
+            try await coordinator.reportEvaluation(
+                id: request.edgeID, session: request.session, round: request.round, examples: request.examples,
+                loss: request.loss, accuracy: request.accuracy)
+        }
+        return Flock_V1_EvaluationAck()
+    }
+}
+
+/// Runs `body`, turning a ``ServeRefusal`` into the gRPC status that matches it.
+func refusing<T: Sendable>(_ body: () async throws(ServeRefusal) -> T) async throws(RPCError) -> T {
+    do { return try await body() } catch {
+        let code: RPCError.Code
+        switch error.kind {
+        case .invalidArgument: code = .invalidArgument
+        case .unauthenticated: code = .unauthenticated
+        case .failedPrecondition: code = .failedPrecondition
+        case .alreadyExists: code = .alreadyExists
+        case .notFound: code = .notFound
+        }
+        throw RPCError(code: code, message: error.message)
+    }
+}

@@ -1,0 +1,142 @@
+import FlockCore
+import FlockWire
+
+/// Everything `flock-server serve` needs, with embedded defaults so that it runs with no config file:
+/// the `2nn` model on 784 features and 10 classes (MNIST, pixels scaled by 1/255), FedAvg, rounds that
+/// start as soon as `min_clients` edges are connected and go on until paused, stopped or `rounds` is reached.
+///
+/// Read from a TOML file (``ConfigFile``; keys below, commented example in `server/flock-server.toml`), then
+/// overridden by command-line flags, then checked by ``validate()``.
+public struct ServerConfiguration: Sendable, Equatable {
+    /// Address for edges and the admin API.
+    public var listen = ServerAddress(host: "127.0.0.1", port: 7070)
+    /// Round checkpoint, global model, admin token hash.
+    public var dataDirectory = "./flock-data"
+    /// Model preset (`2nn`, `cnn`, `mlp:…`, `logreg`).
+    public var model = "2nn"
+    /// Features per row.
+    public var inputFeatures = 784
+    /// Classes.
+    public var classes = 10
+    /// Rows are divided by this before use (stored in the model file, applied by every edge); 0: unscaled.
+    public var inputScale: Double = 255
+    /// Server holdout CSV for centralized evaluation after every round; nil: none.
+    public var holdoutPath: String?
+    /// Rounds to complete; 0: no limit.
+    public var rounds = 0
+    /// Updates a round aggregates (K); 0: `fraction` of the connected edges.
+    public var clientsPerRound = 0
+    /// Share of connected edges a round aims for when `clientsPerRound` is 0.
+    public var fraction = 1.0
+    /// Fewest connected edges to start a round, and fewest updates to aggregate at the deadline.
+    public var minimumClients = 2
+    /// Extra share of edges selected beyond the target (Bonawitz et al. 2019).
+    public var overSelection = 0.3
+    /// Seconds from plan to deadline.
+    public var roundTimeout = 600.0
+    /// How often edges heartbeat, in seconds; also the longest an idle edge waits on the server for work.
+    public var heartbeatSeconds = 5.0
+    /// Seconds without contact after which an edge is gone.
+    public var edgeTimeout = 30.0
+    /// Server strategy.
+    public var strategy = AggregationStrategy.fedAvg
+    /// Ask selected edges to evaluate the global model on their held-out split.
+    public var federatedEvaluation = true
+    /// Local training sent in every plan (μ comes from the strategy).
+    public var epochs = 1
+    /// Mini-batch size.
+    public var batchSize = 10
+    /// Local SGD learning rate.
+    public var learningRate = 0.05
+    /// L2 bound on each local step's gradient; 0: none.
+    public var clipNorm = 0.0
+    /// Seed of the initial weights and of selection.
+    public var seed: UInt64 = 0
+    /// Largest gRPC message the transport accepts, in bytes (chunks are at most 1 MiB).
+    public var maximumMessageBytes = 4 << 20
+
+    /// The defaults.
+    public init() {}
+
+    /// Every key a config file may hold.
+    public static let keys: Set<String> = [
+        "listen", "data_dir", "model", "input_features", "classes", "input_scale", "holdout", "rounds",
+        "clients_per_round", "fraction", "min_clients", "over_selection", "round_timeout", "heartbeat_seconds",
+        "edge_timeout", "strategy", "federated_evaluation", "seed", "max_message_bytes",
+        "local.epochs", "local.batch", "local.lr", "local.clip",
+    ]
+
+    /// The defaults overridden by the keys of `file`.
+    /// - Throws: ``CoreError/Code/invalidData`` for an unknown key or a value of the wrong type.
+    public init(file: ConfigFile) throws(CoreError) {
+        self.init()
+        if let unknown = file.unusedKeys(known: Self.keys).first {
+            throw CoreError(.invalidData, unknown + " (known keys: \(Self.keys.sorted().joined(separator: ", ")))")
+        }
+        if let v = try file.string("listen") { listen = try ServerAddress(parsing: v) }
+        if let v = try file.string("data_dir") { dataDirectory = v }
+        if let v = try file.string("model") { model = v }
+        if let v = try file.integer("input_features") { inputFeatures = v }
+        if let v = try file.integer("classes") { classes = v }
+        if let v = try file.number("input_scale") { inputScale = v }
+        if let v = try file.string("holdout") { holdoutPath = v.isEmpty ? nil : v }
+        if let v = try file.integer("rounds") { rounds = v }
+        if let v = try file.integer("clients_per_round") { clientsPerRound = v }
+        if let v = try file.number("fraction") { fraction = v }
+        if let v = try file.integer("min_clients") { minimumClients = v }
+        if let v = try file.number("over_selection") { overSelection = v }
+        if let v = try file.number("round_timeout") { roundTimeout = v }
+        if let v = try file.number("heartbeat_seconds") { heartbeatSeconds = v }
+        if let v = try file.number("edge_timeout") { edgeTimeout = v }
+        if let v = try file.string("strategy") { strategy = try AggregationStrategy(parsing: v) }
+        if let v = try file.boolean("federated_evaluation") { federatedEvaluation = v }
+        if let v = try file.integer("seed") {
+            guard v >= 0 else { throw CoreError(.invalidData, "\(file.source): seed must not be negative") }
+            seed = UInt64(v)
+        }
+        if let v = try file.integer("max_message_bytes") { maximumMessageBytes = v }
+        if let v = try file.integer("local.epochs") { epochs = v }
+        if let v = try file.integer("local.batch") { batchSize = v }
+        if let v = try file.number("local.lr") { learningRate = v }
+        if let v = try file.number("local.clip") { clipNorm = v }
+    }
+
+    /// Checks every value's range.
+    /// - Throws: ``CoreError/Code/invalidArgument`` naming the key and the allowed range.
+    public func validate() throws(CoreError) {
+        func require(_ ok: Bool, _ message: String) throws(CoreError) {
+            if !ok { throw CoreError(.invalidArgument, message) }
+        }
+        try require(inputFeatures >= 1 && inputFeatures <= 1 << 24, "input_features must be 1-16777216")
+        try require(classes >= 2 && classes <= 1 << 16, "classes must be 2-65536")
+        try require(inputScale >= 0 && inputScale.isFinite, "input_scale must be 0 (no scaling) or positive")
+        try require(rounds >= 0, "rounds must be 0 (no limit) or positive")
+        try require(clientsPerRound >= 0 && clientsPerRound <= 100_000, "clients_per_round must be 0-100000 (0: use fraction)")
+        try require(fraction > 0 && fraction <= 1, "fraction must be in (0, 1]")
+        try require(minimumClients >= 1 && minimumClients <= 100_000, "min_clients must be 1-100000")
+        try require(clientsPerRound == 0 || clientsPerRound >= minimumClients, "clients_per_round must be at least min_clients")
+        try require(overSelection >= 0 && overSelection <= 10, "over_selection must be 0-10 (0.3 = 30% extra)")
+        try require(roundTimeout > 0 && roundTimeout <= 7 * 86_400, "round_timeout must be in (0, 604800] seconds")
+        try require(heartbeatSeconds >= 0.05 && heartbeatSeconds <= 3_600, "heartbeat_seconds must be 0.05-3600")
+        try require(edgeTimeout > heartbeatSeconds, "edge_timeout must be longer than heartbeat_seconds")
+        try require(maximumMessageBytes >= WireLimits.maximumChunkBytes + 4_096 && maximumMessageBytes <= 1 << 30,
+                    "max_message_bytes must be at least 1 MiB + 4 KiB (one chunk and its header) and at most 1 GiB")
+        try plan.validate()
+    }
+
+    /// The local training every plan asks for.
+    public var plan: TrainingConfig {
+        TrainingConfig(
+            epochs: epochs, batchSize: batchSize, learningRate: learningRate,
+            clipNorm: clipNorm > 0 ? clipNorm : nil, proximalMu: strategy.proximalMu, seed: seed)
+    }
+
+    /// The scaling every edge applies to its rows (stored in the model file).
+    public var scaling: FeatureScaling { inputScale > 0 ? .max(Float(inputScale)) : .none }
+
+    /// Updates a round aims for when `connected` edges are connected.
+    public func target(connected: Int) -> Int {
+        let wanted = clientsPerRound > 0 ? clientsPerRound : Int((fraction * Double(connected)).rounded())
+        return max(minimumClients, wanted)
+    }
+}

@@ -1,0 +1,125 @@
+import ArgumentParser
+import FlockCore
+import FlockCrypto
+import FlockEdge
+import FlockWire
+import Foundation
+
+/// `flock-edge run`: take part in federated training.
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Join a flock-server and take part in federated training with this device's data.",
+        discussion: """
+            Registers under a stable id, waits to be selected, fetches the global model by hash (cached in \
+            --state-dir), trains on the local data for the plan's epochs, batch size and learning rate \
+            (FedProx when the plan asks), submits the update and its example count, and evaluates the global \
+            model on the held-out share when asked. Keeps heartbeating while training, and reconnects with \
+            backoff when the server is away. Raw data never leave this process: only updates and metrics do.
+
+            With --simulate-clients K, --data is a folder of CSV files (such as `flock-server data partition` \
+            writes) and this one process runs K edges over the first K of them, for load tests.
+
+            Example: flock-edge run --server 127.0.0.1:7070 --data data/clients/client-000.csv --id edge-000
+            """)
+
+    @Option(help: ArgumentHelp("The server's address.", valueName: "HOST:PORT"))
+    var server: String = "127.0.0.1:7070"
+
+    @Option(help: ArgumentHelp("Local training data: header-less CSV, label first (a folder with --simulate-clients).", valueName: "LOCAL.csv"))
+    var data: String
+
+    @Option(help: "Share of local rows held out for evaluation, fixed per edge id (0-0.5).")
+    var holdout: Double = 0.1
+
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Cached models and the generated edge id.", valueName: "DIR"))
+    var stateDir: String = "./flock-edge-state"
+
+    @Option(help: ArgumentHelp("Stable edge id, 1-128 of A-Z a-z 0-9 . _ - (default: generated once, kept in --state-dir).", valueName: "NAME"))
+    var id: String?
+
+    @Option(help: "Threads for local training.")
+    var threads: Int = 1
+
+    @Option(name: .customLong("simulate-clients"), help: "Run this many edges in this process, one per CSV file in the --data folder.")
+    var simulateClients: Int?
+
+    @Flag(help: "Print only errors.")
+    var quiet = false
+
+    func validate() throws {
+        guard holdout >= 0, holdout <= 0.5 else { throw ValidationError("--holdout must be in [0, 0.5]") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        if let simulateClients, simulateClients < 1 || simulateClients > 10_000 {
+            throw ValidationError("--simulate-clients must be 1-10000")
+        }
+        if let id, !WireLimits.isValidEdgeId(id) {
+            throw ValidationError("--id: use 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
+        }
+        do { _ = try ServerAddress(parsing: server) } catch { throw ValidationError(error.message) }
+    }
+
+    func run() async throws {
+        let quiet = quiet
+        let log: @Sendable (String) -> Void = { line in
+            if !quiet || line.contains("error") {
+                print(line)
+                fflush(nil)
+            }
+        }
+        do {
+            let connection = try EdgeConnection(server: try ServerAddress(parsing: server))
+            let baseId = try id ?? persistentId()
+            let sources = try dataFiles()
+            let slots = TrainingSlots(count: simulateClients == nil ? 1 : max(1, ProcessInfo.processInfo.activeProcessorCount / threads))
+            var agents = [EdgeAgent]()
+            for (index, path) in sources.enumerated() {
+                let agentId = simulateClients == nil ? baseId : "\(baseId)-\(String(format: "%03d", index))"
+                let options = EdgeAgent.Options(id: agentId, stateDirectory: stateDir, holdout: holdout, threads: threads)
+                agents.append(try EdgeAgent(options: options, data: try Dataset.loadCSV(path: path), connection: connection, slots: slots, log: log))
+            }
+            log("\(agents.count == 1 ? agents[0].options.id : "\(agents.count) edges"): connecting to \(server)")
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await connection.run() }
+                for agent in agents {
+                    group.addTask { try await agent.run() }
+                }
+                // Any agent failing for good ends the process.
+                try await group.next()
+                group.cancelAll()
+                connection.close()
+            }
+        } catch let error as CoreError {
+            StandardError.line("error: \(error.message)")
+            throw ExitCode(1)
+        }
+    }
+
+    /// The data files: `--data` itself, or the first K CSV files of the `--data` folder.
+    private func dataFiles() throws(CoreError) -> [String] {
+        guard let k = simulateClients else { return [data] }
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: data) } catch {
+            throw CoreError(.fileNotFound, "--data \(data): with --simulate-clients, --data must be a folder of CSV files")
+        }
+        let files = names.filter { $0.hasSuffix(".csv") }.sorted().map { data + "/" + $0 }
+        guard files.count >= k else {
+            throw CoreError(.invalidArgument, "--data \(data) holds \(files.count) CSV files; --simulate-clients \(k) needs \(k)")
+        }
+        return Array(files.prefix(k))
+    }
+
+    /// The id kept in the state folder, created on first use.
+    private func persistentId() throws(CoreError) -> String {
+        let path = stateDir + "/edge.id"
+        if let bytes = try? FileIO.read(path) {
+            let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if WireLimits.isValidEdgeId(text) { return text }
+        }
+        do { try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true) } catch {
+            throw CoreError(.io, "\(stateDir): cannot create the state folder")
+        }
+        let fresh = "edge-" + SecureRandom.token(byteCount: 4)
+        try FileIO.writeAtomically(Array((fresh + "\n").utf8), to: path)
+        return fresh
+    }
+}

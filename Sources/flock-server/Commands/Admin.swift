@@ -1,0 +1,144 @@
+import ArgumentParser
+import FlockCore
+import FlockServer
+import FlockWire
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+
+/// `flock-server admin`: talks to a running server over the admin service.
+struct Admin: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ask a running server for its state, or start, pause, resume or stop training.",
+        discussion: """
+            The server is found at --server, else at the address the server wrote to DATA_DIR/serve.address, \
+            else 127.0.0.1:7070. The admin token comes from --token, else FLOCK_ADMIN_TOKEN, else \
+            DATA_DIR/admin.token (written by the server on first start, mode 0600).
+            """,
+        subcommands: [Status.self, Clients.self, Rounds.self, RoundCommand.self, Start.self, Pause.self, Resume.self, Stop.self])
+
+    /// Options every admin subcommand takes.
+    struct Connection: ParsableArguments {
+        @Option(help: ArgumentHelp("The server's admin address.", valueName: "HOST:PORT"))
+        var server: String?
+
+        @Option(name: .customLong("data-dir"), help: ArgumentHelp("The server's data directory (token, address).", valueName: "DIR"))
+        var dataDir: String = "./flock-data"
+
+        @Option(help: ArgumentHelp("Admin token (default: FLOCK_ADMIN_TOKEN, then DATA_DIR/admin.token).", valueName: "TOKEN"))
+        var token: String?
+
+        @Flag(help: "Print JSON instead of a table.")
+        var json = false
+
+        /// Runs one admin call, turning failures into a one-line error and exit code 1.
+        func call<T: Sendable>(
+            _ body: @escaping @Sendable (Flock_V1_AdminService.Client<HTTP2ClientTransport.Posix>, Metadata, CallOptions) async throws -> T
+        ) async throws -> T {
+            let address: ServerAddress
+            let secret: String
+            do {
+                address = try AdminClient.serverAddress(explicit: server, dataDirectory: dataDir)
+                secret = try AdminClient.token(explicit: token, dataDirectory: dataDir)
+            } catch {
+                StandardError.line("error: \(error.message)")
+                throw ExitCode(1)
+            }
+            do {
+                return try await AdminClient.with(server: address, token: secret, body)
+            } catch let error as RPCError {
+                let hint = error.code == .unavailable ? " (is `flock-server serve` running at \(address)?)" : ""
+                StandardError.line("error: \(error.message)\(hint)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the server's state: training state, rounds, edges, accuracy.")
+        @OptionGroup var connection: Connection
+        func run() async throws {
+            let status = try await connection.call { client, metadata, options in
+                try await client.status(Flock_V1_StatusRequest(), metadata: metadata, options: options)
+            }
+            print(connection.json ? AdminClient.json(status) : AdminClient.render(status))
+        }
+    }
+
+    struct Clients: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the registered edges: state, last contact, rounds taken part in.")
+        @OptionGroup var connection: Connection
+        func run() async throws {
+            let clients = try await connection.call { client, metadata, options in
+                try await client.listClients(Flock_V1_ListClientsRequest(), metadata: metadata, options: options).clients
+            }
+            print(connection.json ? AdminClient.json(clients) : AdminClient.render(clients))
+        }
+    }
+
+    struct Rounds: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List every round: state, participants, dropped, accuracy, time, bytes.",
+            discussion: "--json prints an array with one object per round (round, state, participants, dropped, accuracy, seconds, upload_bytes, ...).")
+        @OptionGroup var connection: Connection
+        func run() async throws {
+            let rounds = try await connection.call { client, metadata, options in
+                try await client.listRounds(Flock_V1_ListRoundsRequest(), metadata: metadata, options: options).rounds
+            }
+            print(connection.json ? AdminClient.json(rounds) : AdminClient.render(rounds))
+        }
+    }
+
+    struct RoundCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "round", abstract: "Show one round.", subcommands: [Show.self])
+
+        struct Show: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Show round N.")
+            @Argument(help: "The round id.") var round: UInt64
+            @OptionGroup var connection: Connection
+            func run() async throws {
+                let number = round
+                let summary = try await connection.call { client, metadata, options in
+                    var request = Flock_V1_ShowRoundRequest()
+                    request.round = number
+                    return try await client.showRound(request, metadata: metadata, options: options)
+                }
+                print(connection.json ? AdminClient.json(summary) : AdminClient.render([summary]))
+            }
+        }
+    }
+
+    struct Start: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start training (a server started with --wait-for-start, or paused).")
+        @OptionGroup var connection: Connection
+        func run() async throws { try await control(.start, connection) }
+    }
+
+    struct Pause: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Open no new rounds; the open round finishes.")
+        @OptionGroup var connection: Connection
+        func run() async throws { try await control(.pause, connection) }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Resume opening rounds after pause.")
+        @OptionGroup var connection: Connection
+        func run() async throws { try await control(.resume, connection) }
+    }
+
+    struct Stop: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Abandon the open round and shut the server down (completed rounds are on disk; serve resumes from them).")
+        @OptionGroup var connection: Connection
+        func run() async throws { try await control(.stop, connection) }
+    }
+
+    static func control(_ command: Flock_V1_ControlCommand, _ connection: Connection) async throws {
+        let status = try await connection.call { client, metadata, options in
+            var request = Flock_V1_ControlRequest()
+            request.command = command
+            return try await client.control(request, metadata: metadata, options: options)
+        }
+        print(connection.json ? AdminClient.json(status) : AdminClient.render(status))
+    }
+}

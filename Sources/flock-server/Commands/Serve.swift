@@ -1,0 +1,126 @@
+import ArgumentParser
+import FlockCore
+import FlockServer
+import FlockWire
+import Foundation
+
+/// `flock-server serve`: the aggregation server.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the aggregation server: edges connect over gRPC, rounds of federated training run until stopped.",
+        discussion: """
+            Works with no config file: the 2nn model on 784 features and 10 classes (pixels scaled by 1/255), \
+            FedAvg, rounds start as soon as --min-clients edges are connected and keep going until paused, \
+            stopped or --rounds is reached. Values come from the embedded defaults, then --config, then the flags \
+            below. After every round the global model, the strategy state and the round history are written \
+            atomically to --data-dir; after a crash (kill -9 included) serve resumes from the last completed round \
+            and edges reconnect by themselves.
+
+            On first start an admin token is written to DATA_DIR/admin.token (mode 0600); the server keeps only \
+            its hash. `flock-server admin --data-dir DIR ...` finds both the token and the bound address there.
+
+            Example: flock-server serve --listen 127.0.0.1:7070 --data-dir ./flock-data --rounds 20 \
+            --min-clients 10 --holdout data/mnist5k-test.csv
+            """)
+
+    @Option(help: ArgumentHelp("TOML config (commented example: server/flock-server.toml).", valueName: "FILE"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("Address for edges and admin (port 0: any free port). [default: 127.0.0.1:7070]", valueName: "HOST:PORT"))
+    var listen: String?
+
+    @Option(name: .customLong("data-dir"), help: ArgumentHelp("Checkpoint, global model, admin token. [default: ./flock-data]", valueName: "DIR"))
+    var dataDir: String?
+
+    @Option(help: ArgumentHelp("Model: 2nn | cnn | mlp:H1,H2,... | logreg. [default: 2nn]", valueName: "MODEL"))
+    var model: String?
+
+    @Option(help: "Rounds to complete; 0 for no limit. [default: 0]")
+    var rounds: Int?
+
+    @Option(name: .customLong("clients-per-round"), help: "Updates a round aggregates (K); 0 uses --fraction. [default: 0]")
+    var clientsPerRound: Int?
+
+    @Option(help: "Share of connected edges a round aims for, when --clients-per-round is 0. [default: 1.0]")
+    var fraction: Double?
+
+    @Option(name: .customLong("min-clients"), help: "Edges needed to start a round, and updates needed at the deadline. [default: 2]")
+    var minClients: Int?
+
+    @Option(help: ArgumentHelp("Server strategy: \(AggregationStrategy.syntax). [default: fedavg]", valueName: "NAME"))
+    var strategy: String?
+
+    @Option(help: ArgumentHelp("Server holdout CSV: evaluate every new global model on it.", valueName: "FILE.csv"))
+    var holdout: String?
+
+    @Option(help: "Local epochs per round. [default: 1]")
+    var epochs: Int?
+
+    @Option(help: "Local mini-batch size. [default: 10]")
+    var batch: Int?
+
+    @Option(help: "Local learning rate. [default: 0.05]")
+    var lr: Double?
+
+    @Option(help: "Seed of the initial weights and of selection. [default: 0]")
+    var seed: UInt64?
+
+    @Option(name: .customLong("heartbeat"), help: "Seconds between edge heartbeats. [default: 5]")
+    var heartbeatSeconds: Double?
+
+    @Option(name: .customLong("edge-timeout"), help: "Seconds without contact after which an edge is gone. [default: 30]")
+    var edgeTimeout: Double?
+
+    @Option(name: .customLong("round-timeout"), help: "Seconds a round waits for updates. [default: 600]")
+    var roundTimeout: Double?
+
+    @Option(name: .customLong("max-message-bytes"), help: "Largest gRPC message accepted. [default: 4194304]")
+    var maxMessageBytes: Int?
+
+    @Flag(name: .customLong("wait-for-start"), help: "Run no rounds until `flock-server admin start`.")
+    var waitForStart = false
+
+    func resolved() throws(CoreError) -> ServerConfiguration {
+        var c = ServerConfiguration()
+        if let config { c = try ServerConfiguration(file: try ConfigFile(path: config)) }
+        if let listen { c.listen = try ServerAddress(parsing: listen) }
+        if let dataDir { c.dataDirectory = dataDir }
+        if let model { c.model = model }
+        if let rounds { c.rounds = rounds }
+        if let clientsPerRound { c.clientsPerRound = clientsPerRound }
+        if let fraction { c.fraction = fraction }
+        if let minClients { c.minimumClients = minClients }
+        if let strategy { c.strategy = try AggregationStrategy(parsing: strategy) }
+        if let holdout { c.holdoutPath = holdout }
+        if let epochs { c.epochs = epochs }
+        if let batch { c.batchSize = batch }
+        if let lr { c.learningRate = lr }
+        if let seed { c.seed = seed }
+        if let heartbeatSeconds { c.heartbeatSeconds = heartbeatSeconds }
+        if let edgeTimeout { c.edgeTimeout = edgeTimeout }
+        if let roundTimeout { c.roundTimeout = roundTimeout }
+        if let maxMessageBytes { c.maximumMessageBytes = maxMessageBytes }
+        try c.validate()
+        return c
+    }
+
+    func run() async throws {
+        let configuration: ServerConfiguration
+        do { configuration = try resolved() } catch {
+            StandardError.line("error: \(error.message)")
+            throw ExitCode(2)
+        }
+        do {
+            try await ServeRuntime.run(configuration: configuration, waitForStart: waitForStart) { line in
+                print(line)
+                fflush(nil)
+            }
+        } catch let error as CoreError {
+            StandardError.line("error: \(error.message)")
+            throw ExitCode(1)
+        } catch {
+            StandardError.line("error: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}

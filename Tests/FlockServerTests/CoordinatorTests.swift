@@ -1,0 +1,227 @@
+import FlockCore
+import FlockServer
+import FlockTestSupport
+import FlockWire
+import Foundation
+import Testing
+
+/// The serving coordinator without the network: plans, updates, aggregation against a direct computation,
+/// refusals that change nothing, dropped edges, failed rounds, and resuming from the checkpoint on disk.
+@Suite struct CoordinatorTests {
+    /// A small configuration: logistic regression on 6 features and 3 classes.
+    static func configuration(folder: String, minimum: Int = 2, perRound: Int = 0) -> ServerConfiguration {
+        var c = ServerConfiguration()
+        c.dataDirectory = folder
+        c.model = "logreg"
+        c.inputFeatures = 6
+        c.classes = 3
+        c.inputScale = 0
+        c.minimumClients = minimum
+        c.clientsPerRound = perRound
+        c.heartbeatSeconds = 0.1
+        c.edgeTimeout = 0.5
+        c.federatedEvaluation = true
+        return c
+    }
+
+    static func plan(_ reply: Flock_V1_HeartbeatResponse) -> Flock_V1_RoundPlan? {
+        if case .plan(let p)? = reply.reply { return p }
+        return nil
+    }
+
+    static func weights(_ coordinator: Coordinator, hash: String) async throws -> [Float] {
+        let bytes = try #require(await coordinator.model(hash: hash))
+        return try ModelFile.decode(bytes: bytes, source: "test").file.parameters
+    }
+
+    @Test func aRoundAggregatesTheExampleWeightedMeanAndRefusalsChangeNothing() async throws {
+        let folder = TestData.temporaryFolder()
+        let coordinator = try Coordinator(configuration: Self.configuration(folder: folder), log: { _ in })
+        let a = try await coordinator.register(id: "a", examples: 30)
+        let b = try await coordinator.register(id: "b", examples: 10)
+        let planA = try #require(Self.plan(try await coordinator.heartbeat(id: "a", session: a.session, status: .idle, round: 0)))
+        let planB = try #require(Self.plan(try await coordinator.heartbeat(id: "b", session: b.session, status: .idle, round: 0)))
+        #expect(planA.round == 1 && planB.round == 1 && planA.modelHash == planB.modelHash)
+        #expect(planA.training.epochs == 1 && planA.codec.id == "f32" && planA.evaluate)
+        let w0 = try await Self.weights(coordinator, hash: planA.modelHash)
+        let n = w0.count
+        let dA = (0..<n).map { Float($0 % 7) * 0.01 }
+        let dB = (0..<n).map { -Float($0 % 5) * 0.02 }
+
+        // Refused, with the state unchanged: wrong session, wrong length, NaN, unknown round, bad codec, bad count.
+        await #expect(throws: ServeRefusal.self) { try await coordinator.submit(id: "a", session: "stale", round: 1, examples: 30, delta: dA, bytes: 0) }
+        await #expect(throws: ServeRefusal.self) { try await coordinator.submit(id: "a", session: a.session, round: 1, examples: 30, delta: Array(dA.dropLast()), bytes: 0) }
+        var poisoned = dA
+        poisoned[3] = .nan
+        await #expect(throws: ServeRefusal.self) { try await coordinator.submit(id: "a", session: a.session, round: 1, examples: 30, delta: poisoned, bytes: 0) }
+        await #expect(throws: ServeRefusal.self) { try await coordinator.submit(id: "a", session: a.session, round: 7, examples: 30, delta: dA, bytes: 0) }
+        await #expect(throws: ServeRefusal.self) { try await coordinator.submit(id: "a", session: a.session, round: 1, examples: 0, delta: dA, bytes: 0) }
+        await #expect(throws: ServeRefusal.self) {
+            _ = try await coordinator.checkUpload(id: "a", session: a.session, round: 1, codec: "q8", payloadBytes: UInt64(n * 4))
+        }
+        await #expect(throws: ServeRefusal.self) {
+            _ = try await coordinator.checkUpload(id: "a", session: a.session, round: 1, codec: "f32", payloadBytes: UInt64(n * 4 - 4))
+        }
+        #expect(try await coordinator.checkUpload(id: "a", session: a.session, round: 1, codec: "f32", payloadBytes: UInt64(n * 4)) == n)
+
+        try await coordinator.reportEvaluation(id: "a", session: a.session, round: 1, examples: 5, loss: 1.0, accuracy: 0.4)
+        await #expect(throws: ServeRefusal.self) {
+            try await coordinator.reportEvaluation(id: "a", session: a.session, round: 1, examples: 5, loss: 1.0, accuracy: 0.4)
+        }
+        await #expect(throws: ServeRefusal.self) {
+            try await coordinator.reportEvaluation(id: "b", session: b.session, round: 1, examples: 5, loss: .nan, accuracy: 0.4)
+        }
+        try await coordinator.submit(id: "a", session: a.session, round: 1, examples: 30, delta: dA, bytes: 100)
+        await #expect(throws: ServeRefusal.self) { try await coordinator.submit(id: "a", session: a.session, round: 1, examples: 30, delta: dA, bytes: 0) }
+        #expect(await coordinator.status().completedRounds == 0)
+        try await coordinator.submit(id: "b", session: b.session, round: 1, examples: 10, delta: dB, bytes: 100)
+        // Late: the round is closed.
+        await #expect(throws: ServeRefusal.self) { try await coordinator.submit(id: "b", session: b.session, round: 1, examples: 10, delta: dB, bytes: 0) }
+
+        let status = await coordinator.status()
+        #expect(status.completedRounds == 1)
+        let w1 = try await Self.weights(coordinator, hash: status.modelHash)
+        for i in 0..<n {
+            let expected = Double(w0[i]) + (30 * Double(dA[i]) + 10 * Double(dB[i])) / 40
+            #expect(abs(Double(w1[i]) - expected) <= 1e-6, "weight \(i)")
+        }
+        let rounds = await coordinator.rounds()
+        #expect(rounds.count == 1 && rounds[0].state == "completed" && rounds[0].participants == 2 && rounds[0].uploadBytes == 200)
+    }
+
+    @Test func aSilentEdgeIsDroppedAndTheRoundCompletesWithTheRest() async throws {
+        let folder = TestData.temporaryFolder()
+        // Registered while idle, so that the first round selects all three.
+        let coordinator = try Coordinator(configuration: Self.configuration(folder: folder, minimum: 2), waitForStart: true, log: { _ in })
+        var sessions = [String: String]()
+        for id in ["a", "b", "c"] { sessions[id] = try await coordinator.register(id: id, examples: 10).session }
+        _ = try await coordinator.control(.start)
+        var plans = [String: Flock_V1_RoundPlan]()
+        for id in ["a", "b", "c"] {
+            plans[id] = Self.plan(try await coordinator.heartbeat(id: id, session: sessions[id]!, status: .idle, round: 0))
+        }
+        #expect(plans.values.count == 3 && plans.values.allSatisfy { $0.round == 1 })
+        let n = await coordinator.parameterCount
+        for id in ["a", "b"] {
+            try await coordinator.submit(id: id, session: sessions[id]!, round: 1, examples: 10, delta: [Float](repeating: 0.01, count: n), bytes: 1)
+        }
+        #expect(await coordinator.status().completedRounds == 0)
+        // c goes silent; a and b keep heartbeating (training status) past c's timeout.
+        for _ in 0..<8 {
+            try await Task.sleep(for: .milliseconds(100))
+            for id in ["a", "b"] { _ = try await coordinator.heartbeat(id: id, session: sessions[id]!, status: .training, round: 1) }
+            await coordinator.tick()
+        }
+        let rounds = await coordinator.rounds()
+        #expect(rounds.first?.state == "completed")
+        #expect(rounds.first?.participants == 2 && rounds.first?.dropped == 1)
+        #expect(await coordinator.clients().first(where: { $0.edgeID == "c" })?.state == "gone")
+    }
+
+    @Test func aRoundWithTooFewUpdatesFailsAndIsRetriedUnderANewIdAndTheStateSurvivesARestart() async throws {
+        let folder = TestData.temporaryFolder()
+        var configuration = Self.configuration(folder: folder, minimum: 2)
+        configuration.roundTimeout = 0.3
+        configuration.edgeTimeout = 5
+        let coordinator = try Coordinator(configuration: configuration, log: { _ in })
+        let a = try await coordinator.register(id: "a", examples: 10)
+        let b = try await coordinator.register(id: "b", examples: 10)
+        _ = try await coordinator.heartbeat(id: "a", session: a.session, status: .idle, round: 0)
+        _ = try await coordinator.heartbeat(id: "b", session: b.session, status: .idle, round: 0)
+        let n = await coordinator.parameterCount
+        try await coordinator.submit(id: "a", session: a.session, round: 1, examples: 10, delta: [Float](repeating: 0.5, count: n), bytes: 1)
+        try await Task.sleep(for: .milliseconds(400))
+        await coordinator.tick()
+        var rounds = await coordinator.rounds()
+        #expect(rounds.first?.state == "failed" && rounds.first?.reason != nil)
+        // The retry is round 2, with a fresh selection; the failed round's update is gone.
+        #expect(rounds.count == 2 && rounds[1].round == 2 && rounds[1].state == "running")
+        #expect(await coordinator.status().completedRounds == 0)
+        for (id, session) in [("a", a.session), ("b", b.session)] {
+            try await coordinator.submit(id: id, session: session, round: 2, examples: 10, delta: [Float](repeating: 0.25, count: n), bytes: 1)
+        }
+        rounds = await coordinator.rounds()
+        let status = await coordinator.status()
+        #expect(status.completedRounds == 1)
+
+        // A new coordinator on the same folder (a restarted server) has the same history and model.
+        let restarted = try Coordinator(configuration: configuration, log: { _ in })
+        #expect(await restarted.rounds() == rounds)
+        #expect(await restarted.status().modelHash == status.modelHash)
+        // Old sessions are not valid any more: edges must register again.
+        await #expect(throws: ServeRefusal.self) { _ = try await restarted.heartbeat(id: "a", session: a.session, status: .idle, round: 0) }
+    }
+
+    @Test func adminControlsPauseResumeAndFinish() async throws {
+        let folder = TestData.temporaryFolder()
+        var configuration = Self.configuration(folder: folder, minimum: 1, perRound: 1)
+        configuration.rounds = 1
+        let coordinator = try Coordinator(configuration: configuration, waitForStart: true, log: { _ in })
+        let a = try await coordinator.register(id: "a", examples: 10)
+        #expect(Self.plan(try await coordinator.heartbeat(id: "a", session: a.session, status: .idle, round: 0)) == nil)
+        #expect(await coordinator.status().state == "idle")
+        await #expect(throws: ServeRefusal.self) { _ = try await coordinator.control(.pause) }
+        _ = try await coordinator.control(.start)
+        let plan = try #require(Self.plan(try await coordinator.heartbeat(id: "a", session: a.session, status: .idle, round: 0)))
+        _ = try await coordinator.control(.pause)
+        #expect(await coordinator.status().state == "paused")
+        let n = await coordinator.parameterCount
+        try await coordinator.submit(id: "a", session: a.session, round: plan.round, examples: 10, delta: [Float](repeating: 0, count: n), bytes: 1)
+        _ = try await coordinator.control(.resume)
+        #expect(await coordinator.status().state == "finished")
+        await #expect(throws: ServeRefusal.self) { _ = try await coordinator.control(.resume) }
+    }
+
+    @Test func configFilesAreReadStrictly() throws {
+        let text = """
+            # comment
+            listen = "0.0.0.0:9000"   # trailing comment
+            model = "cnn"
+            rounds = 20
+            fraction = 0.5
+            strategy = "fedadam:0.02"
+            federated_evaluation = false
+            [local]
+            epochs = 2
+            lr = 0.1
+            """
+        let c = try ServerConfiguration(file: try ConfigFile(text: text, source: "t.toml"))
+        #expect(c.listen == ServerAddress(host: "0.0.0.0", port: 9000) && c.model == "cnn" && c.rounds == 20 && c.fraction == 0.5)
+        #expect(c.strategy == .fedAdam(eta: 0.02, beta1: 0.9, beta2: 0.99, tau: 1e-3) && !c.federatedEvaluation && c.epochs == 2 && c.learningRate == 0.1)
+        try c.validate()
+        for (bad, fragment) in [
+            ("rounds = \"x\"", "t.toml:1: 'rounds' must be an integer"),
+            ("round = 3", "t.toml:1: unknown key 'round'"),
+            ("rounds = 1\nrounds = 2", "t.toml:2: 'rounds' is set twice"),
+            ("[local\nepochs = 1", "t.toml:1: malformed section header"),
+            ("model 2nn", "t.toml:1: expected 'key = value'"),
+        ] {
+            #expect {
+                _ = try ServerConfiguration(file: try ConfigFile(text: bad, source: "t.toml"))
+            } throws: { error in
+                (error as? CoreError)?.message.contains(fragment) == true
+            }
+        }
+        var invalid = ServerConfiguration()
+        invalid.fraction = 1.5
+        #expect(throws: CoreError.self) { try invalid.validate() }
+        #expect(throws: CoreError.self) { try ServerAddress(parsing: "localhost") }
+        #expect(throws: CoreError.self) { try ServerAddress(parsing: "127.0.0.1:70000") }
+        #expect(try ServerAddress(parsing: "[::1]:7070") == ServerAddress(host: "::1", port: 7070))
+    }
+
+    @Test func theAdminTokenIsStoredHashedAndItsCopyIsOwnerOnly() throws {
+        let folder = TestData.temporaryFolder()
+        let (token, created) = try AdminToken.loadOrCreate(inFolder: folder)
+        #expect(created)
+        let secret = String(decoding: TestData.bytes(folder + "/" + AdminToken.tokenFileName), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(secret.count == 64 && token.accepts(secret) && !token.accepts(secret + "x") && !token.accepts(""))
+        let mode = try FileManager.default.attributesOfItem(atPath: folder + "/" + AdminToken.tokenFileName)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        let stored = String(decoding: TestData.bytes(folder + "/" + AdminToken.hashFileName), as: UTF8.self)
+        #expect(!stored.contains(secret))
+        let (again, createdAgain) = try AdminToken.loadOrCreate(inFolder: folder)
+        #expect(!createdAgain && again.accepts(secret))
+    }
+}

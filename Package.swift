@@ -99,6 +99,14 @@ let package = Package(
         .testTarget(name: "FlockEdgeTests", dependencies: ["FlockEdge", "FlockCore", "FlockTestSupport", "flock-edge"]),
         .testTarget(name: "FlockServerTests", dependencies: ["FlockServer", "FlockCore", "FlockTestSupport"]),
         .testTarget(name: "FlockWireTests", dependencies: ["FlockWire", "FlockCore"]),
+        // Real flock-server and flock-edge processes on 127.0.0.1, and raw gRPC calls against them.
+        .testTarget(
+            name: "FlockIntegrationTests",
+            dependencies: [
+                "FlockCore", "FlockEdge", "FlockWire", "FlockTestSupport", "flock-server", "flock-edge",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+            ]
+        ),
         // The simulation tests also run the built flock-server binary (kill -9 and resume).
         .testTarget(name: "FlockSimulationTests", dependencies: ["FlockSimulation", "FlockServer", "FlockEdge", "FlockCore", "FlockTestSupport", "flock-server"]),
     ]

@@ -1,0 +1,111 @@
+import FlockCore
+import FlockTestSupport
+import Foundation
+import Testing
+
+/// A real server and real edges on 127.0.0.1: a full run, an edge killed mid-round, the server killed with
+/// SIGKILL and restarted (edges reconnect, nothing completed is lost), and the admin token.
+@Suite(.serialized) struct ServeProcessTests {
+    static let holdout = ["--holdout", TestData.path("mnist5k-test.csv")]
+
+    @Test func edgesTrainRoundsAndAdminReportsThem() throws {
+        let fleet = Fleet()
+        let parts = try fleet.partition(3, scheme: "iid")
+        let server = try fleet.startServer(["--rounds", "3", "--min-clients", "3", "--heartbeat", "0.5"] + Self.holdout)
+        for (i, part) in parts.enumerated() { try fleet.startEdge("edge-\(i)", server: server, data: part) }
+        try fleet.wait("3 rounds") { try fleet.status()["completed_rounds"] as? Int == 3 }
+
+        let rounds = try fleet.rounds()
+        #expect(rounds.count == 3)
+        for (i, round) in rounds.enumerated() {
+            #expect(round["round"] as? Int == i + 1 && round["state"] as? String == "completed")
+            #expect(round["participants"] as? Int == 3 && round["dropped"] as? Int == 0)
+            // Three f32 updates of the 199,210-parameter 2nn, with their framing.
+            #expect((round["upload_bytes"] as? Int ?? 0) >= 3 * 199_210 * 4)
+            #expect(round["seconds"] is Double && round["model_version"] as? Int == i + 1)
+        }
+        let accuracies = rounds.compactMap { $0["accuracy"] as? Double }
+        #expect(accuracies.count == 3 && accuracies[2] > 0.75, "\(accuracies)")
+        // Edges of round 2 and 3 evaluated the models of rounds 1 and 2 on their held-out rows.
+        #expect(rounds[0]["federated_accuracy"] is Double && rounds[1]["federated_accuracy"] is Double)
+        let status = try fleet.status()
+        #expect(status["state"] as? String == "finished" && status["connected_edges"] as? Int == 3)
+        let clients = try fleet.adminJSON("clients") as? [[String: Any]] ?? []
+        #expect(clients.map { $0["edge_id"] as? String } == ["edge-0", "edge-1", "edge-2"])
+        #expect(clients.allSatisfy { $0["rounds"] as? Int == 3 })
+        let shown = try fleet.admin(["round", "show", "2", "--json"])
+        #expect(shown.status == 0 && shown.output.contains("\"round\":2"))
+        #expect(try fleet.admin(["round", "show", "99"]).error.contains("no round 99"))
+        let table = try fleet.admin(["rounds"])
+        #expect(table.status == 0 && table.output.contains("participants") && table.output.split(separator: "\n").count == 4)
+
+        // The admin token: stored hashed, its copy owner-only; calls without it or with a wrong one are refused.
+        let mode = try FileManager.default.attributesOfItem(atPath: fleet.dataDirectory + "/admin.token")[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        let wrong = try TestData.run(TestData.executable("flock-server"), ["admin", "pause", "--server", server, "--token", "not-the-token"])
+        #expect(wrong.status == 1 && wrong.error.contains("admin token"))
+        let none = try TestData.run(TestData.executable("flock-server"), ["admin", "status", "--server", server, "--data-dir", fleet.folder + "/nowhere"])
+        #expect(none.status == 1 && none.error.contains("no admin token"))
+        #expect(try fleet.status()["state"] as? String == "finished")
+        // stop shuts the server down cleanly.
+        #expect(try fleet.admin(["stop"]).status == 0)
+        fleet.processes["server"]?.waitUntilExit()
+        #expect(fleet.processes["server"]?.terminationStatus == 0)
+    }
+
+    @Test func anEdgeKilledMidRoundIsDroppedAndTheRoundCompletesWithTheRest() throws {
+        let fleet = Fleet()
+        let server = try fleet.startServer([
+            "--rounds", "2", "--min-clients", "2", "--epochs", "20", "--heartbeat", "0.3", "--edge-timeout", "1.5", "--wait-for-start",
+        ] + Self.holdout)
+        // Two quick edges and one slow one (30x the rows), which is killed while it trains round 1.
+        try fleet.startEdge("quick-0", server: server, data: try fleet.slice("quick-0", from: 0, rows: 100))
+        try fleet.startEdge("quick-1", server: server, data: try fleet.slice("quick-1", from: 100, rows: 100))
+        try fleet.startEdge("slow", server: server, data: try fleet.slice("slow", from: 200, rows: 3000))
+        try fleet.wait("3 edges") { try fleet.status()["connected_edges"] as? Int == 3 }
+        #expect(try fleet.admin(["start"]).status == 0)
+        try fleet.wait("round 1 to start") { try fleet.status()["current_round"] as? Int == 1 }
+        try fleet.wait("the slow edge to train", seconds: 30) { fleet.log("slow").contains("registered") && fleet.log("quick-0").contains("round 1") }
+        fleet.kill9("slow")
+        try fleet.wait("2 rounds") { try fleet.status()["completed_rounds"] as? Int == 2 }
+        let rounds = try fleet.rounds()
+        #expect(rounds.first?["state"] as? String == "completed")
+        #expect(rounds.first?["selected"] as? Int == 3 && rounds.first?["participants"] as? Int == 2 && rounds.first?["dropped"] as? Int == 1)
+        #expect(rounds.last?["participants"] as? Int == 2)
+        let clients = try fleet.adminJSON("clients") as? [[String: Any]] ?? []
+        #expect(clients.first(where: { $0["edge_id"] as? String == "slow" })?["state"] as? String == "gone")
+    }
+
+    @Test func theServerKilledWithSIGKILLResumesFromTheLastCompletedRoundAndEdgesReconnect() throws {
+        let fleet = Fleet()
+        let parts = try fleet.partition(3, scheme: "iid")
+        let arguments = ["--rounds", "8", "--min-clients", "3", "--heartbeat", "0.3", "--edge-timeout", "2", "--epochs", "3"] + Self.holdout
+        let server = try fleet.startServer(arguments)
+        for (i, part) in parts.enumerated() { try fleet.startEdge("edge-\(i)", server: server, data: part) }
+        try fleet.wait("3 rounds") { (try fleet.status()["completed_rounds"] as? Int ?? 0) >= 3 }
+        let before = try fleet.rounds().filter { $0["state"] as? String == "completed" }
+        fleet.kill9("server")
+
+        try fleet.startServer(arguments + ["--listen", server], name: "server")
+        #expect(fleet.log("server").contains("listening on \(server)"))
+        let resumedAt = try fleet.status()["completed_rounds"] as? Int ?? 0
+        #expect(resumedAt >= before.count)
+        try fleet.wait("8 rounds") { try fleet.status()["completed_rounds"] as? Int == 8 }
+
+        let after = try fleet.rounds()
+        let completed = after.filter { $0["state"] as? String == "completed" }
+        #expect(completed.compactMap { $0["model_version"] as? Int } == Array(1...8))
+        // Every round completed before the kill is still there, unchanged.
+        for old in before {
+            let same = after.first { $0["round"] as? Int == old["round"] as? Int }
+            #expect(same?["accuracy"] as? Double == old["accuracy"] as? Double && same?["participants"] as? Int == old["participants"] as? Int)
+        }
+        // The same three edge processes reconnected and trained the rounds after the restart.
+        #expect(completed.last?["participants"] as? Int == 3)
+        for i in 0..<3 {
+            #expect(fleet.processes["edge-\(i)"]?.isRunning == true)
+            #expect(fleet.log("edge-\(i)").components(separatedBy: "registered").count >= 3, "edge-\(i) registered again after the restart")
+        }
+        #expect((completed.last?["accuracy"] as? Double ?? 0) > 0.8)
+    }
+}

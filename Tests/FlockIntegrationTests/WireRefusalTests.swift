@@ -1,0 +1,136 @@
+import FlockCore
+import FlockEdge
+import FlockTestSupport
+import FlockWire
+import Foundation
+import GRPCCore
+import Testing
+
+/// Malformed and out-of-place messages sent over real gRPC to a real server process are refused with a clear
+/// status and change nothing; the round then completes with the valid updates, to the exact weighted mean.
+@Suite(.serialized) struct WireRefusalTests {
+    struct Edge {
+        let id: String
+        let session: String
+    }
+
+    static func code(_ body: () async throws -> Void) async -> RPCError.Code? {
+        do { try await body() } catch let error as RPCError { return error.code } catch { return nil }
+        return nil
+    }
+
+    static func submit(
+        _ connection: EdgeConnection, _ edge: Edge, round: UInt64, examples: UInt64 = 10, codec: String = "f32",
+        announced: Int? = nil, payload: [UInt8]
+    ) async throws {
+        var header = Flock_V1_UpdateHeader()
+        header.edgeID = edge.id
+        header.session = edge.session
+        header.round = round
+        header.codec = codec
+        header.exampleCount = examples
+        header.payloadBytes = UInt64(announced ?? payload.count)
+        let first = Flock_V1_UpdateChunk.with { $0.header = header }
+        let response = try await connection.edge.submitUpdate(options: EdgeConnection.options(timeout: 30)) { writer in
+            try await writer.write(first)
+            var offset = 0
+            repeat {
+                let end = min(payload.count, offset + (1 << 20))
+                try await writer.write(Flock_V1_UpdateChunk.with { $0.data = Data(payload[offset..<end]) })
+                offset = end
+            } while offset < payload.count
+        }
+        #expect(response.accepted)
+    }
+
+    static func fetch(_ connection: EdgeConnection, _ edge: Edge, hash: String) async throws -> [Float] {
+        let request = Flock_V1_FetchModelRequest.with {
+            $0.edgeID = edge.id
+            $0.session = edge.session
+            $0.modelHash = hash
+        }
+        let bytes = try await connection.edge.fetchModel(request, options: EdgeConnection.options(timeout: 30)) { response in
+            var bytes = [UInt8]()
+            for try await chunk in response.messages { bytes += chunk.data }
+            return bytes
+        }
+        return try ModelFile.decode(bytes: bytes, source: "wire").file.parameters
+    }
+
+    @Test func badMessagesAreRefusedAndTheRoundStillAddsUpExactly() async throws {
+        let fleet = Fleet()
+        let address = try fleet.startServer(["--min-clients", "2", "--clients-per-round", "2", "--max-message-bytes", "2000000", "--heartbeat", "1"])
+        let connection = try EdgeConnection(server: try ServerAddress(parsing: address))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await connection.run() }
+            defer { connection.close() }
+
+            var edges = [Edge]()
+            for id in ["wire-a", "wire-b"] {
+                let reply = try await connection.edge.register(Flock_V1_RegisterRequest.with { $0.edgeID = id; $0.exampleCount = 10 })
+                edges.append(Edge(id: id, session: reply.session))
+            }
+            #expect(await Self.code { _ = try await connection.edge.register(Flock_V1_RegisterRequest.with { $0.edgeID = "bad id/" }) } == .invalidArgument)
+            var plans = [Flock_V1_RoundPlan]()
+            for edge in edges {
+                let reply = try await connection.edge.heartbeat(Flock_V1_HeartbeatRequest.with {
+                    $0.edgeID = edge.id
+                    $0.session = edge.session
+                    $0.status = .idle
+                })
+                guard case .plan(let plan)? = reply.reply else { Issue.record("no plan for \(edge.id)"); return }
+                plans.append(plan)
+            }
+            let round = plans[0].round
+            let w0 = try await Self.fetch(connection, edges[0], hash: plans[0].modelHash)
+            let n = w0.count
+            let dA = (0..<n).map { Float($0 % 11) * 1e-3 }
+            let dB = (0..<n).map { -Float($0 % 3) * 2e-3 }
+            let a = edges[0], b = edges[1]
+            let good = LittleEndianFloats.encode(dA)
+
+            // Each refused with its own status, nothing accepted.
+            var nan = dA
+            nan[17] = .nan
+            #expect(await Self.code { try await Self.submit(connection, a, round: round, payload: LittleEndianFloats.encode(nan)) } == .invalidArgument)
+            #expect(await Self.code { try await Self.submit(connection, a, round: round, payload: Array(good.dropLast(4))) } == .invalidArgument)
+            #expect(await Self.code { try await Self.submit(connection, a, round: round, announced: good.count - 8, payload: good) } == .invalidArgument)
+            #expect(await Self.code { try await Self.submit(connection, a, round: round + 5, payload: good) } == .failedPrecondition)
+            #expect(await Self.code { try await Self.submit(connection, a, round: round, codec: "q8", payload: good) } == .invalidArgument)
+            #expect(await Self.code { try await Self.submit(connection, Edge(id: a.id, session: "forged"), round: round, payload: good) } == .unauthenticated)
+            #expect(await Self.code { try await Self.submit(connection, a, round: round, examples: 0, payload: good) } == .invalidArgument)
+            // A single message above --max-message-bytes is stopped by the transport.
+            let oversized = await Self.code {
+                _ = try await connection.edge.submitUpdate(options: EdgeConnection.options(timeout: 30)) { writer in
+                    try await writer.write(Flock_V1_UpdateChunk.with { $0.data = Data(count: 3_000_000) })
+                }
+            }
+            #expect(oversized != nil, "an oversized message must fail")
+            #expect(await Self.code { _ = try await Self.fetch(connection, a, hash: String(repeating: "0", count: 64)) } == .notFound)
+
+            try await Self.submit(connection, a, round: round, examples: 30, payload: good)
+            #expect(await Self.code { try await Self.submit(connection, a, round: round, examples: 30, payload: good) } == .alreadyExists)
+            try await Self.submit(connection, b, round: round, examples: 10, payload: LittleEndianFloats.encode(dB))
+            #expect(await Self.code { try await Self.submit(connection, b, round: round, payload: good) } == .failedPrecondition)
+
+            // The next plan carries the new model: exactly w0 + (30 dA + 10 dB) / 40.
+            let next = try await connection.edge.heartbeat(Flock_V1_HeartbeatRequest.with {
+                $0.edgeID = a.id
+                $0.session = a.session
+                $0.status = .idle
+            })
+            guard case .plan(let plan2)? = next.reply else { Issue.record("no second plan"); return }
+            #expect(plan2.round == round + 1)
+            let w1 = try await Self.fetch(connection, a, hash: plan2.modelHash)
+            var worst = 0.0
+            for i in 0..<n {
+                let expected = Double(w0[i]) + (30 * Double(dA[i]) + 10 * Double(dB[i])) / 40
+                worst = max(worst, abs(Double(w1[i]) - expected))
+            }
+            #expect(worst <= 1e-6, "largest deviation from the direct computation: \(worst)")
+            group.cancelAll()
+        }
+        let rounds = try fleet.rounds()
+        #expect(rounds.first?["participants"] as? Int == 2 && rounds.first?["state"] as? String == "completed")
+    }
+}

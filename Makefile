@@ -31,7 +31,7 @@ test: deps data ## build and run the tests in release mode (FILTER=... to select
 	$(SWIFT) build -c release --build-tests
 	$(SWIFT) test -c release --skip-build $(if $(FILTER),--filter '$(FILTER)')
 
-demo: deps data build ## train a 2NN on MNIST 5k with flock-edge, then evaluate it
+demo: deps data build ## train on MNIST 5k, then federate it: 1 server + 10 edge processes on 127.0.0.1, 20 rounds
 	@bash scripts/demo.sh
 
 bench: deps data build ## training throughput of Flock, beside PyTorch when installed (make peer-deps)

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The end-to-end demo on one machine, run by `make demo` after `make data build`.
 #
-# Today: flock-edge trains the McMahan 2NN on the 4,000 MNIST training rows, saves the
-# model, and evaluates the saved file on the 1,000 test rows; then flock-server simulate
-# runs 20 rounds of FedAvg over 20 edges holding shards of the data, in one process.
-# Federated rounds between real processes on 127.0.0.1 are added here when they land.
+# flock-edge trains the McMahan 2NN on the 4,000 MNIST training rows, saves the model and
+# evaluates it on the 1,000 test rows; then one flock-server serve and 10 flock-edge run
+# processes train it federatedly over gRPC on 127.0.0.1 (shards, 20 rounds of FedAvg), the
+# admin status and rounds tables are printed, every process is stopped (also on Ctrl-C),
+# and flock-server simulate runs the same federation in one process for comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,14 +25,60 @@ echo "== flock-edge evaluate: $OUT/2nn.flock on data/mnist5k-test.csv"
 "$BIN/flock-edge" evaluate --model "$OUT/2nn.flock" --data data/mnist5k-test.csv
 
 echo
-echo "== flock-server data partition: how 20 edges would hold the training data (shards, McMahan et al. 2017)"
-"$BIN/flock-server" data partition --data data/mnist5k-train.csv --clients 20 --scheme shards --seed 0 --out "$OUT/parts-shards-20"
+echo "== flock-server data partition: 10 edges hold the training data as shards (McMahan et al. 2017)"
+"$BIN/flock-server" data partition --data data/mnist5k-train.csv --clients 10 --scheme shards --seed 0 --out "$OUT/parts-shards-10"
 
 echo
-echo "== flock-server simulate: FedAvg, 20 edges (shards), 10 per round, 20 rounds, in one process"
+echo "== Federated training over gRPC on 127.0.0.1: 1 flock-server serve + 10 flock-edge run processes, 20 rounds of FedAvg"
+rm -rf "$OUT/server" "$OUT/edges"
+mkdir -p "$OUT/edges"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'echo; echo "demo: interrupted; stopping every process it started"; exit 130' INT TERM
+
+"$BIN/flock-server" serve --listen 127.0.0.1:0 --data-dir "$OUT/server" --rounds 20 --min-clients 10 \
+    --epochs 1 --batch 10 --lr 0.05 --holdout data/mnist5k-test.csv --heartbeat 1 --edge-timeout 10 \
+    > "$OUT/server.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do [ -s "$OUT/server/serve.address" ] && break; sleep 0.1; done
+ADDRESS=$(cat "$OUT/server/serve.address" 2>/dev/null) || { echo "demo: the server did not start:" >&2; cat "$OUT/server.log" >&2; exit 1; }
+echo "server listening on $ADDRESS (log: $OUT/server.log)"
+for i in $(seq 0 9); do
+    "$BIN/flock-edge" run --server "$ADDRESS" --data "$OUT/parts-shards-10/client-$i.csv" --id "edge-$i" \
+        --state-dir "$OUT/edges/edge-$i" --holdout 0 --quiet > "$OUT/edges/edge-$i.log" 2>&1 &
+    PIDS+=($!)
+done
+echo "10 edges started (logs: $OUT/edges/)"
+
+SHOWN=0
+STARTED=$(date +%s.%N)
+while :; do
+    LINES=$(grep -c "aggregated\|failed" "$OUT/server.log" || true)
+    if [ "$LINES" -gt "$SHOWN" ]; then
+        grep "aggregated\|failed" "$OUT/server.log" | sed -n "$((SHOWN + 1)),${LINES}p"
+        SHOWN=$LINES
+    fi
+    grep -q "^finished" "$OUT/server.log" && break
+    kill -0 "${PIDS[0]}" 2>/dev/null || { echo "demo: the server stopped:" >&2; tail -5 "$OUT/server.log" >&2; exit 1; }
+    sleep 0.2
+done
+ENDED=$(date +%s.%N)
+echo
+echo "== flock-server admin status"
+"$BIN/flock-server" admin status --data-dir "$OUT/server"
+echo
+echo "== flock-server admin rounds"
+"$BIN/flock-server" admin rounds --data-dir "$OUT/server"
+awk -v a="$STARTED" -v b="$ENDED" 'BEGIN { printf "\n20 rounds over real processes in %.1f s of wall time (%.2f s per round, including start-up)\n", b - a, (b - a) / 20 }'
+"$BIN/flock-server" admin stop --data-dir "$OUT/server" > /dev/null
+cleanup
+PIDS=()
+
+echo
+echo "== flock-server simulate: the same federation (10 edges, shards, all per round) in one process, for comparison"
 "$BIN/flock-server" simulate --train data/mnist5k-train.csv --eval data/mnist5k-test.csv \
-    --clients 20 --partition shards --fraction 0.5 --rounds 20 --model 2nn --epochs 1 --batch 10 --lr 0.05
-
-echo
-echo "Federated rounds between real processes over gRPC (flock-server serve, flock-edge run) arrive with"
-echo "the next milestone; simulate runs the same server and edge code in one process."
+    --clients 10 --partition shards --fraction 1 --rounds 20 --model 2nn --epochs 1 --batch 10 --lr 0.05

@@ -194,12 +194,8 @@ public struct Simulation: Sendable {
                     accepted.append((update.delta, update.examples))
                     workerSeconds[index % workerSeconds.count] += update.seconds
                 }
-            } catch let refusal as RoundStateMachine.Refusal {
-                throw CoreError(.invalidData, "round \(round): \(refusal.message)")
-            } catch let error as CoreError {
-                throw error
             } catch {
-                throw CoreError(.invalidData, "round \(round): \(error)")
+                throw CoreError(.invalidData, "round \(round): \(error.message)")
             }
             var average = WeightedAverage(length: parameterCount)
             try average.add(contentsOf: accepted, threads: o.threads)

@@ -73,19 +73,25 @@ public struct EdgeAgent: Sendable {
     public func run() async throws(CoreError) {
         var backoff = 0.25
         var jitter = SeededGenerator(seed: UInt64(truncatingIfNeeded: options.id.hashValue))
+        var session: Session?
         while !Task.isCancelled {
             do {
-                let session = try await register()
-                log("\(options.id): registered (\(training.count) training rows, \(evaluation.count) held out)")
-                backoff = 0.25
-                try await serveRounds(session: session)
+                if session == nil {
+                    session = try await register()
+                    log("\(options.id): registered (\(training.count) training rows, \(evaluation.count) held out)")
+                }
+                let current = session!
+                try await serveRounds(session: current, onContact: { backoff = 0.25 })
             } catch let error as RPCError where error.code == .unauthenticated {
+                // The server restarted or timed us out: a new session (and a new round) is needed.
                 log("\(options.id): \(error.message); registering again")
+                session = nil
             } catch let error as RPCError where error.code == .invalidArgument || error.code == .permissionDenied {
                 throw CoreError(.invalidArgument, "the server refused this edge: \(error.message)")
             } catch is CancellationError {
                 return
             } catch {
+                // Transient (server away, overloaded, timed out): keep the session and try again later.
                 let wait = backoff * (0.5 + jitter.nextUnit())
                 log("\(options.id): server unreachable (\(Self.describe(error))); retrying in \(String(format: "%.1f", wait)) s")
                 try? await Task.sleep(for: .milliseconds(Int(wait * 1000)))
@@ -112,9 +118,10 @@ public struct EdgeAgent: Sendable {
     }
 
     /// Heartbeats (long polls) and works on each plan, until an error ends the session.
-    private func serveRounds(session: Session) async throws {
+    private func serveRounds(session: Session, onContact: () -> Void) async throws {
         while !Task.isCancelled {
             let reply = try await session.heartbeat(connection, status: .idle, round: 0)
+            onContact()
             switch reply.reply {
             case .plan(let plan):
                 try await work(on: plan, session: session)

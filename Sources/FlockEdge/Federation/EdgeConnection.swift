@@ -16,9 +16,9 @@ public final class EdgeConnection: Sendable {
     public init(server: ServerAddress) throws(CoreError) {
         let target: any ResolvableTarget
         if server.isIPv4 {
-            target = .ipv4(host: server.host, port: server.port)
+            target = .ipv4(address: server.host, port: server.port)
         } else if server.isIPv6 {
-            target = .ipv6(host: server.host, port: server.port)
+            target = .ipv6(address: server.host, port: server.port)
         } else {
             target = .dns(host: server.host, port: server.port)
         }

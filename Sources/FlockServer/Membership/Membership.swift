@@ -82,11 +82,18 @@ public struct Membership: Sendable {
         edges.values.filter { now - $0.lastSeen <= timeout }.map(\.id).sorted()
     }
 
-    /// Selects up to `count` eligible edges with a seeded sample and marks them as in `round`.
-    public mutating func select(_ count: Int, round: Int, now: Double, using rng: inout SeededGenerator) -> [String] {
-        var pool = eligible(now: now)
-        rng.shuffle(&pool)
-        let chosen = Array(pool.prefix(max(0, count))).sorted()
+    /// Selects up to `count` eligible edges with a seeded sample and marks them as in `round`. Edges in
+    /// `preferred` (those checked in and waiting right now, which hear of the round at once) are drawn
+    /// first, the others only to fill up.
+    public mutating func select(
+        _ count: Int, round: Int, now: Double, preferring preferred: Set<String> = [], using rng: inout SeededGenerator
+    ) -> [String] {
+        let all = eligible(now: now)
+        var first = all.filter { preferred.contains($0) }
+        var rest = all.filter { !preferred.contains($0) }
+        rng.shuffle(&first)
+        rng.shuffle(&rest)
+        let chosen = Array((first + rest).prefix(max(0, count))).sorted()
         for id in chosen {
             edges[id]?.round = round
             edges[id]?.participated += 1

@@ -164,7 +164,7 @@ public actor Coordinator {
         if let reply = immediateReply(id: id, status: status) { return reply }
         maybeOpenRound()
         if let plan = planIfSelected(id, status: status) { return plan }
-        guard open == nil || waiters.count < parkingCapacity else { return paceSteeredRetry() }
+        guard waiters.count < parkingCapacity else { return paceSteeredRetry() }
         // Park: resumed with a plan when a round selects this edge, or after one heartbeat interval.
         nextWaiterToken += 1
         let token = nextWaiterToken
@@ -371,7 +371,8 @@ public actor Coordinator {
             overSelection: configuration.overSelection, timeout: configuration.roundTimeout)
         let roundId = (history.last?.round ?? 0) + 1
         let chosen = membership.select(
-            roundConfiguration.selectionSize(available: eligible.count), round: roundId, now: moment, using: &selection)
+            roundConfiguration.selectionSize(available: eligible.count), round: roundId, now: moment,
+            preferring: Set(waiters.keys), using: &selection)
         var fresh = RoundStateMachine(configuration: roundConfiguration)
         guard (try? fresh.receive(.open(round: roundId, selected: chosen, now: moment))) != nil else { return }
         machine = fresh

@@ -35,7 +35,12 @@ public enum ServeRuntime {
         }
         let transport = HTTP2ServerTransport.Posix(
             address: address, transportSecurity: .plaintext,
-            config: .defaults { $0.rpc.maxRequestPayloadSize = configuration.maximumMessageBytes })
+            config: .defaults {
+                $0.rpc.maxRequestPayloadSize = configuration.maximumMessageBytes
+                // One process may run many edges over one connection (`flock-edge run --simulate-clients`),
+                // each with a heartbeat in flight.
+                $0.http2.maxConcurrentStreams = 16_384
+            })
         let server = GRPCServer(
             transport: transport,
             services: [EdgeServiceHandler(coordinator: coordinator), AdminServiceHandler(coordinator: coordinator, token: token)])

@@ -41,7 +41,7 @@ final class Fleet: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        FileManager.default.createFile(atPath: folder + "/\(name).log", contents: nil)
+        _ = FileManager.default.createFile(atPath: folder + "/\(name).log", contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: folder + "/\(name).log"))
         process.standardOutput = handle
         process.standardError = handle

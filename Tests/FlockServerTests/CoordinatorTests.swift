@@ -121,7 +121,8 @@ import Testing
     @Test func aRoundWithTooFewUpdatesFailsAndIsRetriedUnderANewIdAndTheStateSurvivesARestart() async throws {
         let folder = TestData.temporaryFolder()
         var configuration = Self.configuration(folder: folder, minimum: 2)
-        configuration.roundTimeout = 0.3
+        // Long enough that the retried round cannot also expire before the test submits, even under load.
+        configuration.roundTimeout = 2
         configuration.edgeTimeout = 5
         let coordinator = try Coordinator(configuration: configuration, log: { _ in })
         let a = try await coordinator.register(id: "a", examples: 10)
@@ -130,7 +131,7 @@ import Testing
         _ = try await coordinator.heartbeat(id: "b", session: b.session, status: .idle, round: 0)
         let n = await coordinator.parameterCount
         try await coordinator.submit(id: "a", session: a.session, round: 1, examples: 10, delta: [Float](repeating: 0.5, count: n), bytes: 1)
-        try await Task.sleep(for: .milliseconds(400))
+        try await Task.sleep(for: .milliseconds(2_100))
         await coordinator.tick()
         var rounds = await coordinator.rounds()
         #expect(rounds.first?.state == "failed" && rounds.first?.reason != nil)

@@ -14,24 +14,9 @@ public final class EdgeConnection: Sendable {
     /// Creates the connection (nothing is dialled until ``run()`` runs and a call is made).
     /// - Throws: ``CoreError/Code/invalidArgument`` when the address cannot be resolved.
     public init(server: ServerAddress) throws(CoreError) {
-        let target: any ResolvableTarget
-        if server.isIPv4 {
-            target = .ipv4(address: server.host, port: server.port)
-        } else if server.isIPv6 {
-            target = .ipv6(address: server.host, port: server.port)
-        } else {
-            target = .dns(host: server.host, port: server.port)
-        }
-        let transport: HTTP2ClientTransport.Posix
-        do {
-            transport = try HTTP2ClientTransport.Posix(
-                target: target, transportSecurity: .plaintext,
-                config: .defaults {
-                    $0.backoff = .init(initial: .milliseconds(100), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
-                })
-        } catch {
-            throw CoreError(.invalidArgument, "server \(server): \(error)")
-        }
+        let transport = try server.clientTransport(config: .defaults {
+            $0.backoff = .init(initial: .milliseconds(100), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
+        })
         client = GRPCClient(transport: transport)
         edge = Flock_V1_EdgeService.Client(wrapping: client)
     }

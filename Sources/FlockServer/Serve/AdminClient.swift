@@ -37,9 +37,7 @@ public enum AdminClient {
         server: ServerAddress, token: String,
         _ body: @escaping @Sendable (Flock_V1_AdminService.Client<HTTP2ClientTransport.Posix>, Metadata, CallOptions) async throws -> T
     ) async throws -> T {
-        let target: any ResolvableTarget = server.isIPv4 ? .ipv4(address: server.host, port: server.port)
-            : server.isIPv6 ? .ipv6(address: server.host, port: server.port) : .dns(host: server.host, port: server.port)
-        let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
+        let transport = try server.clientTransport()
         return try await withGRPCClient(transport: transport) { client in
             var options = CallOptions.defaults
             options.timeout = .seconds(15)

@@ -42,6 +42,8 @@ public struct EdgeAgent: Sendable {
     private let connection: EdgeConnection
     private let slots: TrainingSlots
     private let log: @Sendable (String) -> Void
+    /// Seed derived once from the id: the held-out split and each round's local shuffling.
+    private let idSeed: UInt64
 
     /// Prepares an agent over `data`, split once into training and held-out rows (seeded by the id).
     /// - Throws: ``CoreError`` for a bad id or split.
@@ -57,8 +59,8 @@ public struct EdgeAgent: Sendable {
         self.connection = connection
         self.slots = slots
         self.log = log
-        let digest = SHA256.hash(Array(options.id.utf8)).bytes
-        var rng = SeededGenerator(seed: digest.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+        idSeed = SHA256.hash(Array(options.id.utf8)).bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        var rng = SeededGenerator(seed: idSeed)
         let order = rng.permutation(data.count)
         let held = min(data.count - 1, Int((options.holdout * Double(data.count)).rounded()))
         evaluation = data.subset(Array(order.prefix(held)).sorted())
@@ -155,7 +157,7 @@ public struct EdgeAgent: Sendable {
             let training = self.training
             let evaluation = self.evaluation
             let threads = options.threads
-            let seed = config.seed ^ UInt64(truncatingIfNeeded: SHA256.hash(Array(options.id.utf8)).bytes.prefix(8).reduce(0) { $0 << 8 | Int($1) })
+            let seed = config.seed ^ idSeed
             let evaluate = plan.evaluate && evaluation.count > 0
             let outcome = try await slots.run { () throws(CoreError) -> (LocalUpdate, EvaluationMetrics?) in
                 let model = try file.makeModel()

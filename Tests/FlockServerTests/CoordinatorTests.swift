@@ -3,7 +3,19 @@ import FlockServer
 import FlockTestSupport
 import FlockWire
 import Foundation
+import Synchronization
 import Testing
+
+/// A clock the test moves by hand, so that timeouts do not depend on how loaded the machine is.
+final class ManualTime: Sendable {
+    private let seconds = Mutex<Double>(0)
+
+    /// The clock the coordinator reads.
+    var clock: ServeClock { ServeClock { [self] in seconds.withLock { $0 } } }
+
+    /// Moves the time forward.
+    func advance(_ by: Double) { seconds.withLock { $0 += by } }
+}
 
 /// The serving coordinator without the network: plans, updates, aggregation against a direct computation,
 /// refusals that change nothing, dropped edges, failed rounds, and resuming from the checkpoint on disk.
@@ -36,7 +48,7 @@ import Testing
 
     @Test func aRoundAggregatesTheExampleWeightedMeanAndRefusalsChangeNothing() async throws {
         let folder = TestData.temporaryFolder()
-        let coordinator = try Coordinator(configuration: Self.configuration(folder: folder), log: { _ in })
+        let coordinator = try Coordinator(configuration: Self.configuration(folder: folder), clock: ManualTime().clock, log: { _ in })
         let a = try await coordinator.register(id: "a", examples: 30)
         let b = try await coordinator.register(id: "b", examples: 10)
         let planA = try #require(Self.plan(try await coordinator.heartbeat(id: "a", session: a.session, status: .idle, round: 0)))
@@ -92,7 +104,9 @@ import Testing
     @Test func aSilentEdgeIsDroppedAndTheRoundCompletesWithTheRest() async throws {
         let folder = TestData.temporaryFolder()
         // Registered while idle, so that the first round selects all three.
-        let coordinator = try Coordinator(configuration: Self.configuration(folder: folder, minimum: 2), waitForStart: true, log: { _ in })
+        let time = ManualTime()
+        let coordinator = try Coordinator(
+            configuration: Self.configuration(folder: folder, minimum: 2), waitForStart: true, clock: time.clock, log: { _ in })
         var sessions = [String: String]()
         for id in ["a", "b", "c"] { sessions[id] = try await coordinator.register(id: id, examples: 10).session }
         _ = try await coordinator.control(.start)
@@ -108,7 +122,7 @@ import Testing
         #expect(await coordinator.status().completedRounds == 0)
         // c goes silent; a and b keep heartbeating (training status) past c's timeout.
         for _ in 0..<8 {
-            try await Task.sleep(for: .milliseconds(100))
+            time.advance(0.1)
             for id in ["a", "b"] { _ = try await coordinator.heartbeat(id: id, session: sessions[id]!, status: .training, round: 1) }
             await coordinator.tick()
         }
@@ -121,17 +135,17 @@ import Testing
     @Test func aRoundWithTooFewUpdatesFailsAndIsRetriedUnderANewIdAndTheStateSurvivesARestart() async throws {
         let folder = TestData.temporaryFolder()
         var configuration = Self.configuration(folder: folder, minimum: 2)
-        // Long enough that the retried round cannot also expire before the test submits, even under load.
         configuration.roundTimeout = 2
         configuration.edgeTimeout = 5
-        let coordinator = try Coordinator(configuration: configuration, log: { _ in })
+        let time = ManualTime()
+        let coordinator = try Coordinator(configuration: configuration, clock: time.clock, log: { _ in })
         let a = try await coordinator.register(id: "a", examples: 10)
         let b = try await coordinator.register(id: "b", examples: 10)
         _ = try await coordinator.heartbeat(id: "a", session: a.session, status: .idle, round: 0)
         _ = try await coordinator.heartbeat(id: "b", session: b.session, status: .idle, round: 0)
         let n = await coordinator.parameterCount
         try await coordinator.submit(id: "a", session: a.session, round: 1, examples: 10, delta: [Float](repeating: 0.5, count: n), bytes: 1)
-        try await Task.sleep(for: .milliseconds(2_100))
+        time.advance(2.1)
         await coordinator.tick()
         var rounds = await coordinator.rounds()
         #expect(rounds.first?.state == "failed" && rounds.first?.reason != nil)
@@ -157,7 +171,7 @@ import Testing
         let folder = TestData.temporaryFolder()
         var configuration = Self.configuration(folder: folder, minimum: 1, perRound: 1)
         configuration.rounds = 1
-        let coordinator = try Coordinator(configuration: configuration, waitForStart: true, log: { _ in })
+        let coordinator = try Coordinator(configuration: configuration, waitForStart: true, clock: ManualTime().clock, log: { _ in })
         let a = try await coordinator.register(id: "a", examples: 10)
         #expect(Self.plan(try await coordinator.heartbeat(id: "a", session: a.session, status: .idle, round: 0)) == nil)
         #expect(await coordinator.status().state == "idle")

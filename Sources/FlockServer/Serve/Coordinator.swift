@@ -7,7 +7,7 @@ import Foundation
 /// running aggregate, the global model and strategy state, the round history and the admin controls.
 ///
 /// Every edge and admin call goes through here; the gRPC handlers only check message shapes and move
-/// bytes. Time is seconds since the coordinator started (a monotonic clock). After every completed or
+/// bytes. Time is seconds on a ``ServeClock`` (the monotonic clock when serving). After every completed or
 /// failed round the whole state is written atomically (``RoundCheckpoint``), so a server killed at any
 /// moment resumes from the last completed round; an open round is lost with the process and retried,
 /// as in Bonawitz et al. 2019 ("Towards Federated Learning at Scale", §4: a round that cannot finish is
@@ -50,8 +50,7 @@ public actor Coordinator {
     private let scaling: FeatureScaling
     private let holdout: Dataset?
     private let evaluator: Model
-    private let clock = ContinuousClock()
-    private let started: ContinuousClock.Instant
+    private let clock: ServeClock
     private let log: @Sendable (String) -> Void
 
     private var global: GlobalModelState
@@ -71,13 +70,17 @@ public actor Coordinator {
     /// Loads the round checkpoint from the data directory (or starts fresh) and prepares the first model.
     /// - Parameters:
     ///   - waitForStart: begin idle until `admin start` instead of running.
+    ///   - clock: where deadlines and timeouts read the time (the monotonic clock unless a test steers it).
     ///   - log: receives one line per noteworthy event (round opened, aggregated, failed).
     /// - Throws: ``CoreError`` for a bad holdout, a damaged checkpoint, or a checkpoint of another model.
-    public init(configuration: ServerConfiguration, waitForStart: Bool = false, log: @escaping @Sendable (String) -> Void) throws(CoreError) {
+    public init(
+        configuration: ServerConfiguration, waitForStart: Bool = false, clock: ServeClock = .monotonic(),
+        log: @escaping @Sendable (String) -> Void
+    ) throws(CoreError) {
         try configuration.validate()
         self.configuration = configuration
+        self.clock = clock
         self.log = log
-        started = clock.now
         spec = try ModelSpec.preset(configuration.model, inputFeatures: configuration.inputFeatures, classCount: configuration.classes)
         scaling = configuration.scaling
         if let path = configuration.holdoutPath {
@@ -126,10 +129,7 @@ public actor Coordinator {
         return (bytes, hash.hex)
     }
 
-    private var now: Double {
-        let elapsed = clock.now - started
-        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-    }
+    private var now: Double { clock.seconds() }
 
     /// Registers a callback run once when `admin stop` asks the server to shut down.
     public func setStopHandler(_ handler: @escaping @Sendable () -> Void) { onStop = handler }

@@ -133,4 +133,71 @@ import Testing
         let rounds = try fleet.rounds()
         #expect(rounds.first?["participants"] as? Int == 2 && rounds.first?["state"] as? String == "completed")
     }
+
+    /// Runs `body` with a connection to `address`, closing it afterwards.
+    static func connected<T: Sendable>(to address: String, _ body: @Sendable (EdgeConnection) async throws -> T) async throws -> T {
+        let connection = try EdgeConnection(server: try ServerAddress(parsing: address))
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await connection.run(); return nil }
+            defer { connection.close() }
+            let result = try await body(connection)
+            group.cancelAll()
+            return result
+        }
+    }
+
+    static func heartbeat(_ connection: EdgeConnection, _ edge: Edge) async throws -> Flock_V1_RoundPlan? {
+        let reply = try await connection.edge.heartbeat(Flock_V1_HeartbeatRequest.with {
+            $0.edgeID = edge.id
+            $0.session = edge.session
+            $0.status = .idle
+        })
+        if case .plan(let plan)? = reply.reply { return plan }
+        return nil
+    }
+
+    static func register(_ connection: EdgeConnection, _ id: String, examples: UInt64) async throws -> Edge {
+        let reply = try await connection.edge.register(Flock_V1_RegisterRequest.with { $0.edgeID = id; $0.exampleCount = examples })
+        return Edge(id: id, session: reply.session)
+    }
+
+    @Test func anUpdateAcceptedBeforeTheServerIsKilledIsInTheRoundAfterTheRestart() async throws {
+        let fleet = Fleet()
+        let arguments = ["--min-clients", "2", "--clients-per-round", "2", "--heartbeat", "1", "--edge-timeout", "30"]
+        let first = try fleet.startServer(arguments)
+        let (plan, w0, dA, dB) = try await Self.connected(to: first) { connection in
+            let a = try await Self.register(connection, "keep-a", examples: 30)
+            let b = try await Self.register(connection, "keep-b", examples: 10)
+            let plan = try #require(try await Self.heartbeat(connection, a))
+            #expect(try await Self.heartbeat(connection, b)?.round == plan.round)
+            let w0 = try await Self.fetch(connection, a, hash: plan.modelHash)
+            let dA = (0..<w0.count).map { Float($0 % 11) * 1e-3 }
+            let dB = (0..<w0.count).map { -Float($0 % 3) * 2e-3 }
+            try await Self.submit(connection, a, round: plan.round, examples: 30, payload: LittleEndianFloats.encode(dA))
+            return (plan, w0, dA, dB)
+        }
+        // Acknowledged, so it must survive: kill -9 the server with the round half done and start it again.
+        fleet.kill9("server")
+        let second = try fleet.startServer(arguments, name: "server-restarted")
+        try await Self.connected(to: second) { connection in
+            let a = try await Self.register(connection, "keep-a", examples: 30)
+            let b = try await Self.register(connection, "keep-b", examples: 10)
+            // a reported before the crash: no plan for it; b gets the same round and model again.
+            #expect(try await Self.heartbeat(connection, a) == nil)
+            let again = try #require(try await Self.heartbeat(connection, b))
+            #expect(again.round == plan.round && again.modelHash == plan.modelHash)
+            try await Self.submit(connection, b, round: plan.round, examples: 10, payload: LittleEndianFloats.encode(dB))
+            let next = try #require(try await Self.heartbeat(connection, a))
+            #expect(next.round == plan.round + 1)
+            let w1 = try await Self.fetch(connection, a, hash: next.modelHash)
+            var worst = 0.0
+            for i in 0..<w0.count {
+                worst = max(worst, abs(Double(w1[i]) - (Double(w0[i]) + (30 * Double(dA[i]) + 10 * Double(dB[i])) / 40)))
+            }
+            #expect(worst <= 1e-6, "largest deviation from the direct computation: \(worst)")
+        }
+        #expect(fleet.log("server-restarted").contains("reopened after a restart with 1 accepted updates"))
+        let rounds = try fleet.rounds()
+        #expect(rounds.first?["participants"] as? Int == 2 && rounds.first?["state"] as? String == "completed")
+    }
 }

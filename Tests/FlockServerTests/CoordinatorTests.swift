@@ -167,6 +167,86 @@ final class ManualTime: Sendable {
         await #expect(throws: ServeRefusal.self) { _ = try await restarted.heartbeat(id: "a", session: a.session, status: .idle, round: 0) }
     }
 
+    @Test func aRestartMidRoundKeepsEveryAcceptedUpdateAndEvaluation() async throws {
+        let folder = TestData.temporaryFolder()
+        let configuration = Self.configuration(folder: folder, minimum: 2)
+        let coordinator = try Coordinator(configuration: configuration, waitForStart: true, clock: ManualTime().clock, log: { _ in })
+        var sessions = [String: String]()
+        let examples = ["a": 30, "b": 10, "c": 20]
+        for id in ["a", "b", "c"] { sessions[id] = try await coordinator.register(id: id, examples: UInt64(examples[id]!)).session }
+        _ = try await coordinator.control(.start)
+        let plan = try #require(Self.plan(try await coordinator.heartbeat(id: "a", session: sessions["a"]!, status: .idle, round: 0)))
+        let w0 = try await Self.weights(coordinator, hash: plan.modelHash)
+        let n = w0.count
+        let deltas: [String: [Float]] = [
+            "a": (0..<n).map { Float($0 % 7) * 0.01 }, "b": (0..<n).map { -Float($0 % 5) * 0.02 }, "c": (0..<n).map { Float($0 % 3) * 0.03 },
+        ]
+        try await coordinator.reportEvaluation(id: "a", session: sessions["a"]!, round: plan.round, examples: 5, loss: 1.0, accuracy: 0.4)
+        try await coordinator.submit(id: "a", session: sessions["a"]!, round: plan.round, examples: 30, delta: deltas["a"]!, bytes: 100)
+        #expect(FileManager.default.fileExists(atPath: folder + "/" + RoundJournal.fileName))
+
+        // The process dies here (nothing more is written); a new server starts on the same folder.
+        let restarted = try Coordinator(configuration: configuration, clock: ManualTime().clock, log: { _ in })
+        let open = try #require(await restarted.rounds().last)
+        #expect(open.round == plan.round && open.state == "running" && open.uploadBytes == 100)
+        for id in ["a", "b", "c"] { sessions[id] = try await restarted.register(id: id, examples: UInt64(examples[id]!)).session }
+        // a already reported: no plan for it again, and its evaluation is already recorded.
+        #expect(Self.plan(try await restarted.heartbeat(id: "a", session: sessions["a"]!, status: .idle, round: 0)) == nil)
+        await #expect(throws: ServeRefusal.self) {
+            try await restarted.reportEvaluation(id: "a", session: sessions["a"]!, round: plan.round, examples: 5, loss: 1.0, accuracy: 0.4)
+        }
+        await #expect(throws: ServeRefusal.self) {
+            try await restarted.submit(id: "a", session: sessions["a"]!, round: plan.round, examples: 30, delta: deltas["a"]!, bytes: 100)
+        }
+        for id in ["b", "c"] {
+            let again = try #require(Self.plan(try await restarted.heartbeat(id: id, session: sessions[id]!, status: .idle, round: 0)))
+            #expect(again.round == plan.round && again.modelHash == plan.modelHash)
+            try await restarted.submit(id: id, session: sessions[id]!, round: plan.round, examples: UInt64(examples[id]!), delta: deltas[id]!, bytes: 100)
+        }
+        let status = await restarted.status()
+        #expect(status.completedRounds == 1)
+        #expect(!FileManager.default.fileExists(atPath: folder + "/" + RoundJournal.fileName))
+        let w1 = try await Self.weights(restarted, hash: status.modelHash)
+        for i in 0..<n {
+            let expected = Double(w0[i]) + (30 * Double(deltas["a"]![i]) + 10 * Double(deltas["b"]![i]) + 20 * Double(deltas["c"]![i])) / 60
+            #expect(abs(Double(w1[i]) - expected) <= 1e-6, "weight \(i)")
+        }
+        let record = try #require(await restarted.rounds().last)
+        #expect(record.participants == 3 && record.uploadBytes == 300 && record.state == "completed")
+    }
+
+    @Test func theJournalEndsAtATornOrDamagedRecord() throws {
+        let folder = TestData.temporaryFolder()
+        let journal = RoundJournal(folder: folder)
+        #expect(try journal.read() == nil)
+        let record = RoundRecord.opened(round: 4, selected: 2, modelVersion: 3)
+        let opening = RoundJournal.Opening(record: record, selected: ["a", "b"], target: 2, minimumUpdates: 2, plan: [1, 2, 3])
+        try journal.begin(opening)
+        let first = RoundJournal.Entry.update(edge: "a", examples: 7, bytes: 12, values: [1.5, -2, .leastNonzeroMagnitude])
+        let second = RoundJournal.Entry.evaluation(edge: "b", examples: 3, loss: 0.25, accuracy: 0.5)
+        try journal.append(first)
+        try journal.append(second)
+        let read = try #require(try journal.read())
+        #expect(read.opening == opening && read.entries == [first, second])
+
+        // A crash in the middle of an append leaves a torn tail: the acknowledged records still read.
+        let whole = TestData.bytes(journal.path)
+        try FileIO.appendDurably(Array(whole.prefix(40)), to: journal.path)
+        #expect(try journal.read()?.entries == [first, second])
+        // A flipped byte inside the second record ends the journal before it.
+        var damaged = whole
+        damaged[damaged.count - 40] ^= 0x01
+        try FileIO.writeAtomically(damaged, to: journal.path)
+        #expect(try journal.read()?.entries == [first])
+        // A damaged opening is an error that says what to do.
+        damaged = whole
+        damaged[10] ^= 0x01
+        try FileIO.writeAtomically(damaged, to: journal.path)
+        #expect { try journal.read() } throws: { ($0 as? CoreError)?.message.contains("remove the file") == true }
+        journal.remove()
+        #expect(try journal.read() == nil)
+    }
+
     @Test func adminControlsPauseResumeAndFinish() async throws {
         let folder = TestData.temporaryFolder()
         var configuration = Self.configuration(folder: folder, minimum: 1, perRound: 1)

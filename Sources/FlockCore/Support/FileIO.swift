@@ -74,19 +74,7 @@ public enum FileIO {
             if code == ENOENT { throw CoreError(.io, "\(path): cannot write: directory \(directory) does not exist") }
             throw CoreError(.io, "\(path): cannot write: \(systemErrorText(code))")
         }
-        var failure: Int32 = 0
-        bytes.withUnsafeBufferPointer { buffer in
-            var written = 0
-            while written < buffer.count {
-                let n = write(fd, buffer.baseAddress! + written, buffer.count - written)
-                if n >= 0 {
-                    written += n
-                } else if errno != EINTR {
-                    failure = errno
-                    return
-                }
-            }
-        }
+        var failure = writeAll(bytes, to: fd)
         // The umask may have narrowed or widened nothing we want: set the mode exactly.
         if failure == 0, fchmod(fd, permissions) != 0 { failure = errno }
         if failure == 0, fsync(fd) != 0 { failure = errno }
@@ -100,6 +88,35 @@ public enum FileIO {
         if directoryFD >= 0 {
             _ = fsync(directoryFD)
             close(directoryFD)
+        }
+    }
+
+    /// Appends `bytes` to `path` (created if missing) and `fsync`s it before returning, so that what was
+    /// appended survives a crash once this returns. A crash during the call may leave a torn tail, which
+    /// readers must detect (for example with a checksum per record).
+    /// - Throws: `io` naming the path and the system's reason.
+    public static func appendDurably(_ bytes: [UInt8], to path: String) throws(CoreError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        if fd < 0 { throw CoreError(.io, "\(path): cannot append: \(systemErrorText(errno))") }
+        var failure = writeAll(bytes, to: fd)
+        if failure == 0, fsync(fd) != 0 { failure = errno }
+        if close(fd) != 0, failure == 0 { failure = errno }
+        if failure != 0 { throw CoreError(.io, "\(path): cannot append: \(systemErrorText(failure))") }
+    }
+
+    /// Writes every byte, retrying after interruptions. - Returns: 0, or the `errno` that stopped it.
+    private static func writeAll(_ bytes: [UInt8], to fd: Int32) -> Int32 {
+        bytes.withUnsafeBufferPointer { buffer in
+            var written = 0
+            while written < buffer.count {
+                let n = write(fd, buffer.baseAddress! + written, buffer.count - written)
+                if n >= 0 {
+                    written += n
+                } else if errno != EINTR {
+                    return errno
+                }
+            }
+            return 0
         }
     }
 

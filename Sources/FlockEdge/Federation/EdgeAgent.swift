@@ -185,7 +185,12 @@ public struct EdgeAgent: Sendable {
                 report.examples = UInt64(metrics.count)
                 report.loss = metrics.loss
                 report.accuracy = metrics.accuracy
-                _ = try await connection.edge.reportEvaluation(report, options: EdgeConnection.options(timeout: 30))
+                do {
+                    _ = try await connection.edge.reportEvaluation(report, options: EdgeConnection.options(timeout: 30))
+                } catch let error as RPCError where error.code == .alreadyExists {
+                    // Reported before the server restarted; the reopened round kept it.
+                    log("\(options.id): round \(round): evaluation already recorded")
+                }
             }
             let update = outcome.0
             do {

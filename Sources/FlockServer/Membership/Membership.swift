@@ -47,16 +47,29 @@ public struct Membership: Sendable {
             throw Refusal(message: "edge ids are 1-\(WireLimits.maximumEdgeIdBytes) characters of A-Z, a-z, 0-9, '.', '_' and '-'")
         }
         guard examples >= 0 else { throw Refusal(message: "an edge cannot hold \(examples) examples") }
-        let edge = Edge(id: id, session: session, examples: examples, lastSeen: now, round: nil, participated: edges[id]?.participated ?? 0)
+        // An edge that registers again while selected (its process restarted, or the server's did) stays in
+        // its round: the round still counts on its update.
+        let edge = Edge(
+            id: id, session: session, examples: examples, lastSeen: now, round: edges[id]?.round,
+            participated: edges[id]?.participated ?? 0)
         edges[id] = edge
         return edge
+    }
+
+    /// Holds places for the edges of a round restored after a server restart: they count as selected and
+    /// seen `now`, so they have one edge timeout to register again before the round drops them. They have
+    /// no session until they register.
+    public mutating func expect(_ ids: [String], round: Int, now: Double) {
+        for id in ids where edges[id] == nil {
+            edges[id] = Edge(id: id, session: "", examples: 0, lastSeen: now, round: round, participated: 0)
+        }
     }
 
     /// Records a heartbeat.
     /// - Throws: ``Refusal`` for an unknown edge or a stale session (the edge must register again).
     public mutating func heartbeat(id: String, session: String, now: Double) throws(Refusal) {
         guard var edge = edges[id] else { throw Refusal(message: "edge \(id) is not registered") }
-        guard edge.session == session else { throw Refusal(message: "edge \(id): session expired; register again") }
+        guard !edge.session.isEmpty, edge.session == session else { throw Refusal(message: "edge \(id): session expired; register again") }
         edge.lastSeen = max(edge.lastSeen, now)
         edges[id] = edge
     }

@@ -8,10 +8,12 @@ import Foundation
 ///
 /// Every edge and admin call goes through here; the gRPC handlers only check message shapes and move
 /// bytes. Time is seconds on a ``ServeClock`` (the monotonic clock when serving). After every completed or
-/// failed round the whole state is written atomically (``RoundCheckpoint``), so a server killed at any
-/// moment resumes from the last completed round; an open round is lost with the process and retried,
-/// as in Bonawitz et al. 2019 ("Towards Federated Learning at Scale", §4: a round that cannot finish is
-/// abandoned, its devices are released).
+/// failed round the whole state is written atomically (``RoundCheckpoint``); in between, every accepted
+/// update and evaluation is appended to the open round's ``RoundJournal`` before the edge hears it was
+/// accepted. A server killed at any moment restarts with the completed rounds and reopens the open round
+/// with the same selection and everything it had accepted; its edges have one edge timeout to register
+/// again. A round that cannot finish is abandoned and retried with a fresh selection, as in Bonawitz et
+/// al. 2019 ("Towards Federated Learning at Scale", §4).
 public actor Coordinator {
     /// Training controls set by the admin.
     public enum Control: String, Sendable {
@@ -66,6 +68,7 @@ public actor Coordinator {
     private var waiters: [String: Waiter] = [:]
     private var nextWaiterToken: UInt64 = 0
     private var onStop: (@Sendable () -> Void)?
+    private let journal: RoundJournal
 
     /// Loads the round checkpoint from the data directory (or starts fresh) and prepares the first model.
     /// - Parameters:
@@ -98,6 +101,7 @@ public actor Coordinator {
             throw CoreError(.io, "\(configuration.dataDirectory): cannot create the data directory (\(error.localizedDescription))")
         }
         membership = Membership(timeout: configuration.edgeTimeout)
+        journal = RoundJournal(folder: configuration.dataDirectory)
         pace = SeededGenerator(seed: configuration.seed ^ 0xFACE)
         if let saved = try RoundCheckpoint.read(fromFolder: configuration.dataDirectory) {
             guard saved.spec == spec, saved.model.strategy == configuration.strategy else {
@@ -121,6 +125,55 @@ public actor Coordinator {
         if configuration.rounds > 0, global.round >= configuration.rounds { control = .finished }
         modelBytes = []
         (modelBytes, modelHash) = Self.encodeModel(spec: spec, scaling: scaling, weights: global.weights, version: global.round)
+        let moment = clock.seconds()
+        if let (fresh, reopened, selected) = try Self.reopenJournaledRound(
+            journal: journal, expectedRound: (history.last?.round ?? 0) + 1, modelVersion: global.round, modelHash: modelHash,
+            parameterCount: global.weights.count, configuration: configuration, now: moment) {
+            machine = fresh
+            open = reopened
+            membership.expect(selected, round: reopened.record.round, now: moment)
+            log("round \(reopened.record.round): reopened after a restart with \(reopened.average.count) accepted updates; "
+                + "its \(selected.count) selected edges have \(configuration.edgeTimeout) s to register again")
+        }
+    }
+
+    /// Reopens the round the journal holds, when it is the one after the last checkpointed round (else the
+    /// journal is stale: its round was checkpointed just before the crash removed it).
+    private static func reopenJournaledRound(
+        journal: RoundJournal, expectedRound: Int, modelVersion: Int, modelHash: String, parameterCount: Int,
+        configuration: ServerConfiguration, now moment: Double
+    ) throws(CoreError) -> (RoundStateMachine, OpenRound, selected: [String])? {
+        guard let (opening, entries) = try journal.read() else { return nil }
+        guard opening.record.round == expectedRound, opening.record.modelVersion == modelVersion,
+              let plan = try? Flock_V1_RoundPlan(serializedBytes: opening.plan), plan.modelHash == modelHash else {
+            journal.remove()
+            return nil
+        }
+        var fresh = RoundStateMachine(configuration: .init(
+            target: opening.target, minimumUpdates: opening.minimumUpdates,
+            overSelection: configuration.overSelection, timeout: configuration.roundTimeout))
+        do { _ = try fresh.receive(.open(round: opening.record.round, selected: opening.selected, now: moment)) } catch {
+            throw CoreError(.corruptFile, "\(journal.path): \(error.message); remove the file to drop the open round")
+        }
+        var reopened = OpenRound(
+            record: opening.record, plan: plan, started: moment, deadline: moment + configuration.roundTimeout,
+            average: WeightedAverage(length: parameterCount), startVersion: modelVersion)
+        for entry in entries {
+            switch entry {
+            case .update(let edge, let examples, let bytes, let values):
+                guard (try? fresh.receive(.update(round: opening.record.round, edge: edge, now: moment))) != nil,
+                      (try? reopened.average.add(delta: values, examples: examples)) != nil else {
+                    throw CoreError(.corruptFile, "\(journal.path): the update of \(edge) does not fit the round; remove the file to drop the open round")
+                }
+                reopened.record.uploadBytes += bytes
+            case .evaluation(let edge, let examples, let loss, let accuracy):
+                reopened.evaluated.insert(edge)
+                reopened.evaluation.examples += examples
+                reopened.evaluation.loss += loss * Double(examples)
+                reopened.evaluation.correct += accuracy * Double(examples)
+            }
+        }
+        return (fresh, reopened, opening.selected)
     }
 
     private static func encodeModel(spec: ModelSpec, scaling: FeatureScaling, weights: [Float], version: Int) -> ([UInt8], String) {
@@ -142,8 +195,8 @@ public actor Coordinator {
     public func register(id: String, examples: UInt64) throws(ServeRefusal) -> (session: String, heartbeatSeconds: Double) {
         guard examples <= 1 << 40 else { throw ServeRefusal(.invalidArgument, "example count \(examples) is implausible") }
         let session = SecureRandom.token(byteCount: 16)
-        // A re-registering edge that was in the open round has lost its work: count it as gone.
-        if membership.edges[id]?.round != nil { edgeLost(id) }
+        // An edge that registers again while selected (its process restarted, or the server did and reopened
+        // the round) stays selected: its next idle heartbeat gets the plan again, unless it already reported.
         do {
             _ = try membership.register(id: id, examples: Int(examples), session: session, now: now)
         } catch {
@@ -281,6 +334,7 @@ public actor Coordinator {
         do { try open.average.add(delta: delta, examples: Int(examples)) } catch {
             throw ServeRefusal(.invalidArgument, error.message)
         }
+        try record(.update(edge: id, examples: Int(examples), bytes: bytes, values: delta))
         open.record.uploadBytes += bytes
         machine = probe
         self.open = open
@@ -299,11 +353,20 @@ public actor Coordinator {
         guard examples >= 1, examples <= 1 << 40, loss.isFinite, loss >= 0, accuracy.isFinite, (0...1).contains(accuracy) else {
             throw ServeRefusal(.invalidArgument, "evaluation needs 1 or more examples, a finite loss >= 0 and an accuracy in [0, 1]")
         }
+        try record(.evaluation(edge: id, examples: Int(examples), loss: loss, accuracy: accuracy))
         open.evaluated.insert(id)
         open.evaluation.examples += Int(examples)
         open.evaluation.loss += loss * Double(examples)
         open.evaluation.correct += accuracy * Double(examples)
         self.open = open
+    }
+
+    /// Appends an accepted input to the open round's journal; the caller changes state only after this.
+    private func record(_ entry: RoundJournal.Entry) throws(ServeRefusal) {
+        do { try journal.append(entry) } catch {
+            log("error: cannot journal an accepted input: \(error.message)")
+            throw ServeRefusal(.unavailable, "the server cannot store the input durably right now; try again")
+        }
     }
 
     /// Checks that `session` is the edge's current session (and counts the call as contact).
@@ -331,6 +394,8 @@ public actor Coordinator {
     /// Advances time: edges that stopped heartbeating leave the open round, deadlines pass, new rounds open.
     public func tick() {
         let moment = now
+        // A journal replayed at start-up may already hold every update the round needed.
+        if let pending = machine?.pendingAction, case .aggregate = pending { perform(pending) }
         if let open, case .collecting(_, let selected, let reported, _)? = machine?.state {
             for id in selected.subtracting(reported).sorted() where !membership.isConnected(id, now: moment) {
                 guard self.open?.record.round == open.record.round else { break }
@@ -387,13 +452,18 @@ public actor Coordinator {
         plan.codec.id = "f32"
         plan.secureAggregation.enabled = false
         plan.evaluate = configuration.federatedEvaluation
-        let record = RoundRecord(
-            round: roundId, state: "running", selected: chosen.count, participants: 0, dropped: 0, accuracy: nil, loss: nil,
-            federatedAccuracy: nil, federatedLoss: nil, federatedExamples: 0, seconds: 0, uploadBytes: 0, downloadBytes: 0,
-            modelVersion: global.round, reason: nil)
+        let record = RoundRecord.opened(round: roundId, selected: chosen.count, modelVersion: global.round)
         open = OpenRound(
             record: record, plan: plan, started: moment, deadline: moment + configuration.roundTimeout,
             average: WeightedAverage(length: global.weights.count), startVersion: global.round)
+        do {
+            try journal.begin(.init(
+                record: record, selected: chosen, target: target, minimumUpdates: roundConfiguration.minimumUpdates,
+                plan: try plan.serializedBytes()))
+        } catch {
+            // Updates of this round will be refused as not durable until the disk works again.
+            log("error: cannot start the journal of round \(roundId): \(error)")
+        }
         log("round \(roundId): selected \(chosen.count) of \(eligible.count) eligible edges (target \(target))")
         for id in waiters.keys.sorted() {
             resumeWaiter(id, with: planIfSelected(id, status: .idle) ?? paceSteeredRetry())
@@ -449,17 +519,20 @@ public actor Coordinator {
         membership.release(round: record.round)
         open = nil
         machine = nil
-        persist()
+        // Until the checkpoint is on disk the journal still holds the round: a crash replays it.
+        if persist() { journal.remove() }
     }
 
-    private func persist() {
+    private func persist() -> Bool {
         let folder = configuration.dataDirectory
         let lines = history.map { JSONOutput.line($0) }
         do {
             try RoundCheckpoint(model: global, spec: spec, selectionState: selection.state, history: lines).write(toFolder: folder)
             try FileIO.writeAtomically(modelBytes, to: folder + "/global.flockmdl")
+            return true
         } catch {
             log("error: cannot write the round checkpoint: \(error.message); the last completed round is not durable until this is fixed")
+            return false
         }
     }
 

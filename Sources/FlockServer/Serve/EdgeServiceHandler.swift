@@ -138,6 +138,7 @@ func refusing<T: Sendable>(_ body: () async throws(ServeRefusal) -> T) async thr
         case .failedPrecondition: code = .failedPrecondition
         case .alreadyExists: code = .alreadyExists
         case .notFound: code = .notFound
+        case .unavailable: code = .unavailable
         }
         throw RPCError(code: code, message: error.message)
     }

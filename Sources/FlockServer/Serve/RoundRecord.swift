@@ -44,6 +44,14 @@ public struct RoundRecord: Sendable, Codable, Equatable {
         case reason
     }
 
+    /// The record of a round that has just opened: nothing received yet.
+    public static func opened(round: Int, selected: Int, modelVersion: Int) -> RoundRecord {
+        RoundRecord(
+            round: round, state: "running", selected: selected, participants: 0, dropped: 0, accuracy: nil, loss: nil,
+            federatedAccuracy: nil, federatedLoss: nil, federatedExamples: 0, seconds: 0, uploadBytes: 0, downloadBytes: 0,
+            modelVersion: modelVersion, reason: nil)
+    }
+
     /// The accuracy to show: the server holdout's when there is one, else the federated one.
     public var displayAccuracy: Double? { accuracy ?? federatedAccuracy }
 }

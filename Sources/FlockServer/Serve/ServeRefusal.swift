@@ -13,6 +13,8 @@ public struct ServeRefusal: Error, Sendable, Equatable, CustomStringConvertible 
         case alreadyExists
         /// No such model or round.
         case notFound
+        /// The server could not record the input durably (its disk failed): try again later.
+        case unavailable
     }
 
     /// The kind.

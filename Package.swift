@@ -75,7 +75,14 @@ let package = Package(
             ]
         ),
         // Federated training of many edges in one process, through the server's and the edges' code.
-        .target(name: "FlockSimulation", dependencies: ["FlockServer", "FlockEdge", "FlockCore"]),
+        .target(
+            name: "FlockSimulation",
+            dependencies: [
+                "FlockServer", "FlockEdge", "FlockCore", "FlockWire",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+            ]
+        ),
 
         // Thin executables.
         .executableTarget(

@@ -83,11 +83,8 @@ public struct ModelFile: Sendable, Equatable {
     /// Builds the model with these weights.
     /// - Throws: ``CoreError`` when the spec is invalid or the parameter count does not match it.
     public func makeModel() throws(CoreError) -> Model {
-        let model = try Model(spec: spec, seed: 0)
-        guard parameters.count == model.parameterCount else {
-            throw CoreError(.corruptFile, "model file holds \(parameters.count) parameters but its spec needs \(model.parameterCount)")
+        do { return try Model(spec: spec, parameters: parameters) } catch where error.code == .modelMismatch {
+            throw CoreError(.corruptFile, "model file: its spec does not fit its parameters (\(error.message))")
         }
-        try model.setParameters(parameters)
-        return model
     }
 }

@@ -30,7 +30,18 @@ public final class Model {
 
     /// Builds the model and initializes its weights deterministically from `seed`.
     /// - Throws: ``CoreError/Code/invalidArgument`` when the spec is inconsistent (shapes, sizes, rates).
-    public init(spec: ModelSpec, seed: UInt64) throws(CoreError) {
+    public convenience init(spec: ModelSpec, seed: UInt64) throws(CoreError) {
+        try self.init(spec: spec, initialization: seed)
+    }
+
+    /// Builds the model with `parameters` as its weights (no random draw first).
+    /// - Throws: ``CoreError`` when the spec is inconsistent or `parameters` has the wrong length.
+    public convenience init(spec: ModelSpec, parameters: [Float]) throws(CoreError) {
+        try self.init(spec: spec, initialization: nil)
+        try setParameters(parameters)
+    }
+
+    private init(spec: ModelSpec, initialization seed: UInt64?) throws(CoreError) {
         guard spec.version <= ModelSpec.currentVersion else {
             throw CoreError(.unsupportedVersion, "model spec version \(spec.version) is newer than this build supports (\(ModelSpec.currentVersion)); upgrade Flock")
         }
@@ -56,7 +67,7 @@ public final class Model {
             offset += layer.parameterCount
         }
         parameterViews = views
-        initialize(seed: seed)
+        if let seed { initialize(seed: seed) }
     }
 
     /// Builds the layer stack of a spec, with the spec index each layer came from.

@@ -24,14 +24,24 @@ public struct EdgeAgent: Sendable {
         public var threads: Int
         /// Longest wait between reconnection attempts, in seconds.
         public var maximumBackoff: Double
+        /// Keep downloaded models in `stateDirectory/models` and reuse them (off for in-process
+        /// simulation, where every edge downloads, as a device would).
+        public var cacheModels: Bool
+        /// Called after the server accepted an update, with its round and the local training outcome.
+        public var onAccepted: (@Sendable (_ round: UInt64, _ update: LocalUpdate) -> Void)?
 
         /// Creates options.
-        public init(id: String, stateDirectory: String, holdout: Double = 0.1, threads: Int = 1, maximumBackoff: Double = 30) {
+        public init(
+            id: String, stateDirectory: String, holdout: Double = 0.1, threads: Int = 1, maximumBackoff: Double = 30,
+            cacheModels: Bool = true, onAccepted: (@Sendable (_ round: UInt64, _ update: LocalUpdate) -> Void)? = nil
+        ) {
             self.id = id
             self.stateDirectory = stateDirectory
             self.holdout = holdout
             self.threads = threads
             self.maximumBackoff = maximumBackoff
+            self.cacheModels = cacheModels
+            self.onAccepted = onAccepted
         }
     }
 
@@ -195,6 +205,7 @@ public struct EdgeAgent: Sendable {
             let update = outcome.0
             do {
                 try await submit(update, round: round, session: session)
+                options.onAccepted?(round, update)
                 log("\(options.id): round \(round): \(update.examples) examples, loss \(String(format: "%.4f", update.trainLoss)), "
                     + "\(String(format: "%.3f", update.seconds)) s training; update accepted")
             } catch let error as RPCError where error.code == .failedPrecondition || error.code == .alreadyExists {
@@ -208,7 +219,8 @@ public struct EdgeAgent: Sendable {
         let folder = options.stateDirectory + "/models"
         let path = folder + "/" + plan.modelHash + ".flockmdl"
         guard SHA256.Digest(hex: plan.modelHash) != nil else { throw RPCError(code: .internalError, message: "plan names a malformed model hash") }
-        if FileManager.default.fileExists(atPath: path), let (file, hash) = try? ModelFile.read(from: path), hash.hex == plan.modelHash {
+        if options.cacheModels, FileManager.default.fileExists(atPath: path), let (file, hash) = try? ModelFile.read(from: path),
+           hash.hex == plan.modelHash {
             return file
         }
         let limit = Int(min(plan.modelBytes, 1 << 30))
@@ -232,6 +244,7 @@ public struct EdgeAgent: Sendable {
         guard hash.hex == plan.modelHash else {
             throw RPCError(code: .dataLoss, message: "downloaded model does not match hash \(plan.modelHash)")
         }
+        guard options.cacheModels else { return file }
         try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         try FileIO.writeAtomically(bytes, to: path)
         // Keep the two newest models.

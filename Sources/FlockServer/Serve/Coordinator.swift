@@ -234,6 +234,7 @@ public actor Coordinator {
 
     /// Edges the server holds in long polls while a round runs: enough for the next round, twice over.
     private var parkingCapacity: Int {
+        if configuration.longPollCapacity > 0 { return configuration.longPollCapacity }
         let target = configuration.target(connected: membership.connected(now: now).count)
         return max(16, 2 * Int((Double(target) * (1 + configuration.overSelection)).rounded(.up)))
     }
@@ -465,8 +466,11 @@ public actor Coordinator {
             log("error: cannot start the journal of round \(roundId): \(error)")
         }
         log("round \(roundId): selected \(chosen.count) of \(eligible.count) eligible edges (target \(target))")
-        for id in waiters.keys.sorted() {
-            resumeWaiter(id, with: planIfSelected(id, status: .idle) ?? paceSteeredRetry())
+        // Selected edges hear of the round now. The others stay in their long polls: they are the first
+        // candidates of the next round (sending them away here left the next selection to edges asleep in
+        // retry windows, and rounds waited for them).
+        for id in chosen where waiters[id] != nil {
+            if let plan = planIfSelected(id, status: .idle) { resumeWaiter(id, with: plan) }
         }
     }
 

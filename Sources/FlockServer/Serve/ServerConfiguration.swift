@@ -54,6 +54,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var seed: UInt64 = 0
     /// Largest gRPC message the transport accepts, in bytes (chunks are at most 1 MiB).
     public var maximumMessageBytes = 4 << 20
+    /// Idle heartbeats held as long polls at once (0: twice what the next round selects, at least 16);
+    /// beyond it, edges are given pace-steered retry windows.
+    public var longPollCapacity = 0
 
     /// The defaults.
     public init() {}
@@ -62,7 +65,7 @@ public struct ServerConfiguration: Sendable, Equatable {
     public static let keys: Set<String> = [
         "listen", "data_dir", "model", "input_features", "classes", "input_scale", "holdout", "rounds",
         "clients_per_round", "fraction", "min_clients", "over_selection", "round_timeout", "heartbeat_seconds",
-        "edge_timeout", "strategy", "federated_evaluation", "seed", "max_message_bytes",
+        "edge_timeout", "strategy", "federated_evaluation", "seed", "max_message_bytes", "long_poll_capacity",
         "local.epochs", "local.batch", "local.lr", "local.clip",
     ]
 
@@ -95,6 +98,7 @@ public struct ServerConfiguration: Sendable, Equatable {
             seed = UInt64(v)
         }
         if let v = try file.integer("max_message_bytes") { maximumMessageBytes = v }
+        if let v = try file.integer("long_poll_capacity") { longPollCapacity = v }
         if let v = try file.integer("local.epochs") { epochs = v }
         if let v = try file.integer("local.batch") { batchSize = v }
         if let v = try file.number("local.lr") { learningRate = v }
@@ -119,6 +123,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         try require(roundTimeout > 0 && roundTimeout <= 7 * 86_400, "round_timeout must be in (0, 604800] seconds")
         try require(heartbeatSeconds >= 0.05 && heartbeatSeconds <= 3_600, "heartbeat_seconds must be 0.05-3600")
         try require(edgeTimeout > heartbeatSeconds, "edge_timeout must be longer than heartbeat_seconds")
+        try require(longPollCapacity >= 0 && longPollCapacity <= 1_000_000, "long_poll_capacity must be 0 (automatic) to 1000000")
         try require(maximumMessageBytes >= WireLimits.maximumChunkBytes + 4_096 && maximumMessageBytes <= 1 << 30,
                     "max_message_bytes must be at least 1 MiB + 4 KiB (one chunk and its header) and at most 1 GiB")
         try plan.validate()

@@ -6,7 +6,7 @@ import FlockSimulation
 import Foundation
 
 /// `flock-server simulate`: federated training of many edges in one process.
-struct Simulate: ParsableCommand {
+struct Simulate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run federated training of N edges in one process (no network) and report each round.",
         discussion: """
@@ -14,6 +14,11 @@ struct Simulate: ParsableCommand {
             them, each trains locally from the global model, and the strategy folds their example-weighted \
             updates into the next global model, which is evaluated on --eval. Prints a line per round (a JSON \
             object per round and a final summary with --json).
+
+            --transport direct (the default) calls the server's round logic and the edges' training directly, \
+            with no messages. --transport grpc runs the code of `serve` and `flock-edge run` themselves, one \
+            coordinator and one agent per edge, exchanging protobuf messages over gRPC's in-process transport \
+            instead of TCP.
 
             Example: flock-server simulate --train data/mnist5k-train.csv --eval data/mnist5k-test.csv \
             --clients 20 --partition shards --fraction 0.5 --rounds 20 --model 2nn --epochs 1 --batch 10 --lr 0.05
@@ -64,6 +69,9 @@ struct Simulate: ParsableCommand {
     @Option(name: .customLong("state-dir"), help: ArgumentHelp("Write a round checkpoint here after every round, and resume from it when the run is started again (after a crash or kill -9).", valueName: "DIR"))
     var stateDir: String?
 
+    @Option(help: ArgumentHelp("direct | grpc (the serve and edge code over gRPC's in-process transport).", valueName: "KIND"))
+    var transport: String = "direct"
+
     @Flag(help: "Print one JSON object per round and a final summary.")
     var json = false
 
@@ -77,6 +85,7 @@ struct Simulate: ParsableCommand {
         guard epochs >= 1, batch >= 1 else { throw ValidationError("--epochs and --batch must be at least 1") }
         guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        guard ["direct", "grpc"].contains(transport) else { throw ValidationError("--transport must be direct or grpc") }
         do {
             _ = try PartitionScheme(parsing: partition)
             _ = try AggregationStrategy(parsing: strategy)
@@ -85,7 +94,7 @@ struct Simulate: ParsableCommand {
         }
     }
 
-    func run() throws {
+    func run() async throws {
         let options = Simulation.Options(
             trainPath: train, evalPath: eval, clients: clients, partition: try PartitionScheme(parsing: partition),
             fraction: fraction, clientsPerRound: clientsPerRound, rounds: rounds, model: model,
@@ -98,7 +107,7 @@ struct Simulate: ParsableCommand {
         let asJSON = json
         let summary: Simulation.Summary
         do {
-            summary = try Simulation(options: options).run { report in
+            let show: @Sendable (Simulation.RoundReport) -> Void = { report in
                 if asJSON {
                     print(JSONOutput.line(report))
                 } else {
@@ -109,8 +118,16 @@ struct Simulate: ParsableCommand {
                 }
                 fflush(nil)
             }
-        } catch {
+            if transport == "grpc" {
+                summary = try await GRPCSimulation(options: options).run(onRound: show)
+            } else {
+                summary = try Simulation(options: options).run(onRound: show)
+            }
+        } catch let error as CoreError {
             StandardError.line("error: \(error.message)")
+            throw ExitCode(1)
+        } catch {
+            StandardError.line("error: \(error)")
             throw ExitCode(1)
         }
         if json {

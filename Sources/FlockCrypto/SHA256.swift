@@ -23,7 +23,7 @@ public struct SHA256: Sendable {
         }
         if done == nil {
             let copy = Array(bytes)
-            copy.withUnsafeBufferPointer { crypto_hash_sha256_update(&state, $0.baseAddress, UInt64($0.count)) }
+            _ = copy.withUnsafeBufferPointer { crypto_hash_sha256_update(&state, $0.baseAddress, UInt64($0.count)) }
         }
     }
 

@@ -30,9 +30,7 @@ public struct GRPCSimulation: Sendable {
     /// - Throws: ``CoreError`` for bad data or options; transport errors.
     public func run(onRound: @escaping @Sendable (Simulation.RoundReport) -> Void = { _ in }) async throws -> Simulation.Summary {
         let o = options
-        guard o.clients >= 1, o.rounds >= 1, o.threads >= 1, o.fraction > 0, o.fraction <= 1 else {
-            throw CoreError(.invalidArgument, "clients, rounds and threads must be at least 1 and fraction in (0, 1]")
-        }
+        try o.validate()
         let train = try Dataset.loadCSV(path: o.trainPath)
         let eval = try Dataset.loadCSV(path: o.evalPath)
         let classes = max(train.classCount, eval.classCount)

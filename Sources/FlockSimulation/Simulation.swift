@@ -60,6 +60,14 @@ public struct Simulation: Sendable {
             self.stateFolder = stateFolder
         }
 
+        /// Checks the counts and the fraction.
+        /// - Throws: ``CoreError/Code/invalidArgument`` naming what is out of range.
+        public func validate() throws(CoreError) {
+            guard clients >= 1, rounds >= 1, threads >= 1, fraction > 0, fraction <= 1 else {
+                throw CoreError(.invalidArgument, "clients, rounds and threads must be at least 1 and fraction in (0, 1]")
+            }
+        }
+
         /// Edges selected per round.
         public var selectedPerRound: Int {
             min(clients, max(1, clientsPerRound ?? Int((fraction * Double(clients)).rounded())))
@@ -131,9 +139,7 @@ public struct Simulation: Sendable {
     /// - Throws: ``CoreError`` for bad data or options.
     public func run(onRound: (RoundReport) -> Void = { _ in }) throws(CoreError) -> Summary {
         let o = options
-        guard o.clients >= 1, o.rounds >= 1, o.threads >= 1, o.fraction > 0, o.fraction <= 1 else {
-            throw CoreError(.invalidArgument, "clients, rounds and threads must be at least 1 and fraction in (0, 1]")
-        }
+        try o.validate()
         var train = try Dataset.loadCSV(path: o.trainPath)
         var eval = try Dataset.loadCSV(path: o.evalPath)
         let classes = max(train.classCount, eval.classCount)

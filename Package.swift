@@ -75,6 +75,7 @@ let package = Package(
             ]
         ),
         // Federated training of many edges in one process, through the server's and the edges' code.
+        .target(name: "FlockSecAgg", dependencies: ["FlockCrypto"]),
         .target(
             name: "FlockSimulation",
             dependencies: [
@@ -116,6 +117,7 @@ let package = Package(
             ]
         ),
         // The simulation tests also run the built flock-server binary (kill -9 and resume).
+        .testTarget(name: "FlockSecAggTests", dependencies: ["FlockSecAgg", "FlockCrypto"]),
         .testTarget(name: "FlockSimulationTests", dependencies: ["FlockSimulation", "FlockServer", "FlockEdge", "FlockCore", "FlockTestSupport", "flock-server"]),
     ]
 )

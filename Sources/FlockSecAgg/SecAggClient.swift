@@ -12,6 +12,7 @@ public struct SecAggClient: Sendable {
     public let id: String
     /// The round's parameters.
     public let configuration: SecAggConfiguration
+    private let graph: NeighbourGraph
     private let neighbours: Set<String>
     private var phase = Phase.start
     private let encryption = X25519.KeyPair.generate()
@@ -31,7 +32,8 @@ public struct SecAggClient: Sendable {
         guard configuration.participants.contains(id) else { throw SecAggError(.notAllowed, "\(id) does not take part in round \(configuration.round)") }
         self.id = id
         self.configuration = configuration
-        neighbours = Set(configuration.neighbours(of: id))
+        graph = NeighbourGraph(configuration)
+        neighbours = Set(graph.neighbours(of: id))
     }
 
     /// Phase 1: the public keys to send.
@@ -72,7 +74,7 @@ public struct SecAggClient: Sendable {
         }
         var out = [EncryptedShare]()
         for holder in roster.keys.sorted() {
-            let x = Int(configuration.shareIndex(owner: id, holder: holder)!) - 1
+            let x = Int(graph.shareIndex(owner: id, holder: holder)!) - 1
             if holder == id {
                 heldKeyShares[id] = keyShares[x]
                 heldSeedShares[id] = seedShares[x]
@@ -116,7 +118,7 @@ public struct SecAggClient: Sendable {
             } catch {
                 throw SecAggError(.malformed, "share from \(share.from): \(error.message)")
             }
-            let expectedX = configuration.shareIndex(owner: share.from, holder: id)
+            let expectedX = graph.shareIndex(owner: share.from, holder: id)
             guard plain.count == 2 * (1 + MaskStream.seedBytes), plain[0] == expectedX, plain[33] == expectedX else {
                 throw SecAggError(.malformed, "share from \(share.from) has the wrong form")
             }

@@ -95,36 +95,9 @@ public struct SecAggConfiguration: Sendable, Codable, Equatable {
     /// Size of a neighbourhood counting the edge itself: the number of shares of each secret.
     public var neighbourhoodSize: Int { min(participants.count, neighbourCount + 1) }
 
-    /// The neighbours of `id` (not including it), sorted.
-    public func neighbours(of id: String) -> [String] {
-        guard let _ = participants.firstIndex(of: id) else { return [] }
-        if isComplete { return participants.filter { $0 != id } }
-        let ring = ringOrder
-        let position = ring.firstIndex(of: id)!
-        let half = neighbourCount / 2
-        var result = Set<String>()
-        for offset in 1...half {
-            result.insert(ring[(position + offset) % ring.count])
-            result.insert(ring[(position - offset + ring.count) % ring.count])
-        }
-        return result.sorted()
-    }
-
-    /// The share index (x coordinate, 1-based) that `holder` gets for secrets of `owner`.
-    func shareIndex(owner: String, holder: String) -> UInt8? {
-        let group = (neighbours(of: owner) + [owner]).sorted()
-        guard let i = group.firstIndex(of: holder) else { return nil }
-        return UInt8(i + 1)
-    }
-
-    private var ringOrder: [String] {
-        var seedBytes = [UInt8]()
-        for shift in stride(from: 0, to: 64, by: 8) { seedBytes.append(UInt8(truncatingIfNeeded: graphSeed >> UInt64(shift))) }
-        return participants
-            .map { (BLAKE2b.hash(seedBytes + Array($0.utf8), outputBytes: 16), $0) }
-            .sorted { $0.0.lexicographicallyPrecedes($1.0) }
-            .map(\.1)
-    }
+    /// The neighbours of `id` (not including it), sorted. (Clients and servers build the whole
+    /// ``NeighbourGraph`` once instead of asking here per edge.)
+    public func neighbours(of id: String) -> [String] { NeighbourGraph(self).neighbours(of: id) }
 
     /// The key-derivation context of this round's pairwise masks.
     var maskContext: String { "flock-secagg mask round \(round)" }
@@ -134,5 +107,46 @@ public struct SecAggConfiguration: Sendable, Codable, Equatable {
     /// Associated data binding an encrypted share to its round, sender and recipient.
     func shareAssociatedData(from: String, to: String) -> [UInt8] {
         Array("\(round)\u{0}\(from)\u{0}\(to)".utf8)
+    }
+}
+
+/// The neighbour lists of one round, computed once from its configuration: every edge's neighbours and
+/// the share index (x coordinate) each holder gets for each owner's secrets.
+struct NeighbourGraph: Sendable {
+    private let lists: [String: [String]]
+
+    init(_ configuration: SecAggConfiguration) {
+        let ids = configuration.participants
+        if configuration.isComplete {
+            lists = Dictionary(uniqueKeysWithValues: ids.map { id in (id, ids.filter { $0 != id }) })
+            return
+        }
+        var seedBytes = [UInt8]()
+        for shift in stride(from: 0, to: 64, by: 8) { seedBytes.append(UInt8(truncatingIfNeeded: configuration.graphSeed >> UInt64(shift))) }
+        let ring = ids
+            .map { (BLAKE2b.hash(seedBytes + Array($0.utf8), outputBytes: 16), $0) }
+            .sorted { $0.0.lexicographicallyPrecedes($1.0) }
+            .map(\.1)
+        let half = configuration.neighbourCount / 2
+        var lists = [String: [String]]()
+        for (position, id) in ring.enumerated() {
+            var result = Set<String>()
+            for offset in 1...max(1, half) {
+                result.insert(ring[(position + offset) % ring.count])
+                result.insert(ring[(position - offset + ring.count) % ring.count])
+            }
+            lists[id] = result.sorted()
+        }
+        self.lists = lists
+    }
+
+    /// The neighbours of `id` (not including it), sorted; empty for a non-participant.
+    func neighbours(of id: String) -> [String] { lists[id] ?? [] }
+
+    /// The share index (x coordinate, 1-based) that `holder` gets for secrets of `owner`.
+    func shareIndex(owner: String, holder: String) -> UInt8? {
+        let group = (neighbours(of: owner) + [owner]).sorted()
+        guard lists[owner] != nil, let i = group.firstIndex(of: holder) else { return nil }
+        return UInt8(i + 1)
     }
 }

@@ -10,6 +10,7 @@ public struct SecAggServer: Sendable {
 
     /// The round's parameters.
     public let configuration: SecAggConfiguration
+    private let graph: NeighbourGraph
     private var phase = Phase.advertising
     private var advertisements: [String: KeyAdvertisement] = [:]
     private var shares: [String: [EncryptedShare]] = [:]
@@ -25,6 +26,7 @@ public struct SecAggServer: Sendable {
     public init(configuration: SecAggConfiguration) throws(SecAggError) {
         try configuration.validate()
         self.configuration = configuration
+        graph = NeighbourGraph(configuration)
         sum = [UInt32](repeating: 0, count: configuration.vectorLength)
     }
 
@@ -52,7 +54,7 @@ public struct SecAggServer: Sendable {
         phase = .sharing
         var rosters = [String: [KeyAdvertisement]]()
         for id in advertisements.keys {
-            rosters[id] = ([id] + configuration.neighbours(of: id)).compactMap { advertisements[$0] }
+            rosters[id] = ([id] + graph.neighbours(of: id)).compactMap { advertisements[$0] }
         }
         return rosters
     }
@@ -64,7 +66,7 @@ public struct SecAggServer: Sendable {
         guard phase == .sharing else { throw SecAggError(.wrongPhase, "shares from \(id) arrived outside their phase") }
         guard advertisements[id] != nil else { throw SecAggError(.notAllowed, "\(id) did not advertise keys") }
         guard shares[id] == nil else { throw SecAggError(.duplicate, "\(id) already sent its shares") }
-        let allowed = Set(configuration.neighbours(of: id)).intersection(advertisements.keys)
+        let allowed = Set(graph.neighbours(of: id)).intersection(advertisements.keys)
         var seen = Set<String>()
         for share in sent {
             try check(id, round: share.round, phase: .sharing)
@@ -116,7 +118,7 @@ public struct SecAggServer: Sendable {
         phase = .unmasking
         let sharedKeys = Set(shares.keys)
         for id in masked {
-            let group = Set(configuration.neighbours(of: id)).intersection(sharedKeys)
+            let group = Set(graph.neighbours(of: id)).intersection(sharedKeys)
             requests[id] = UnmaskRequest(
                 round: configuration.round, survivors: group.intersection(masked).union([id]).sorted(),
                 dropped: group.subtracting(masked).sorted())
@@ -135,7 +137,7 @@ public struct SecAggServer: Sendable {
             throw SecAggError(.malformed, "\(response.id) answered other edges than it was asked for")
         }
         for (owner, share) in response.seedShares.merging(response.keyShares, uniquingKeysWith: { a, _ in a }) {
-            guard share.x == configuration.shareIndex(owner: owner, holder: response.id), share.y.count == MaskStream.seedBytes else {
+            guard share.x == graph.shareIndex(owner: owner, holder: response.id), share.y.count == MaskStream.seedBytes else {
                 throw SecAggError(.malformed, "\(response.id)'s share of \(owner) has the wrong index or size")
             }
         }
@@ -168,7 +170,7 @@ public struct SecAggServer: Sendable {
                 throw SecAggError(.tooFewSurvivors, "\(pieces.count) shares of \(gone)'s masking key came back; \(t) needed")
             }
             // Each surviving neighbour u added sign(u, gone) * PRG(s(u, gone)); take it out again.
-            for u in Set(configuration.neighbours(of: gone)).intersection(masked).sorted() {
+            for u in Set(graph.neighbours(of: gone)).intersection(masked).sorted() {
                 let seed: SecretBytes
                 do { seed = try key.sharedKey(with: advertisements[u]!.maskingKey, context: configuration.maskContext) } catch {
                     throw SecAggError(.malformed, "\(u): \(error.message)")

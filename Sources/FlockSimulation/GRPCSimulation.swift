@@ -114,15 +114,8 @@ public struct GRPCSimulation: Sendable {
                 if reported >= o.rounds { break }
                 try await Task.sleep(for: .milliseconds(2))
             }
-            let fresh = Array(reports.dropFirst(done))
-            guard let last = reports.last else { throw CoreError(.invalidArgument, "no rounds were run") }
-            let times = fresh.map(\.seconds).sorted()
-            let total = fresh.reduce(0.0) { $0 + $1.seconds }
-            let training = fresh.reduce(0.0) { $0 + $1.trainingSeconds }
-            return Simulation.Summary(
-                rounds: reports.count, accuracy: last.accuracy, loss: last.loss, clients: o.clients,
-                medianRoundSeconds: times.isEmpty ? 0 : times[times.count / 2],
-                overhead: total > 0 ? max(0, 1 - training / total) : 0, parameters: await coordinator.parameterCount)
+            return try Simulation.Summary(
+                reports: reports, timed: Array(reports.dropFirst(done)), clients: o.clients, parameters: await coordinator.parameterCount)
         }
     }
 }

@@ -226,15 +226,7 @@ public struct Simulation: Sendable {
             }
             onRound(report)
         }
-        guard let last = reports.last else { throw CoreError(.invalidArgument, "no rounds were run") }
-        try global.setParameters(state.weights)
-        let times = reports.map(\.seconds).sorted()
-        let total = reports.reduce(0.0) { $0 + $1.seconds }
-        let training = reports.reduce(0.0) { $0 + $1.trainingSeconds }
-        return Summary(
-            rounds: reports.count, accuracy: last.accuracy, loss: last.loss, clients: o.clients,
-            medianRoundSeconds: times[times.count / 2], overhead: total > 0 ? max(0, 1 - training / total) : 0,
-            parameters: global.parameterCount)
+        return try Summary(reports: reports, timed: reports, clients: o.clients, parameters: global.parameterCount)
     }
 
     /// Trains the selected edges, worker w taking edges w, w + W, … with its own scratch model.
@@ -256,5 +248,22 @@ public struct Simulation: Sendable {
         var slots = [Result<LocalUpdate, CoreError>?](repeating: nil, count: selected.count)
         for (i, result) in perWorker.joined() { slots[i] = result }
         return try slots.map { result throws(CoreError) -> LocalUpdate in try result!.get() }
+    }
+}
+
+extension Simulation.Summary {
+    /// The summary of `reports` (every round of the run, resumed ones included), with the median round
+    /// time and the overhead taken over `timed` (the rounds this process ran).
+    /// - Throws: ``CoreError/Code/invalidArgument`` when no round was run.
+    public init(reports: [Simulation.RoundReport], timed: [Simulation.RoundReport], clients: Int, parameters: Int) throws(CoreError) {
+        guard let last = reports.last else { throw CoreError(.invalidArgument, "no rounds were run") }
+        let times: [Double] = timed.map(\.seconds).sorted()
+        let total: Double = timed.reduce(0.0) { $0 + $1.seconds }
+        let training: Double = timed.reduce(0.0) { $0 + $1.trainingSeconds }
+        let median: Double = times.isEmpty ? 0 : times[times.count / 2]
+        let overhead: Double = total > 0 ? max(0, 1 - training / total) : 0
+        self.init(
+            rounds: reports.count, accuracy: last.accuracy, loss: last.loss, clients: clients,
+            medianRoundSeconds: median, overhead: overhead, parameters: parameters)
     }
 }

@@ -38,6 +38,14 @@ public actor Coordinator {
         var startVersion: Int
         var evaluated: Set<String> = []
         var evaluation = (examples: 0, loss: 0.0, correct: 0.0)
+
+        /// Adds one edge's federated evaluation to the example-weighted totals.
+        mutating func addEvaluation(edge: String, examples: Int, loss: Double, accuracy: Double) {
+            evaluated.insert(edge)
+            evaluation.examples += examples
+            evaluation.loss += loss * Double(examples)
+            evaluation.correct += accuracy * Double(examples)
+        }
     }
 
     private struct Waiter {
@@ -167,10 +175,7 @@ public actor Coordinator {
                 }
                 reopened.record.uploadBytes += bytes
             case .evaluation(let edge, let examples, let loss, let accuracy):
-                reopened.evaluated.insert(edge)
-                reopened.evaluation.examples += examples
-                reopened.evaluation.loss += loss * Double(examples)
-                reopened.evaluation.correct += accuracy * Double(examples)
+                reopened.addEvaluation(edge: edge, examples: examples, loss: loss, accuracy: accuracy)
             }
         }
         return (fresh, reopened, opening.selected)
@@ -355,10 +360,7 @@ public actor Coordinator {
             throw ServeRefusal(.invalidArgument, "evaluation needs 1 or more examples, a finite loss >= 0 and an accuracy in [0, 1]")
         }
         try record(.evaluation(edge: id, examples: Int(examples), loss: loss, accuracy: accuracy))
-        open.evaluated.insert(id)
-        open.evaluation.examples += Int(examples)
-        open.evaluation.loss += loss * Double(examples)
-        open.evaluation.correct += accuracy * Double(examples)
+        open.addEvaluation(edge: id, examples: Int(examples), loss: loss, accuracy: accuracy)
         self.open = open
     }
 

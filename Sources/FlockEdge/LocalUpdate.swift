@@ -49,7 +49,50 @@ public struct LocalUpdate: Sendable {
     public static func train(
         model: Model, global: [Float], data: Dataset, plan: LocalTrainingPlan, seed: UInt64
     ) throws(CoreError) -> LocalUpdate {
+        let run = try LocalTraining.run(model: model, global: global, data: data, plan: plan, seed: seed)
+        let delta = model.withParameters { local in
+            global.withUnsafeBufferPointer { g in
+                [Float](unsafeUninitializedCapacity: g.count) { out, initialized in
+                    for i in 0..<g.count { out[i] = local[i] - g[i] }
+                    initialized = g.count
+                }
+            }
+        }
+        return LocalUpdate(delta: delta, examples: run.examples, trainLoss: run.trainLoss, seconds: run.seconds)
+    }
+}
+
+/// Local training without the delta: the trained weights stay in the model, for callers that read them
+/// in place (the simulation adds `local − global` straight into its running sum).
+public struct LocalTraining: Sendable {
+    /// Training rows behind the update.
+    public var examples: Int
+    /// Mean training loss of the last local epoch.
+    public var trainLoss: Double
+    /// Seconds spent training.
+    public var seconds: Double
+
+    /// Creates a result from its parts.
+    public init(examples: Int, trainLoss: Double, seconds: Double) {
+        self.examples = examples
+        self.trainLoss = trainLoss
+        self.seconds = seconds
+    }
+
+    /// Sets `model` to `global` and trains it on `data` following `plan`. Deterministic for a given `seed`.
+    /// - Throws: ``CoreError`` when the data do not fit the model or the plan is out of range.
+    public static func run(
+        model: Model, global: [Float], data: Dataset, plan: LocalTrainingPlan, seed: UInt64
+    ) throws(CoreError) -> LocalTraining {
         try model.setParameters(global)
+        return try run(modelAtGlobal: model, global: global, data: data, plan: plan, seed: seed)
+    }
+
+    /// Trains `model`, which already holds `global` (saving the copy), on `data` following `plan`.
+    /// - Throws: ``CoreError`` when the data do not fit the model or the plan is out of range.
+    public static func run(
+        modelAtGlobal model: Model, global: [Float], data: Dataset, plan: LocalTrainingPlan, seed: UInt64
+    ) throws(CoreError) -> LocalTraining {
         let config = TrainingConfig(
             epochs: plan.epochs, batchSize: plan.batchSize, learningRate: plan.learningRate,
             clipNorm: plan.clipNorm, proximalMu: plan.proximalMu, seed: seed)
@@ -62,14 +105,6 @@ public struct LocalUpdate: Sendable {
             seconds += report.seconds
             loss = report.trainLoss
         }
-        let delta = model.withParameters { local in
-            global.withUnsafeBufferPointer { g in
-                [Float](unsafeUninitializedCapacity: g.count) { out, initialized in
-                    for i in 0..<g.count { out[i] = local[i] - g[i] }
-                    initialized = g.count
-                }
-            }
-        }
-        return LocalUpdate(delta: delta, examples: data.count, trainLoss: loss, seconds: seconds)
+        return LocalTraining(examples: data.count, trainLoss: loss, seconds: seconds)
     }
 }

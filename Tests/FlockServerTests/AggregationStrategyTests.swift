@@ -1,4 +1,5 @@
 import FlockCore
+import Foundation
 import FlockServer
 import Testing
 
@@ -86,6 +87,64 @@ import Testing
         #expect(throws: CoreError.self) { try average.add(delta: [1, 1, 1], examples: 0) }
         #expect(average.count == 1 && average.totalExamples == 1)
         #expect(average.mean() == [1, 1, 1])
+    }
+
+    @Test func theFixedPointSumDoesNotDependOnTheOrderOfUpdatesAndMatchesADoubleSum() throws {
+        var rng = SeededGenerator(seed: 11)
+        let length = 20_000
+        // Magnitudes from 1e-6 to 10 make a plain float or double sum depend on the order.
+        let updates = (0..<9).map { u in
+            ((0..<length).map { _ in Float(rng.nextNormal()) * Float(pow(10, Double(u % 4) - 3 + Double(u) / 9)) }, 1 + rng.nextIndex(below: 500))
+        }
+        var forward = WeightedAverage(length: length)
+        for (d, n) in updates { try forward.add(delta: d, examples: n) }
+        var backward = WeightedAverage(length: length)
+        for (d, n) in updates.reversed() { try backward.add(delta: d, examples: n) }
+        #expect(forward.mean() == backward.mean())
+        let total = Double(updates.map(\.1).reduce(0, +))
+        let reference = (0..<length).map { i in updates.reduce(0.0) { $0 + Double($1.1) * Double($1.0[i]) } / total }
+        // Each term is rounded to 2^-32, so the mean is off by at most 9 · 2^-33 / total before the float rounding.
+        #expect(zip(forward.mean(), reference).allSatisfy { abs(Double($0) - $1) <= abs($1) * 0x1p-24 + 9 * 0x1p-33 / total })
+    }
+
+    @Test func groupsMovedInFromWeightVectorsMergeToTheSameSumInAnyArrangement() throws {
+        var rng = SeededGenerator(seed: 12)
+        let length = 5_003  // not a multiple of the block
+        let global = (0..<length).map { _ in Float(rng.nextNormal()) }
+        let locals = (0..<6).map { _ in global.map { $0 + 0.01 * Float(rng.nextNormal()) } }
+        let examples = [40, 7, 13, 100, 1, 64]
+        let groups = [0..<2, 2..<4, 4..<6]
+        func sums(_ order: [Int], split: Int) -> WeightedAverage {
+            var parts = [WeightedAverage(length: length), WeightedAverage(length: length)]
+            for (k, g) in order.enumerated() {
+                let buffers = groups[g].map { copy(locals[$0]) }
+                defer { buffers.forEach { $0.deallocate() } }
+                global.withUnsafeBufferPointer { parts[k < split ? 0 : 1].moveIn(differences: buffers, from: $0, examples: groups[g].map { examples[$0] }) }
+                // Every local is back at the global weights afterwards.
+                #expect(buffers.allSatisfy { Array($0) == global })
+            }
+            parts[0].merge(parts[1])
+            return parts[0]
+        }
+        let one = sums([0, 1, 2], split: 3), other = sums([2, 0, 1], split: 1)
+        #expect(one.mean() == other.mean())
+        #expect(one.count == 6 && one.totalExamples == examples.reduce(0, +) && one.isFinite)
+        var deltas = WeightedAverage(length: length)
+        for (l, n) in zip(locals, examples) { try deltas.add(delta: zip(l, global).map { $0 - $1 }, examples: n) }
+        #expect(zip(one.mean(), deltas.mean()).allSatisfy { abs($0 - $1) <= 1e-6 })
+        let bad = copy(locals[0])
+        defer { bad.deallocate() }
+        bad[17] = .nan
+        var poisoned = WeightedAverage(length: length)
+        global.withUnsafeBufferPointer { poisoned.moveIn(differences: [bad], from: $0, examples: [3]) }
+        #expect(!poisoned.isFinite)
+    }
+
+    /// A newly allocated buffer holding `values` (the caller deallocates it).
+    func copy(_ values: [Float]) -> UnsafeMutableBufferPointer<Float> {
+        let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: values.count)
+        _ = buffer.initialize(from: values)
+        return buffer
     }
 
     @Test func strategyParsing() throws {

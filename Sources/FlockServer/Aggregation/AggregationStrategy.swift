@@ -169,15 +169,32 @@ public struct GlobalModelState: Sendable, Codable, Equatable {
 
 /// Example-weighted sum of edge deltas, accumulated one update at a time (so the server never holds more
 /// than one update besides the running sum).
+///
+/// The sum is kept in fixed point: every term n·Δ is rounded to a multiple of 2^-32 and the multiples are
+/// summed as integers held in doubles. Integer sums below 2^53 are exact, so the total does not depend on
+/// the order in which updates arrive or on how they are split over threads (two partial sums merge to the
+/// same value as one sum over everything). This holds while Σ n·|Δ| of a coordinate stays below 2^21;
+/// beyond it the sum is rounded as an ordinary double sum would be. A term's rounding error is at most
+/// 2^-33, far below a float weight's precision.
 public struct WeightedAverage: Sendable {
+    /// Σ n_i Δ_i in units of 2^-32, every element an integer.
     private var sum: [Double]
     /// Total examples behind the sum.
     public private(set) var totalExamples: Int = 0
     /// Number of updates added.
     public private(set) var count: Int = 0
 
+    /// One unit of the fixed-point sum is 2^-32.
+    static let unitsPerOne: Double = 4_294_967_296
+    /// 1.5·2^52: adding and subtracting it rounds a double below 2^51 in magnitude to the nearest integer
+    /// (ties to even) with two vectorizable additions.
+    static let roundingMagic: Double = 6_755_399_441_055_744
+
     /// Starts an empty sum for vectors of `length`.
     public init(length: Int) { sum = [Double](repeating: 0, count: length) }
+
+    /// The length of the vectors this sum takes.
+    public var length: Int { sum.count }
 
     /// Adds one edge's delta with its example count.
     /// - Throws: ``CoreError/Code/invalidData`` for a wrong length, a non-finite value or a count below 1;
@@ -186,8 +203,8 @@ public struct WeightedAverage: Sendable {
         try add(contentsOf: [(delta, examples)], threads: 1)
     }
 
-    /// Adds many updates at once, in order, split over `threads` parameter ranges. Each element still sums
-    /// the updates in their order, so the result is the same as adding them one by one, for any `threads`.
+    /// Adds many updates at once, split over `threads` parameter ranges. The sum is exact, so the result is
+    /// the same as adding them one by one, in any order, for any `threads`.
     /// - Throws: ``CoreError/Code/invalidData`` naming the first bad update; the sum is unchanged then.
     public mutating func add(contentsOf updates: [(delta: [Float], examples: Int)], threads: Int) throws(CoreError) {
         for (index, update) in updates.enumerated() {
@@ -212,9 +229,9 @@ public struct WeightedAverage: Sendable {
             let total = UnsafeSendable(total)
             Parallel.forEachRange(total.value.count, ways: threads) { range in
                 for update in updates {
-                    let w = Double(update.examples)
+                    let scale = Double(update.examples) * Self.unitsPerOne
                     update.delta.withUnsafeBufferPointer { d in
-                        for i in range { total.value[i] += w * Double(d[i]) }
+                        for i in range { total.value[i] += Self.roundedToUnit(scale * Double(d[i])) }
                     }
                 }
             }
@@ -225,11 +242,74 @@ public struct WeightedAverage: Sendable {
         }
     }
 
+    /// Moves in the updates `local − global` of a group of edges that trained on `examples` rows each,
+    /// straight from their weight vectors, with no delta arrays in between (the simulation's workers each
+    /// keep a sum and ``merge(_:)`` them). A block at a time, the group's Σ n_j (local_j − global) is formed
+    /// in float, in the order given (the precision of the float deltas an edge would send), then rounded to
+    /// the fixed-point grid and added exactly; and each local is set back to `global` while it is in cache,
+    /// so its model is ready for the next edge without another copy. The result depends only on how
+    /// updates are grouped, not on which sum a group goes to or in which order groups arrive. Values are
+    /// not checked here: check ``isFinite`` once all updates are in.
+    /// - Precondition: every vector has ``length`` values, and each count is at least 1.
+    public mutating func moveIn(differences locals: [UnsafeMutableBufferPointer<Float>], from global: UnsafeBufferPointer<Float>, examples: [Int]) {
+        precondition(locals.count == examples.count && examples.allSatisfy { $0 >= 1 }, "one example count of at least 1 per update")
+        precondition(global.count == sum.count && locals.allSatisfy { $0.count == sum.count }, "a difference of the wrong length")
+        let weights = examples.map { Float($0) }
+        let block = 2_048
+        var group = [Float](repeating: 0, count: block)
+        sum.withUnsafeMutableBufferPointer { total in
+            group.withUnsafeMutableBufferPointer { group in
+                for start in stride(from: 0, to: total.count, by: block) {
+                    // Rebased slices let the compiler vectorize the loops (indexing at `start + i` does not).
+                    let range = start..<min(start + block, total.count)
+                    let count = range.count
+                    let globalBlock = UnsafeBufferPointer(rebasing: global[range])
+                    let totalBlock = UnsafeMutableBufferPointer(rebasing: total[range])
+                    for i in 0..<count { group[i] = 0 }
+                    for (local, weight) in zip(locals, weights) {
+                        let localBlock = UnsafeMutableBufferPointer(rebasing: local[range])
+                        for i in 0..<count {
+                            group[i] += weight * (localBlock[i] - globalBlock[i])
+                            localBlock[i] = globalBlock[i]
+                        }
+                    }
+                    for i in 0..<count { totalBlock[i] += Self.roundedToUnit(Double(group[i]) * Self.unitsPerOne) }
+                }
+            }
+        }
+        totalExamples += examples.reduce(0, +)
+        count += examples.count
+    }
+
+    /// Adds everything another sum of the same length holds. The result is exact, as if every update of
+    /// `other` had been added here.
+    /// - Precondition: `other` has the same ``length``.
+    public mutating func merge(_ other: WeightedAverage) {
+        precondition(other.sum.count == sum.count, "sums of different lengths")
+        sum.withUnsafeMutableBufferPointer { total in
+            other.sum.withUnsafeBufferPointer { more in
+                for i in 0..<total.count { total[i] += more[i] }
+            }
+        }
+        totalExamples += other.totalExamples
+        count += other.count
+    }
+
+    /// Whether every element of the sum is finite (false when an update added with
+    /// ``moveIn(differences:from:examples:)`` held NaN or an infinity).
+    public var isFinite: Bool {
+        sum.withUnsafeBufferPointer { total in
+            var finite = true
+            for i in 0..<total.count where !total[i].isFinite { finite = false }
+            return finite
+        }
+    }
+
     /// The weighted mean Σ n_i Δ_i / Σ n_i.
     /// - Precondition: at least one update was added.
     public func mean() -> [Float] {
         precondition(totalExamples > 0, "no updates to average")
-        let inv = 1 / Double(totalExamples)
+        let inv = 1 / (Double(totalExamples) * Self.unitsPerOne)
         return sum.withUnsafeBufferPointer { total in
             [Float](unsafeUninitializedCapacity: total.count) { out, initialized in
                 for i in 0..<total.count { out[i] = Float(total[i] * inv) }
@@ -237,6 +317,10 @@ public struct WeightedAverage: Sendable {
             }
         }
     }
+
+    /// `x` rounded to the nearest integer (ties to even), exact for |x| < 2^51; NaN and infinities stay so.
+    @inline(__always)
+    static func roundedToUnit(_ x: Double) -> Double { (x + roundingMagic) - roundingMagic }
 }
 
 /// A buffer pointer handed to parallel workers that write disjoint ranges.

@@ -135,7 +135,7 @@ struct Simulate: AsyncParsableCommand {
         } else {
             print("")
             print(String(format: "final accuracy %.4f  loss %.4f after %d rounds", summary.accuracy, summary.loss, summary.rounds))
-            print(String(format: "median round   %.3f s, of which not local training: %.1f%%", summary.medianRoundSeconds, summary.overhead * 100))
+            print(String(format: "median round   %.3f s; overhead beyond local training: %.1f%% of the training time", summary.medianRoundSeconds, summary.overhead * 100))
         }
     }
 }

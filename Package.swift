@@ -76,10 +76,12 @@ let package = Package(
         ),
         // Federated training of many edges in one process, through the server's and the edges' code.
         .target(name: "FlockSecAgg", dependencies: ["FlockCrypto"]),
+        // Update codecs: quantization into the ring Z_2^32 of secure aggregation.
+        .target(name: "FlockCompression"),
         .target(
             name: "FlockSimulation",
             dependencies: [
-                "FlockServer", "FlockEdge", "FlockCore", "FlockWire",
+                "FlockServer", "FlockEdge", "FlockCore", "FlockWire", "FlockSecAgg", "FlockCompression",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
             ]
@@ -118,6 +120,7 @@ let package = Package(
         ),
         // The simulation tests also run the built flock-server binary (kill -9 and resume).
         .testTarget(name: "FlockSecAggTests", dependencies: ["FlockSecAgg", "FlockCrypto"]),
+        .testTarget(name: "FlockCompressionTests", dependencies: ["FlockCompression", "FlockSecAgg"]),
         .testTarget(name: "FlockSimulationTests", dependencies: ["FlockSimulation", "FlockServer", "FlockEdge", "FlockCore", "FlockTestSupport", "flock-server"]),
     ]
 )

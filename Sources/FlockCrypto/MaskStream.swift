@@ -1,4 +1,5 @@
 internal import CSodium
+import Dispatch
 
 /// The pseudorandom generator of secure aggregation masks: a 32-byte seed expanded by the ChaCha20 stream
 /// cipher (RFC 8439, libsodium's `crypto_stream_chacha20_ietf`, zero nonce, block counter from 0) into
@@ -9,45 +10,92 @@ public enum MaskStream {
     /// Seed bytes.
     public static let seedBytes = 32
 
+    /// One stream to add (`sign` 1) or subtract (`sign` -1).
+    public struct Term: Sendable {
+        /// The stream's seed.
+        public let seed: SecretBytes
+        /// 1 or -1.
+        public let sign: Int
+
+        /// Creates a term.
+        /// - Precondition: `seed` has 32 bytes and `sign` is 1 or -1.
+        public init(seed: SecretBytes, sign: Int) {
+            precondition(seed.count == MaskStream.seedBytes, "a mask seed has 32 bytes")
+            precondition(sign == 1 || sign == -1, "sign is 1 or -1")
+            self.seed = seed
+            self.sign = sign
+        }
+    }
+
     /// The first `count` words of the stream of `seed`.
     public static func words(seed: SecretBytes, count: Int) -> [UInt32] {
         var out = [UInt32](repeating: 0, count: count)
-        add(seed: seed, into: &out, sign: 1)
+        add([Term(seed: seed, sign: 1)], into: &out)
         return out
     }
 
     /// Adds (`sign` 1) or subtracts (`sign` -1) the stream of `seed` into `vector`, word by word, wrapping
-    /// modulo 2^32. Generated in blocks of 16 KiB so that no second vector-sized buffer is needed.
+    /// modulo 2^32.
     public static func add(seed: SecretBytes, into vector: inout [UInt32], sign: Int) {
-        precondition(seed.count == seedBytes, "a mask seed has 32 bytes")
-        precondition(sign == 1 || sign == -1, "sign is 1 or -1")
+        add([Term(seed: seed, sign: sign)], into: &vector)
+    }
+
+    /// Adds every term's stream into `vector`, modulo 2^32, in one pass: the vector is walked in blocks of
+    /// 16 KiB and each block takes all the streams while it is in cache. `threads` > 1 splits the vector
+    /// into that many ranges expanded at once (each range starts its streams at its own block counter).
+    public static func add(_ terms: [Term], into vector: inout [UInt32], threads: Int = 1) {
+        guard !terms.isEmpty, !vector.isEmpty else { return }
         Sodium.ensureInitialized()
-        let blockWords = 4_096
-        var block = [UInt32](repeating: 0, count: blockWords)
+        let blocks = (vector.count + blockWords - 1) / blockWords
+        let parts = max(1, min(threads, blocks))
+        vector.withUnsafeMutableBufferPointer { buffer in
+            let base = SendablePointer(buffer.baseAddress!)
+            let count = buffer.count
+            DispatchQueue.concurrentPerform(iterations: parts) { p in
+                let first = blocks * p / parts * blockWords
+                let end = min(count, blocks * (p + 1) / parts * blockWords)
+                addRange(terms, into: base.pointer, words: first..<end)
+            }
+        }
+    }
+
+    /// Words generated per libsodium call: 256 ChaCha20 blocks of 64 bytes.
+    private static let blockWords = 4_096
+
+    /// Adds the streams' words `range` into `vector[range]`. `range.lowerBound` is a multiple of 16.
+    private static func addRange(_ terms: [Term], into vector: UnsafeMutablePointer<UInt32>, words range: Range<Int>) {
         let nonce = [UInt8](repeating: 0, count: Int(crypto_stream_chacha20_ietf_NONCEBYTES))
-        var start = 0
-        while start < vector.count {
-            let n = min(blockWords, vector.count - start)
-            // Blocks of 64 bytes: 4,096 words are 256 ChaCha20 blocks, so block counters continue exactly.
+        let block = UnsafeMutablePointer<UInt32>.allocate(capacity: blockWords)
+        defer { block.deallocate() }
+        var start = range.lowerBound
+        while start < range.upperBound {
+            let n = min(blockWords, range.upperBound - start)
             let counter = UInt32(start / 16)
-            block.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-            block.withUnsafeMutableBytes { raw in
+            let out = vector + start
+            for term in terms {
+                block.update(repeating: 0, count: n)
+                let bytes = UnsafeMutableRawPointer(block).assumingMemoryBound(to: UInt8.self)
                 nonce.withUnsafeBufferPointer { iv in
-                    seed.withUnsafe { k in
-                        _ = crypto_stream_chacha20_ietf_xor_ic(
-                            raw.baseAddress!.assumingMemoryBound(to: UInt8.self), raw.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                            UInt64(n * 4), iv.baseAddress!, counter, k.baseAddress!)
+                    term.seed.withUnsafe { key in
+                        _ = crypto_stream_chacha20_ietf_xor_ic(bytes, bytes, UInt64(n * 4), iv.baseAddress!, counter, key.baseAddress!)
                     }
                 }
-            }
-            vector.withUnsafeMutableBufferPointer { v in
-                if sign == 1 {
-                    for i in 0..<n { v[start + i] &+= UInt32(littleEndian: block[i]) }
+                if term.sign == 1 {
+                    for i in 0..<n { out[i] &+= UInt32(littleEndian: block[i]) }
                 } else {
-                    for i in 0..<n { v[start + i] &-= UInt32(littleEndian: block[i]) }
+                    for i in 0..<n { out[i] &-= UInt32(littleEndian: block[i]) }
                 }
             }
             start += n
         }
     }
+}
+
+/// A pointer handed to the workers of ``MaskStream/add(_:into:threads:)``.
+///
+/// @unchecked Sendable: each worker writes its own disjoint range, and `concurrentPerform` joins them all
+/// before the buffer's owner reads it again.
+private struct SendablePointer: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<UInt32>
+    init(_ pointer: UnsafeMutablePointer<UInt32>) { self.pointer = pointer }
 }

@@ -24,6 +24,8 @@ public struct SecAggClient: Sendable {
     private var heldSeedShares: [String: Shamir.Share] = [:]
     /// Neighbours whose shares arrived: the pairwise masks were made with exactly these.
     private var maskPartners: Set<String> = []
+    /// The share-encryption key agreed with each neighbour in phase 2, reused to open its shares in phase 3.
+    private var shareKeysByNeighbour: [String: SecretBytes] = [:]
 
     /// Prepares the edge's side.
     /// - Throws: ``SecAggError`` for a bad configuration or an id that does not take part.
@@ -73,6 +75,7 @@ public struct SecAggClient: Sendable {
             throw SecAggError(.malformed, error.message)
         }
         var out = [EncryptedShare]()
+        var agreed = [String: SecretBytes]()
         for holder in roster.keys.sorted() {
             let x = Int(graph.shareIndex(owner: id, holder: holder)!) - 1
             if holder == id {
@@ -82,6 +85,7 @@ public struct SecAggClient: Sendable {
             }
             do {
                 let key = try encryption.sharedKey(with: roster[holder]!.encryptionKey, context: configuration.shareContext)
+                agreed[holder] = key
                 let box = try AEAD.seal(
                     keyShares[x].bytes + seedShares[x].bytes, key: key,
                     associatedData: configuration.shareAssociatedData(from: id, to: holder))
@@ -91,6 +95,7 @@ public struct SecAggClient: Sendable {
             }
         }
         self.roster = roster
+        shareKeysByNeighbour = agreed
         phase = .shared
         return out
     }
@@ -109,11 +114,12 @@ public struct SecAggClient: Sendable {
         for share in shares {
             guard share.round == configuration.round else { throw SecAggError(.wrongRound, "share from \(share.from) is for round \(share.round)") }
             guard share.to == id else { throw SecAggError(.notAllowed, "share from \(share.from) is addressed to \(share.to)") }
-            guard share.from != id, let sender = roster[share.from] else { throw SecAggError(.notAllowed, "\(share.from) is not a neighbour in the roster") }
+            guard share.from != id, roster[share.from] != nil, let key = shareKeysByNeighbour[share.from] else {
+                throw SecAggError(.notAllowed, "\(share.from) is not a neighbour in the roster")
+            }
             guard keyShares[share.from] == nil else { throw SecAggError(.duplicate, "a second share from \(share.from)") }
             let plain: [UInt8]
             do {
-                let key = try encryption.sharedKey(with: sender.encryptionKey, context: configuration.shareContext)
                 plain = try AEAD.open(share.box, key: key, associatedData: configuration.shareAssociatedData(from: share.from, to: id))
             } catch {
                 throw SecAggError(.malformed, "share from \(share.from): \(error.message)")
@@ -129,15 +135,16 @@ public struct SecAggClient: Sendable {
         guard partners.count + 1 >= configuration.threshold else {
             throw SecAggError(.tooFewSurvivors, "shares from \(partners.count) neighbours reached \(id); \(configuration.threshold - 1) needed")
         }
-        var words = input
-        MaskStream.add(seed: selfMaskSeed, into: &words, sign: 1)
+        var terms = [MaskStream.Term(seed: selfMaskSeed, sign: 1)]
         for partner in partners.sorted() {
             let seed: SecretBytes
             do { seed = try masking.sharedKey(with: roster[partner]!.maskingKey, context: configuration.maskContext) } catch {
                 throw SecAggError(.malformed, "\(partner): \(error.message)")
             }
-            MaskStream.add(seed: seed, into: &words, sign: id < partner ? 1 : -1)
+            terms.append(MaskStream.Term(seed: seed, sign: id < partner ? 1 : -1))
         }
+        var words = input
+        MaskStream.add(terms, into: &words, threads: threads)
         heldKeyShares = keyShares
         heldSeedShares = seedShares
         maskPartners = partners
@@ -173,6 +180,9 @@ public struct SecAggClient: Sendable {
         phase = .done
         return UnmaskResponse(id: id, round: configuration.round, seedShares: seeds, keyShares: keys)
     }
+
+    /// Threads that expand the masks (the edge's cores).
+    public var threads = 1
 
     /// This edge's masking public key (for tests and the server's bookkeeping).
     public var maskingKey: X25519.PublicKey { masking.publicKey }

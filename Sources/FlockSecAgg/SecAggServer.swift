@@ -18,6 +18,8 @@ public struct SecAggServer: Sendable {
     private var masked: Set<String> = []
     private var responses: [String: UnmaskResponse] = [:]
     private var requests: [String: UnmaskRequest] = [:]
+    /// Threads that expand the masks to remove.
+    public var threads = 1
     /// Edges that dropped in each phase: advertise, share, mask, unmask.
     public private(set) var droppedPerPhase = [0, 0, 0, 0]
 
@@ -105,7 +107,9 @@ public struct SecAggServer: Sendable {
             throw SecAggError(.malformed, "masked input of \(input.id) has \(input.words.count) words; \(configuration.vectorLength) expected")
         }
         sum.withUnsafeMutableBufferPointer { total in
-            for i in 0..<total.count { total[i] &+= input.words[i] }
+            input.words.withUnsafeBufferPointer { words in
+                for i in 0..<total.count { total[i] &+= words[i] }
+            }
         }
         masked.insert(input.id)
     }
@@ -154,13 +158,14 @@ public struct SecAggServer: Sendable {
         droppedPerPhase[3] = masked.count - responses.count
         var total = sum
         let t = configuration.threshold
+        var terms = [MaskStream.Term]()
         for owner in masked.sorted() {
             let pieces = responses.values.compactMap { $0.seedShares[owner] }
             let seed: SecretBytes
             do { seed = try Shamir.combine(pieces, threshold: t) } catch {
                 throw SecAggError(.tooFewSurvivors, "\(pieces.count) shares of \(owner)'s self mask came back; \(t) needed")
             }
-            MaskStream.add(seed: seed, into: &total, sign: -1)
+            terms.append(MaskStream.Term(seed: seed, sign: -1))
         }
         let droppedAfterSharing = Set(shares.keys).subtracting(masked)
         for gone in droppedAfterSharing.sorted() {
@@ -175,9 +180,10 @@ public struct SecAggServer: Sendable {
                 do { seed = try key.sharedKey(with: advertisements[u]!.maskingKey, context: configuration.maskContext) } catch {
                     throw SecAggError(.malformed, "\(u): \(error.message)")
                 }
-                MaskStream.add(seed: seed, into: &total, sign: u < gone ? -1 : 1)
+                terms.append(MaskStream.Term(seed: seed, sign: u < gone ? -1 : 1))
             }
         }
+        MaskStream.add(terms, into: &total, threads: threads)
         phase = .finished
         return (total, masked.sorted())
     }

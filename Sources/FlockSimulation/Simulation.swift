@@ -39,12 +39,15 @@ public struct Simulation: Sendable {
         public var threads: Int
         /// Folder for the round checkpoint: resumed from when it holds one, written after every round.
         public var stateFolder: String?
+        /// Secure aggregation of every round, or nil for plain (the server sees each update).
+        public var secureAggregation: SecureAggregationOptions?
 
         /// Creates options with the defaults of `flock-server simulate`.
         public init(
             trainPath: String, evalPath: String, clients: Int = 20, partition: PartitionScheme = .iid, fraction: Double = 0.5,
             clientsPerRound: Int? = nil, rounds: Int = 20, model: String = "2nn", plan: LocalTrainingPlan = LocalTrainingPlan(),
-            strategy: AggregationStrategy = .fedAvg, seed: UInt64 = 0, threads: Int = 1, stateFolder: String? = nil
+            strategy: AggregationStrategy = .fedAvg, seed: UInt64 = 0, threads: Int = 1, stateFolder: String? = nil,
+            secureAggregation: SecureAggregationOptions? = nil
         ) {
             self.trainPath = trainPath
             self.evalPath = evalPath
@@ -59,6 +62,7 @@ public struct Simulation: Sendable {
             self.seed = seed
             self.threads = threads
             self.stateFolder = stateFolder
+            self.secureAggregation = secureAggregation
         }
 
         /// Checks the counts and the fraction.
@@ -67,6 +71,7 @@ public struct Simulation: Sendable {
             guard clients >= 1, rounds >= 1, threads >= 1, fraction > 0, fraction <= 1 else {
                 throw CoreError(.invalidArgument, "clients, rounds and threads must be at least 1 and fraction in (0, 1]")
             }
+            try secureAggregation?.validate()
         }
 
         /// Edges selected per round.
@@ -95,12 +100,15 @@ public struct Simulation: Sendable {
         public var uploadBytes: Int
         /// Model payload bytes sent down to all participants.
         public var downloadBytes: Int
+        /// What secure aggregation did, when it was on.
+        public var secureAggregation: SecureRoundReport?
 
         enum CodingKeys: String, CodingKey {
             case round, accuracy, loss, participants, seconds
             case trainingSeconds = "training_seconds"
             case uploadBytes = "upload_bytes"
             case downloadBytes = "download_bytes"
+            case secureAggregation = "secure_aggregation"
         }
     }
 
@@ -185,47 +193,51 @@ public struct Simulation: Sendable {
             }
         }
         let k = o.selectedPerRound
-        for round in stride(from: state.round + 1, through: o.rounds, by: 1) {
+        // Round numbers count every round run, aborted ones included; the model version counts completed ones.
+        var round = reports.count
+        var abortsInARow = 0
+        while state.round < o.rounds {
+            round += 1
             let start = Date()
             let selected = Array(selection.permutation(o.clients).prefix(k)).sorted()
             let parameterCount = state.weights.count
-            let trained = try Self.trainInParallel(
-                selected: selected, edges: edges, workers: workers, global: state.weights, plan: plan,
-                seed: o.seed &+ UInt64(round) &* 1_000_003)
-            let average = trained.sum
-            // The server's round logic decides what counts: every update goes through the state machine.
-            // In-process edges have no stragglers, so no over-selection: the target is the K selected, and
-            // every edge that trained is accepted (the workers have already added its update to the sum).
-            var machine = RoundStateMachine(configuration: .init(target: selected.count, minimumUpdates: 1, overSelection: 0, timeout: .infinity))
-            let ids = selected.map { "edge-\($0)" }
-            do {
-                _ = try machine.receive(.open(round: round, selected: ids, now: 0))
-                for (id, result) in zip(ids, trained.results) {
-                    guard result.examples > 0 else {
-                        _ = try machine.receive(.edgeLost(edge: id, now: 0))
-                        continue
+            let roundSeed = o.seed &+ UInt64(round) &* 1_000_003
+            var report: RoundReport
+            if let secure = o.secureAggregation {
+                let outcome = try SecureSimulationRound(
+                    options: secure, round: round, selected: selected, edges: edges, workers: workers.map { $0[0] },
+                    global: state.weights, plan: plan, seed: roundSeed
+                ).run()
+                if let mean = outcome.meanDelta {
+                    guard mean.allSatisfy(\.isFinite) else {
+                        throw CoreError(.invalidData, "round \(round): the decoded sum holds NaN or infinite values")
                     }
-                    let verdict = try machine.receive(.update(round: round, edge: id, now: 0))
-                    precondition(verdict == .accept, "round \(round): the round logic refused \(id), whose update is already in the sum")
+                    state.apply(meanDelta: mean, threads: o.threads)
+                    abortsInARow = 0
+                } else {
+                    abortsInARow += 1
+                    guard abortsInARow < 10 else {
+                        throw CoreError(.invalidData, "secure aggregation aborted 10 rounds in a row (\(outcome.report.abortReason ?? "too few survivors")); lower --drop-fraction or --threshold")
+                    }
                 }
-            } catch {
-                throw CoreError(.invalidData, "round \(round): \(error.message)")
+                report = RoundReport(
+                    round: round, accuracy: 0, loss: 0, participants: outcome.included, seconds: Date().timeIntervalSince(start),
+                    trainingSeconds: outcome.trainingSeconds, uploadBytes: outcome.uploadBytes,
+                    downloadBytes: selected.count * parameterCount * 4, secureAggregation: outcome.report)
+            } else {
+                let trained = try Self.trainInParallel(
+                    selected: selected, edges: edges, workers: workers, global: state.weights, plan: plan, seed: roundSeed)
+                let average = try Self.accept(trained, selected: selected, round: round)
+                state.apply(meanDelta: average.mean(), threads: o.threads)
+                report = RoundReport(
+                    round: round, accuracy: 0, loss: 0, participants: average.count, seconds: Date().timeIntervalSince(start),
+                    trainingSeconds: trained.trainingSeconds.max() ?? 0,
+                    uploadBytes: average.count * parameterCount * 4, downloadBytes: selected.count * parameterCount * 4)
             }
-            guard machine.pendingAction == .aggregate(round: round), average.count > 0 else {
-                throw CoreError(.invalidData, "round \(round): no selected edge holds any data")
-            }
-            guard average.isFinite else {
-                throw CoreError(.invalidData, "round \(round): an update holds NaN or infinite values (local training diverged; lower --lr)")
-            }
-            state.apply(meanDelta: average.mean(), threads: o.threads)
-            _ = try? machine.receive(.aggregated(round: round))
-            let seconds = Date().timeIntervalSince(start)
             try global.setParameters(state.weights)
             let metrics = global.evaluate(eval)
-            let report = RoundReport(
-                round: round, accuracy: metrics.accuracy, loss: metrics.loss, participants: average.count, seconds: seconds,
-                trainingSeconds: trained.trainingSeconds.max() ?? 0,
-                uploadBytes: average.count * parameterCount * 4, downloadBytes: selected.count * parameterCount * 4)
+            report.accuracy = metrics.accuracy
+            report.loss = metrics.loss
             reports.append(report)
             if let folder = o.stateFolder {
                 // After this write the round is complete for good: a restart resumes with round + 1.
@@ -236,6 +248,38 @@ public struct Simulation: Sendable {
             onRound(report)
         }
         return try Summary(reports: reports, timed: reports, clients: o.clients, parameters: global.parameterCount)
+    }
+
+    /// Runs the server's round logic over the trained edges: every update goes through the state machine.
+    /// In-process edges have no stragglers, so no over-selection: the target is the K selected, and every
+    /// edge that trained is accepted (the workers have already added its update to the sum).
+    /// - Returns: the round's sum of updates.
+    /// - Throws: ``CoreError/Code/invalidData`` when no edge held data or an update is not finite.
+    private static func accept(_ trained: ParallelRound, selected: [Int], round: Int) throws(CoreError) -> WeightedAverage {
+        let average = trained.sum
+        var machine = RoundStateMachine(configuration: .init(target: selected.count, minimumUpdates: 1, overSelection: 0, timeout: .infinity))
+        let ids = selected.map { "edge-\($0)" }
+        do {
+            _ = try machine.receive(.open(round: round, selected: ids, now: 0))
+            for (id, result) in zip(ids, trained.results) {
+                guard result.examples > 0 else {
+                    _ = try machine.receive(.edgeLost(edge: id, now: 0))
+                    continue
+                }
+                let verdict = try machine.receive(.update(round: round, edge: id, now: 0))
+                precondition(verdict == .accept, "round \(round): the round logic refused \(id), whose update is already in the sum")
+            }
+        } catch {
+            throw CoreError(.invalidData, "round \(round): \(error.message)")
+        }
+        guard machine.pendingAction == .aggregate(round: round), average.count > 0 else {
+            throw CoreError(.invalidData, "round \(round): no selected edge holds any data")
+        }
+        guard average.isFinite else {
+            throw CoreError(.invalidData, "round \(round): an update holds NaN or infinite values (local training diverged; lower --lr)")
+        }
+        _ = try? machine.receive(.aggregated(round: round))
+        return average
     }
 
     /// One round's local training over the workers.

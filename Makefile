@@ -34,7 +34,7 @@ test: deps data ## build and run the tests in release mode (FILTER=... to select
 demo: deps data build ## train on MNIST 5k, then federate it: 1 server + 10 edge processes on 127.0.0.1, 20 rounds
 	@bash scripts/demo.sh
 
-bench: deps data build ## training throughput of Flock, beside PyTorch when installed (make peer-deps)
+bench: deps data build ## training throughput of Flock (beside PyTorch when installed: make peer-deps) and secure-aggregation costs
 	@bash scripts/bench.sh
 
 peer-deps: ## create .venv-peer with PyTorch 2.15 for the bench comparison (~6 GB download)

@@ -69,7 +69,7 @@ let package = Package(
         .target(
             name: "FlockServer",
             dependencies: [
-                "FlockCore", "FlockCrypto", "FlockWire",
+                "FlockCore", "FlockCrypto", "FlockWire", "FlockSecAgg",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
@@ -95,7 +95,7 @@ let package = Package(
         .executableTarget(
             name: "flock-server",
             dependencies: [
-                "FlockServer", "FlockSimulation", "FlockWire",
+                "FlockServer", "FlockSimulation", "FlockWire", "FlockCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

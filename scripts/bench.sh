@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Local-training benchmark, run by `make bench` after `make data build`.
+# Benchmarks, run by `make bench` after `make data build`: local training, then secure aggregation.
 #
 # 1. If a Python with PyTorch is found, measures the peer first:
 #    scripts/peer_torch_bench.py --out .build/bench/torch.json
 #    (Python: $PEER_PYTHON if set, else .venv-peer/bin/python, else python3 if it imports torch.)
 # 2. Runs `flock-server bench training` on the same data, passing --peer-json when the
 #    PyTorch numbers were produced in this run, so both appear in one table.
+# 3. Runs `flock-server bench secagg`: client and server time per phase and bytes per edge for
+#    n in {10, 100, 500}, d in {10k, 200k, 1.6M}, 0/10/30% drop-out, secagg+ and complete
+#    (complete where n^2 d is at most 2e9), beside libsodium's ChaCha20 rate (about 2 minutes).
 #
 # Environment: PEER_PYTHON; TORCH_BENCH_ARGS (extra arguments for peer_torch_bench.py,
-# e.g. "--threads 1 --models 2NN"); FLOCK_BENCH_ARGS (extra arguments for flock-server bench).
+# e.g. "--threads 1 --models 2NN"); FLOCK_BENCH_ARGS (extra arguments for flock-server bench training);
+# SECAGG_BENCH_ARGS (extra arguments for flock-server bench secagg, e.g. "--bonawitz").
 # Numbers are only comparable on an otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,3 +55,7 @@ echo "== Flock: flock-server bench training"
 # shellcheck disable=SC2086
 "$BIN/flock-server" bench training --data data/mnist5k-train.csv --eval data/mnist5k-test.csv \
     ${peer_args[@]+"${peer_args[@]}"} ${FLOCK_BENCH_ARGS:-}
+
+echo "== Flock: flock-server bench secagg (client and server time per phase, beside libsodium's ChaCha20)"
+# shellcheck disable=SC2086
+"$BIN/flock-server" bench secagg ${SECAGG_BENCH_ARGS:-}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FlockCore
+import FlockCrypto
 import FlockServer
 import Foundation
 
@@ -7,7 +8,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure Flock's performance on this machine.",
-        subcommands: [Training.self]
+        subcommands: [Training.self, SecAgg.self]
     )
 
     /// `flock-server bench training`.
@@ -106,6 +107,112 @@ struct Bench: ParsableCommand {
             } catch {
                 StandardError.line("error: \(error.message)")
                 throw ExitCode(1)
+            }
+        }
+    }
+
+    /// `flock-server bench secagg`.
+    struct SecAgg: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "secagg",
+            abstract: "Cost of one secure-aggregation round per phase, client and server, beside ChaCha20's speed.",
+            discussion: """
+                For every combination of --n, --lengths, --drops and --graphs, n edges run the real protocol \
+                (X25519 keys, Shamir shares sealed with XChaCha20-Poly1305, ChaCha20 masks) against the server; \
+                the dropped share of edges leaves after sharing keys, before the masked input (the server's \
+                costliest case, as in Bonawitz et al. 2017). Client times are medians over edges, each on one \
+                core; server times are on one core. Every run checks that the unmasked sum equals the \
+                survivors' plain sum exactly. "mask GB/s" is the bytes of mask keystream a client adds per \
+                second in the masked-input phase; "of ChaCha20" divides it by libsodium's raw keystream rate.
+                Where the default threshold (two thirds of a neighbourhood) would abort the round because a \
+                neighbourhood keeps fewer survivors, t is lowered to the fewest survivors (the t column).
+                The complete graph is skipped where n * n * d exceeds --complete-limit (it grows with n^2).
+                --bonawitz adds the configurations beside Bonawitz et al. 2017's published costs (n = 500, \
+                d = 100,000, complete graph, 0/10/30% drop-out: client 849 ms; server 2 s / 62 s / 143 s): \
+                d = 100,000 with the complete graph at n = 255 (the most shares Shamir over GF(2^8) gives) and \
+                with secagg+ at n = 500.
+                """)
+
+        @Option(help: ArgumentHelp("Edges per round, comma-separated.", valueName: "N,..."))
+        var n = "10,100,500"
+
+        @Option(help: ArgumentHelp("Words per input vector, comma-separated.", valueName: "D,..."))
+        var lengths = "10000,200000,1600000"
+
+        @Option(help: ArgumentHelp("Drop-out shares, comma-separated.", valueName: "F,..."))
+        var drops = "0,0.1,0.3"
+
+        @Option(help: ArgumentHelp("Graphs, comma-separated: secagg+, complete.", valueName: "G,..."))
+        var graphs = "secagg+,complete"
+
+        @Option(name: .customLong("complete-limit"), help: "Largest n * n * d run with the complete graph.")
+        var completeLimit = 2_000_000_000
+
+        @Flag(help: "Also run d = 100,000 at n = 255 (complete) and n = 500 (secagg+), beside Bonawitz et al. 2017.")
+        var bonawitz = false
+
+        @Option(help: "Edges run at once (default: all cores).")
+        var workers: Int?
+
+        @Flag(help: "Print one JSON object instead of the table.")
+        var json = false
+
+        func validate() throws {
+            _ = try CommaList.positiveIntegers(n, option: "--n")
+            _ = try CommaList.positiveIntegers(lengths, option: "--lengths")
+            _ = try CommaList.choices(graphs, from: ["secagg+", "complete"], option: "--graphs")
+            guard drops.split(separator: ",").allSatisfy({ Double($0).map { $0 >= 0 && $0 < 1 } ?? false }) else {
+                throw ValidationError("--drops takes shares in [0, 1), comma-separated")
+            }
+            if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
+        }
+
+        func run() throws {
+            var configurations = [(Int, Int, Double, Bool)]()
+            for graph in try CommaList.choices(graphs, from: ["secagg+", "complete"], option: "--graphs") {
+                for count in try CommaList.positiveIntegers(n, option: "--n") {
+                    for length in try CommaList.positiveIntegers(lengths, option: "--lengths") {
+                        if graph == "complete", Double(count) * Double(count) * Double(length) > Double(completeLimit) { continue }
+                        for drop in drops.split(separator: ",").compactMap({ Double($0) }) {
+                            configurations.append((count, length, drop, graph == "complete"))
+                        }
+                    }
+                }
+            }
+            if bonawitz {
+                // Shamir over GF(2^8) gives at most 255 shares, so the complete graph stops at n = 255.
+                for drop in [0, 0.1, 0.3] { configurations.append((255, 100_000, drop, true)) }
+                for drop in [0, 0.1, 0.3] { configurations.append((500, 100_000, drop, false)) }
+            }
+            let chacha = MaskStream.keystreamBytesPerSecond()
+            StandardError.line(String(format: "bench secagg: ChaCha20 %.2f GB/s per core; %d configurations", chacha / 1e9, configurations.count))
+            var rows = [SecAggBenchmark.Row]()
+            do {
+                for (i, (count, length, drop, complete)) in configurations.enumerated() {
+                    let cores = workers ?? ProcessInfo.processInfo.activeProcessorCount
+                    let row = try SecAggBenchmark.run(n: count, length: length, dropFraction: drop, complete: complete, workers: cores)
+                    StandardError.line(String(
+                        format: "[%d/%d] n=%d d=%d drop=%.0f%% %@: client mask %.1f ms, server unmask %.1f ms",
+                        i + 1, configurations.count, count, length, drop * 100, row.graph, row.clientSeconds[2] * 1000,
+                        row.serverSeconds[3] * 1000))
+                    rows.append(row)
+                }
+            } catch {
+                StandardError.line("error: \(error.message)")
+                throw ExitCode(1)
+            }
+            if json {
+                struct Output: Encodable {
+                    let chacha20BytesPerSecond: Double
+                    let rows: [SecAggBenchmark.Row]
+                    enum CodingKeys: String, CodingKey {
+                        case chacha20BytesPerSecond = "chacha20_bytes_per_second"
+                        case rows
+                    }
+                }
+                print(JSONOutput.line(Output(chacha20BytesPerSecond: chacha, rows: rows)))
+            } else {
+                print(SecAggBenchmark.render(rows, chachaBytesPerSecond: chacha))
             }
         }
     }

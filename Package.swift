@@ -81,7 +81,7 @@ let package = Package(
         .target(
             name: "FlockSimulation",
             dependencies: [
-                "FlockServer", "FlockEdge", "FlockCore", "FlockWire", "FlockSecAgg", "FlockCompression",
+                "FlockServer", "FlockEdge", "FlockCore", "FlockCrypto", "FlockWire", "FlockSecAgg", "FlockCompression",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
             ]

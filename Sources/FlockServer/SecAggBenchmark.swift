@@ -168,7 +168,7 @@ public struct SecAggBenchmark: Sendable {
                 let start = Date()
                 let response = try clients[i].unmask(requests[ids[i]]!)
                 clientSeconds[3][i] = Date().timeIntervalSince(start)
-                bytes[i] += 33 * (response.seedShares.count + response.keyShares.count)
+                bytes[i] += (1 + MaskStream.seedBytes) * (response.seedShares.count + response.keyShares.count)
                 s = Date()
                 try server.receive(response)
                 serverSeconds[3] += Date().timeIntervalSince(s)

@@ -1,5 +1,6 @@
 import FlockCompression
 import FlockCore
+import FlockCrypto
 import FlockEdge
 import FlockSecAgg
 import Foundation
@@ -220,7 +221,7 @@ struct SecureSimulationRound {
                 if case .failure(let error) = answer, error.kind == .tooFewSurvivors { continue }
                 let response = try answer.get()
                 try server.receive(response)
-                upload += 33 * (response.seedShares.count + response.keyShares.count)
+                upload += (1 + MaskStream.seedBytes) * (response.seedShares.count + response.keyShares.count)
             }
             let result: (sum: [UInt32], included: [String])
             do { result = try server.finish() } catch { return aborted(error, server: server) }

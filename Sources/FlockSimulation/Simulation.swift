@@ -7,9 +7,11 @@ import Synchronization
 /// Federated training of N edges in one process: the server's selection and aggregation and the edges'
 /// local training, with the same FlockServer and FlockEdge code that serving uses, and no network.
 ///
-/// Each round selects K edges (a seeded sample), trains them in parallel (one scratch model per worker
-/// thread, each single-threaded), folds their updates into the example-weighted mean in edge order (so the
-/// result does not depend on the thread count), applies the strategy, and evaluates the new global model.
+/// Each round selects K edges (a seeded sample), trains them in parallel (scratch models per worker thread,
+/// each single-threaded), sums their example-weighted updates exactly (in fixed point, so the result does
+/// not depend on the thread count), applies the strategy, and evaluates the new global model. Under secure
+/// aggregation (``Options/secureAggregation``) the sum is instead the one the server unmasks
+/// (``SecureSimulationRound``).
 public struct Simulation: Sendable {
     /// What to simulate.
     public struct Options: Sendable {
@@ -93,8 +95,9 @@ public struct Simulation: Sendable {
         /// Wall time of the round without the evaluation, in seconds.
         public var seconds: Double
         /// Local training time on the round's critical path: the largest sum of training time over the
-        /// edges one worker thread trained (worker w trains edges w, w + W, ...). The rest of the round is
-        /// orchestration: selection, model copies, aggregation, the server update.
+        /// edges one worker thread trained (workers take the next untrained edges as they finish). The rest
+        /// of the round is orchestration: selection, model copies, aggregation (and secure aggregation's
+        /// phases), the server update.
         public var trainingSeconds: Double
         /// Update payload bytes sent up by all participants (32-bit floats; no transport in-process).
         public var uploadBytes: Int

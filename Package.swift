@@ -47,7 +47,7 @@ let package = Package(
         .target(
             name: "FlockWire",
             dependencies: [
-                "FlockCore",
+                "FlockCore", "FlockCrypto", "FlockSecAgg",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -61,7 +61,7 @@ let package = Package(
         .target(
             name: "FlockEdge",
             dependencies: [
-                "FlockCore", "FlockCrypto", "FlockWire",
+                "FlockCore", "FlockCrypto", "FlockWire", "FlockSecAgg", "FlockCompression",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
@@ -69,7 +69,7 @@ let package = Package(
         .target(
             name: "FlockServer",
             dependencies: [
-                "FlockCore", "FlockCrypto", "FlockWire", "FlockSecAgg",
+                "FlockCore", "FlockCrypto", "FlockWire", "FlockSecAgg", "FlockCompression",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]

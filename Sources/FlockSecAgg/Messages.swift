@@ -10,6 +10,14 @@ public struct KeyAdvertisement: Sendable, Codable, Equatable {
     public var encryptionKey: X25519.PublicKey
     /// Key of the pairwise masks.
     public var maskingKey: X25519.PublicKey
+
+    /// Creates the message.
+    public init(id: String, round: UInt64, encryptionKey: X25519.PublicKey, maskingKey: X25519.PublicKey) {
+        self.id = id
+        self.round = round
+        self.encryptionKey = encryptionKey
+        self.maskingKey = maskingKey
+    }
 }
 
 /// Phase 2, edge to edge through the server: shares of the sender's masking key and self-mask seed,
@@ -23,6 +31,14 @@ public struct EncryptedShare: Sendable, Codable, Equatable {
     public var round: UInt64
     /// The sealed pair of shares.
     public var box: [UInt8]
+
+    /// Creates the message.
+    public init(from: String, to: String, round: UInt64, box: [UInt8]) {
+        self.from = from
+        self.to = to
+        self.round = round
+        self.box = box
+    }
 }
 
 /// Phase 3, edge to server: the input plus the self mask and the pairwise masks, modulo 2^32.
@@ -33,6 +49,13 @@ public struct MaskedInput: Sendable, Codable, Equatable {
     public var round: UInt64
     /// The masked words.
     public var words: [UInt32]
+
+    /// Creates the message.
+    public init(id: String, round: UInt64, words: [UInt32]) {
+        self.id = id
+        self.round = round
+        self.words = words
+    }
 }
 
 /// Phase 4, server to edge: which of its neighbours sent a masked input and which dropped after sharing.
@@ -43,6 +66,13 @@ public struct UnmaskRequest: Sendable, Codable, Equatable {
     public var survivors: [String]
     /// Edges whose masking-key shares are asked for.
     public var dropped: [String]
+
+    /// Creates the message.
+    public init(round: UInt64, survivors: [String], dropped: [String]) {
+        self.round = round
+        self.survivors = survivors
+        self.dropped = dropped
+    }
 }
 
 /// Phase 4, edge to server: the shares asked for.
@@ -55,4 +85,12 @@ public struct UnmaskResponse: Sendable, Codable, Equatable {
     public var seedShares: [String: Shamir.Share]
     /// Shares of dropped edges' masking keys, by owner.
     public var keyShares: [String: Shamir.Share]
+
+    /// Creates the message.
+    public init(id: String, round: UInt64, seedShares: [String: Shamir.Share], keyShares: [String: Shamir.Share]) {
+        self.id = id
+        self.round = round
+        self.seedShares = seedShares
+        self.keyShares = keyShares
+    }
 }

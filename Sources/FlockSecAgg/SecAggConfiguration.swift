@@ -57,6 +57,16 @@ public struct SecAggConfiguration: Sendable, Codable, Equatable {
     /// Seed of the ring order.
     public var graphSeed: UInt64
 
+    /// Creates a configuration; ``validate()`` checks it.
+    public init(round: UInt64, participants: [String], neighbourCount: Int, threshold: Int, vectorLength: Int, graphSeed: UInt64) {
+        self.round = round
+        self.participants = participants
+        self.neighbourCount = neighbourCount
+        self.threshold = threshold
+        self.vectorLength = vectorLength
+        self.graphSeed = graphSeed
+    }
+
     /// A configuration with the defaults: k = 2 * ceil(log2 n) rounded up to even (the complete graph for
     /// `complete` or small n), t = ceil(2/3 (k + 1)).
     public static func make(

@@ -58,6 +58,12 @@ public struct GRPCSimulation: Sendable {
         configuration.longPollCapacity = o.clients
         configuration.edgeTimeout = 120
         configuration.strategy = o.strategy
+        configuration.secureAggregation = o.secureAggregation != nil
+        if let secure = o.secureAggregation {
+            configuration.secureGraph = secure.graph
+            configuration.secureThreshold = secure.threshold ?? 0
+            configuration.securePhaseSeconds = 60
+        }
         configuration.federatedEvaluation = false
         configuration.epochs = o.plan.epochs
         configuration.batchSize = o.plan.batchSize

@@ -59,7 +59,7 @@ import Testing
 
     @Test func badMessagesAreRefusedAndTheRoundStillAddsUpExactly() async throws {
         let fleet = Fleet()
-        let address = try fleet.startServer(["--min-clients", "2", "--clients-per-round", "2", "--max-message-bytes", "2000000", "--heartbeat", "1"])
+        let address = try fleet.startServer(["--min-clients", "2", "--clients-per-round", "2", "--max-message-bytes", "2000000", "--heartbeat", "1", "--secure-aggregation", "off"])
         let connection = try EdgeConnection(server: try ServerAddress(parsing: address))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await connection.run() }
@@ -163,7 +163,7 @@ import Testing
 
     @Test func anUpdateAcceptedBeforeTheServerIsKilledIsInTheRoundAfterTheRestart() async throws {
         let fleet = Fleet()
-        let arguments = ["--min-clients", "2", "--clients-per-round", "2", "--heartbeat", "1", "--edge-timeout", "30"]
+        let arguments = ["--min-clients", "2", "--clients-per-round", "2", "--heartbeat", "1", "--edge-timeout", "30", "--secure-aggregation", "off"]
         let first = try fleet.startServer(arguments)
         let (plan, w0, dA, dB) = try await Self.connected(to: first) { connection in
             let a = try await Self.register(connection, "keep-a", examples: 30)

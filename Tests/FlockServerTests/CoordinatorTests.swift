@@ -33,6 +33,8 @@ final class ManualTime: Sendable {
         c.heartbeatSeconds = 0.1
         c.edgeTimeout = 0.5
         c.federatedEvaluation = true
+        // These tests drive the plain update path; secure rounds are tested in SecureServeTests.
+        c.secureAggregation = false
         return c
     }
 

@@ -60,6 +60,16 @@ import Testing
         #expect(try m.receive(.edgeLost(edge: "c", now: 2)) == .aggregate(round: 1))
     }
 
+    @Test func anEdgeLostBeforeTheOthersReportDoesNotHoldTheRoundToItsDeadline() throws {
+        var m = try Self.opened(["a", "b", "c"])
+        #expect(try m.receive(.edgeLost(edge: "c", now: 1)) == Machine.Action.none)
+        _ = try m.receive(.update(round: 1, edge: "a", now: 2))
+        #expect(m.pendingAction == .none)
+        // Below the target of 3, but everyone left in the round has reported.
+        _ = try m.receive(.update(round: 1, edge: "b", now: 3))
+        #expect(m.pendingAction == .aggregate(round: 1))
+    }
+
     @Test func refusalsChangeNothing() throws {
         var m = try Self.opened()
         _ = try m.receive(.update(round: 1, edge: "a", now: 1))

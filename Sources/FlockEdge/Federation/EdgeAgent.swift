@@ -1,5 +1,7 @@
+import FlockCompression
 import FlockCore
 import FlockCrypto
+import FlockSecAgg
 import FlockWire
 import Foundation
 import GRPCCore
@@ -164,47 +166,14 @@ public struct EdgeAgent: Sendable {
             }
             defer { group.cancelAll() }
             let file = try await fetchModel(plan: plan, session: session)
-            let training = self.training
-            let evaluation = self.evaluation
-            let threads = options.threads
-            let seed = config.seed ^ idSeed
-            let evaluate = plan.evaluate && evaluation.count > 0
-            let outcome = try await slots.run { () throws(CoreError) -> (LocalUpdate, EvaluationMetrics?) in
-                let model = try file.makeModel()
-                model.threads = threads
-                var metrics: EvaluationMetrics?
-                if evaluate {
-                    var held = evaluation
-                    file.scaling.apply(to: &held)
-                    metrics = model.evaluate(held)
-                }
-                var rows = training
-                file.scaling.apply(to: &rows)
-                try rows.validate(featureCount: file.spec.inputFeatures, classCount: file.spec.classCount)
-                let plan = LocalTrainingPlan(
-                    epochs: config.epochs, batchSize: config.batchSize, learningRate: config.learningRate,
-                    proximalMu: config.proximalMu, clipNorm: config.clipNorm)
-                let update = try LocalUpdate.train(model: model, global: file.parameters, data: rows, plan: plan, seed: seed)
-                return (update, metrics)
+            if plan.secureAggregation.enabled {
+                try await workSecurely(on: plan, file: file, config: config, session: session)
+                return
             }
-            if let metrics = outcome.1 {
-                var report = Flock_V1_EvaluationReport()
-                report.edgeID = options.id
-                report.session = session.token
-                report.round = round
-                report.examples = UInt64(metrics.count)
-                report.loss = metrics.loss
-                report.accuracy = metrics.accuracy
-                do {
-                    _ = try await connection.edge.reportEvaluation(report, options: EdgeConnection.options(timeout: 30))
-                } catch let error as RPCError where error.code == .alreadyExists {
-                    // Reported before the server restarted; the reopened round kept it.
-                    log("\(options.id): round \(round): evaluation already recorded")
-                }
-            }
-            let update = outcome.0
+            let (update, metrics) = try await train(file: file, config: config, evaluate: plan.evaluate)
+            if let metrics { try await report(metrics, round: round, session: session) }
             do {
-                try await submit(update, round: round, session: session)
+                try await submit(payload: LittleEndianFloats.encode(update.delta), codec: "f32", examples: update.examples, update: update, round: round, session: session)
                 options.onAccepted?(round, update)
                 log("\(options.id): round \(round): \(update.examples) examples, loss \(String(format: "%.4f", update.trainLoss)), "
                     + "\(String(format: "%.3f", update.seconds)) s training; update accepted")
@@ -212,6 +181,133 @@ public struct EdgeAgent: Sendable {
                 log("\(options.id): round \(round): update not taken: \(error.message)")
             }
         }
+    }
+
+    /// Evaluates the plan's model on the held-out split (when asked) and trains it on the training split, on
+    /// a training slot.
+    private func train(file: ModelFile, config: TrainingConfig, evaluate: Bool) async throws(CoreError) -> (LocalUpdate, EvaluationMetrics?) {
+        let training = self.training
+        let evaluation = self.evaluation
+        let threads = options.threads
+        let seed = config.seed ^ idSeed
+        let evaluate = evaluate && evaluation.count > 0
+        return try await slots.run { () throws(CoreError) -> (LocalUpdate, EvaluationMetrics?) in
+            let model = try file.makeModel()
+            model.threads = threads
+            var metrics: EvaluationMetrics?
+            if evaluate {
+                var held = evaluation
+                file.scaling.apply(to: &held)
+                metrics = model.evaluate(held)
+            }
+            var rows = training
+            file.scaling.apply(to: &rows)
+            try rows.validate(featureCount: file.spec.inputFeatures, classCount: file.spec.classCount)
+            let plan = LocalTrainingPlan(
+                epochs: config.epochs, batchSize: config.batchSize, learningRate: config.learningRate,
+                proximalMu: config.proximalMu, clipNorm: config.clipNorm)
+            let update = try LocalUpdate.train(model: model, global: file.parameters, data: rows, plan: plan, seed: seed)
+            return (update, metrics)
+        }
+    }
+
+    /// Sends a federated evaluation of the round's starting model.
+    private func report(_ metrics: EvaluationMetrics, round: UInt64, session: Session) async throws {
+        var report = Flock_V1_EvaluationReport()
+        report.edgeID = options.id
+        report.session = session.token
+        report.round = round
+        report.examples = UInt64(metrics.count)
+        report.loss = metrics.loss
+        report.accuracy = metrics.accuracy
+        do {
+            _ = try await connection.edge.reportEvaluation(report, options: EdgeConnection.options(timeout: 30))
+        } catch let error as RPCError where error.code == .alreadyExists {
+            // Reported before the server restarted; the reopened round kept it.
+            log("\(options.id): round \(round): evaluation already recorded")
+        }
+    }
+
+    /// One round under secure aggregation (Bonawitz et al. 2017; SecAgg+): advertise keys, then train while
+    /// the keys are shared, mask the fixed32 encoding of the update, send it, and reveal the shares the
+    /// server asks for. The update itself never leaves the edge unmasked. An edge the round leaves behind
+    /// (too few neighbours, a phase closed without it) drops out of this round and waits for the next.
+    private func workSecurely(on plan: Flock_V1_RoundPlan, file: ModelFile, config: TrainingConfig, session: Session) async throws {
+        let round = plan.round
+        let secure = plan.secureAggregation
+        var client: SecAggClient
+        let quantizer: FixedPointQuantizer
+        do {
+            let configuration = try secure.configuration(round: round, parameters: file.parameters.count)
+            client = try SecAggClient(id: options.id, configuration: configuration)
+            client.threads = options.threads
+            quantizer = try FixedPointQuantizer(
+                clip: secure.clip, maximumWeight: Int(clamping: secure.maximumWeight), maximumSummands: configuration.participants.count)
+        } catch let error as SecAggError {
+            log("\(options.id): round \(round): refusing the secure-aggregation plan: \(error.message)")
+            return
+        } catch {
+            log("\(options.id): round \(round): refusing the secure-aggregation plan: \(error)")
+            return
+        }
+        let options = EdgeConnection.options(timeout: 60)
+        do {
+            var keys = Flock_V1_SecAggKeys(try client.advertise())
+            keys.session = session.token
+            _ = try await connection.edge.advertiseKeys(keys, options: options)
+            // Local training runs while the keys are exchanged.
+            async let trained = train(file: file, config: config, evaluate: plan.evaluate)
+            guard case .roster(let roster)? = try await awaitSecAgg(.roster, round: round, session: session) else { return }
+            var shares = Flock_V1_SecAggShares()
+            shares.edgeID = self.options.id
+            shares.session = session.token
+            shares.round = round
+            shares.shares = try client.shareKeys(roster: roster.keys.map { keys throws(SecAggError) in try keys.advertisement() })
+                .map(Flock_V1_SealedShare.init)
+            _ = try await connection.edge.shareKeys(shares, options: options)
+            log("\(self.options.id): round \(round): keys shared with \(shares.shares.count) neighbours; training")
+            guard case .inbox(let inbox)? = try await awaitSecAgg(.inbox, round: round, session: session) else { return }
+            let (update, metrics) = try await trained
+            if let metrics { try await report(metrics, round: round, session: session) }
+            let words = try quantizer.encode(update.delta, examples: update.examples, seed: config.seed ^ idSeed ^ 0xC0DE)
+            let masked = try client.maskedInput(words, shares: inbox.shares.map { share throws(SecAggError) in try share.share(round: round) })
+            try await submit(payload: LittleEndianFloats.encodeWords(masked.words), codec: FixedPointQuantizer.identifier, examples: 0, update: update, round: round, session: session)
+            guard case .unmask(let request)? = try await awaitSecAgg(.unmask, round: round, session: session) else { return }
+            var reveal = Flock_V1_SecAggReveal(try client.unmask(request.request(round: round)))
+            reveal.session = session.token
+            _ = try await connection.edge.revealShares(reveal, options: options)
+            self.options.onAccepted?(round, update)
+            log("\(self.options.id): round \(round): \(update.examples) examples, loss \(String(format: "%.4f", update.trainLoss)), "
+                + "\(String(format: "%.3f", update.seconds)) s training; masked update and shares accepted")
+        } catch let error as SecAggError {
+            log("\(self.options.id): round \(round): leaving secure aggregation: \(error.message)")
+        } catch let error as CodecError {
+            log("\(self.options.id): round \(round): cannot encode the update: \(error.message)")
+        } catch let error as RPCError where error.code == .failedPrecondition || error.code == .alreadyExists || error.code == .invalidArgument {
+            log("\(self.options.id): round \(round): secure aggregation went on without this edge: \(error.message)")
+        }
+    }
+
+    /// Polls until the server has what this edge waits for in `phase`; nil when the round went on without it.
+    private func awaitSecAgg(_ phase: Flock_V1_SecAggPhase, round: UInt64, session: Session) async throws -> Flock_V1_SecAggStep.OneOf_Step? {
+        var poll = Flock_V1_SecAggPoll()
+        poll.edgeID = options.id
+        poll.session = session.token
+        poll.round = round
+        poll.phase = phase
+        while !Task.isCancelled {
+            let step = try await connection.edge.awaitSecAgg(poll, options: EdgeConnection.options(timeout: session.heartbeatSeconds + 15))
+            switch step.step {
+            case .wait, nil:
+                continue
+            case .aborted(let reason):
+                log("\(options.id): round \(round): left out of secure aggregation: \(reason)")
+                return nil
+            case .some(let ready):
+                return ready
+            }
+        }
+        throw CancellationError()
     }
 
     /// The plan's model: from the cache when its hash is there, otherwise streamed, checked and cached.
@@ -259,17 +355,18 @@ public struct EdgeAgent: Sendable {
         return file
     }
 
-    private func submit(_ update: LocalUpdate, round: UInt64, session: Session) async throws {
-        let payload = LittleEndianFloats.encode(update.delta)
+    private func submit(payload: [UInt8], codec: String, examples: Int, update: LocalUpdate, round: UInt64, session: Session) async throws {
         var header = Flock_V1_UpdateHeader()
         header.edgeID = options.id
         header.session = session.token
         header.round = round
-        header.codec = "f32"
-        header.exampleCount = UInt64(update.examples)
+        header.codec = codec
+        header.exampleCount = UInt64(examples)
         header.payloadBytes = UInt64(payload.count)
-        header.trainLoss = update.trainLoss
-        header.trainSeconds = update.seconds
+        // A masked input says nothing about the edge in the clear, its training loss and time included.
+        let plain = codec != FixedPointQuantizer.identifier
+        header.trainLoss = plain ? update.trainLoss : 0
+        header.trainSeconds = plain ? update.seconds : 0
         let first = Flock_V1_UpdateChunk.with { $0.header = header }
         let response = try await connection.edge.submitUpdate(options: EdgeConnection.options(timeout: 300)) { writer in
             try await writer.write(first)

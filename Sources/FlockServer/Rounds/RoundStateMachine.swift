@@ -121,7 +121,8 @@ public struct RoundStateMachine: Sendable {
                 throw Refusal(kind: .roundClosed, message: "update for round \(round) arrived after its deadline")
             }
             reported.insert(edge)
-            if reported.count >= configuration.target {
+            // The target is reached, or every edge still in the round has reported (the others were lost).
+            if reported.count >= configuration.target || (reported.count == selected.count && reported.count >= configuration.minimumUpdates) {
                 state = .aggregating(round: current, reported: reported)
             } else {
                 state = .collecting(round: current, selected: selected, reported: reported, deadline: deadline)
@@ -140,8 +141,9 @@ public struct RoundStateMachine: Sendable {
         case (_, .edgeLost):
             return .none
 
-        case (.collecting, .tick(let now)):
-            return settle(now: now, force: false)
+        case (.collecting(_, let selected, let reported, _), .tick(let now)):
+            // Nobody left to wait for: settle now rather than at the deadline.
+            return settle(now: now, force: selected.count == reported.count)
         case (.aggregating(let current, _), .tick):
             return .aggregate(round: current)
         case (_, .tick):

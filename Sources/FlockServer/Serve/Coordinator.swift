@@ -1,5 +1,7 @@
+import FlockCompression
 import FlockCore
 import FlockCrypto
+import FlockSecAgg
 import FlockWire
 import Foundation
 
@@ -38,6 +40,8 @@ public actor Coordinator {
         var startVersion: Int
         var evaluated: Set<String> = []
         var evaluation = (examples: 0, loss: 0.0, correct: 0.0)
+        /// Secure aggregation of this round, when on: the server then holds only masked inputs and their sum.
+        var secure: ServedSecureRound?
 
         /// Adds one edge's federated evaluation to the example-weighted totals.
         mutating func addEvaluation(edge: String, examples: Int, loss: Double, accuracy: Double) {
@@ -51,6 +55,12 @@ public actor Coordinator {
     private struct Waiter {
         var token: UInt64
         var continuation: CheckedContinuation<Flock_V1_HeartbeatResponse, Never>
+    }
+
+    private struct SecAggWaiter {
+        var token: UInt64
+        var phase: Flock_V1_SecAggPhase
+        var continuation: CheckedContinuation<Flock_V1_SecAggStep, Never>
     }
 
     /// The configuration it runs with.
@@ -74,6 +84,7 @@ public actor Coordinator {
     private var modelBytes: [UInt8] = []
     private var modelHash = ""
     private var waiters: [String: Waiter] = [:]
+    private var secAggWaiters: [String: SecAggWaiter] = [:]
     private var nextWaiterToken: UInt64 = 0
     private var onStop: (@Sendable () -> Void)?
     private let journal: RoundJournal
@@ -153,7 +164,10 @@ public actor Coordinator {
     ) throws(CoreError) -> (RoundStateMachine, OpenRound, selected: [String])? {
         guard let (opening, entries) = try journal.read() else { return nil }
         guard opening.record.round == expectedRound, opening.record.modelVersion == modelVersion,
-              let plan = try? Flock_V1_RoundPlan(serializedBytes: opening.plan), plan.modelHash == modelHash else {
+              let plan = try? Flock_V1_RoundPlan(serializedBytes: opening.plan), plan.modelHash == modelHash,
+              // A secure round cannot resume: its edges' keys and masks were for the server that died, and
+              // reusing them would leak. It is opened again from scratch with fresh keys.
+              !plan.secureAggregation.enabled else {
             journal.remove()
             return nil
         }
@@ -260,6 +274,9 @@ public actor Coordinator {
     private func planIfSelected(_ id: String, status: Flock_V1_EdgeStatus) -> Flock_V1_HeartbeatResponse? {
         guard let open, case .collecting(let round, let selected, let reported, _)? = machine?.state,
               round == open.record.round, selected.contains(id), !reported.contains(id), status == .idle else { return nil }
+        // An edge joins secure aggregation only while keys are advertised, and only once (a restarted edge
+        // has lost its keys).
+        if let secure = open.secure, secure.phase != .advertising || secure.hasAdvertised(id) { return nil }
         var plan = open.plan
         plan.deadlineSeconds = max(0, open.deadline - now)
         var reply = Flock_V1_HeartbeatResponse()
@@ -309,11 +326,25 @@ public actor Coordinator {
     }
 
     /// Checks an update's header before its payload is received.
-    /// - Returns: the number of parameters the payload must hold.
+    /// - Returns: the number of 4-byte values the payload must hold (parameters as f32, or the words of a
+    ///   masked fixed32 vector in a secure round).
     /// - Throws: ``ServeRefusal`` for a bad session, codec, size, round or edge.
     public func checkUpload(id: String, session: String, round: UInt64, codec: String, payloadBytes: UInt64) throws(ServeRefusal) -> Int {
         try authenticate(id: id, session: session)
         let parameters = global.weights.count
+        if open?.secure != nil, open.map({ UInt64($0.record.round) }) == round {
+            let words = FixedPointQuantizer.encodedLength(parameters)
+            guard codec == FixedPointQuantizer.identifier else {
+                throw ServeRefusal(.invalidArgument, "round \(round) uses secure aggregation: send the masked \(FixedPointQuantizer.identifier) vector, not '\(codec)'")
+            }
+            guard payloadBytes == UInt64(words) * 4 else {
+                throw ServeRefusal(.invalidArgument, "masked input of \(payloadBytes) bytes; the round expects \(words) words (\(words * 4) bytes)")
+            }
+            guard open?.secure?.expectsMaskedInput(from: id) == true else {
+                throw ServeRefusal(.failedPrecondition, "round \(round) takes no masked input from \(id) now")
+            }
+            return words
+        }
         guard codec == "f32" else { throw ServeRefusal(.invalidArgument, "codec '\(codec)' is not used in this round; the plan asks for f32") }
         guard payloadBytes == UInt64(parameters) * 4 else {
             throw ServeRefusal(.invalidArgument, "update of \(payloadBytes) bytes; the model has \(parameters) parameters (\(parameters * 4) bytes as f32)")
@@ -330,6 +361,7 @@ public actor Coordinator {
     public func submit(id: String, session: String, round: UInt64, examples: UInt64, delta: [Float], bytes: Int) throws(ServeRefusal) {
         try authenticate(id: id, session: session)
         guard var open, var probe = machine else { throw ServeRefusal(.failedPrecondition, "round \(round) is not open") }
+        guard open.secure == nil else { throw ServeRefusal(.failedPrecondition, "round \(round) uses secure aggregation: send a masked input") }
         guard examples >= 1, examples <= 1 << 40 else { throw ServeRefusal(.invalidArgument, "example count must be 1 or more") }
         guard delta.count == global.weights.count else {
             throw ServeRefusal(.invalidArgument, "update has \(delta.count) values; the model has \(global.weights.count)")
@@ -406,6 +438,14 @@ public actor Coordinator {
             }
         }
         if machine != nil, open != nil, let action = try? machine!.receive(.tick(now: moment)) { perform(action) }
+        if let secure = open?.secure, moment >= secure.deadline, let round = open?.record.round {
+            switch secure.phase {
+            case .advertising: closeSecureAdvertising(round: round)
+            case .sharing: closeSecureSharing(round: round)
+            case .unmasking: finishSecure(round: round)
+            case .masking: break  // ends with the round's own deadline, through the round state machine
+            }
+        }
         maybeOpenRound()
     }
 
@@ -455,10 +495,20 @@ public actor Coordinator {
         plan.codec.id = "f32"
         plan.secureAggregation.enabled = false
         plan.evaluate = configuration.federatedEvaluation
+        var secure: ServedSecureRound?
+        if configuration.secureAggregation {
+            do {
+                secure = try makeSecureRound(round: roundId, participants: chosen, plan: &plan, now: moment)
+            } catch {
+                log("error: round \(roundId): cannot set up secure aggregation: \(error.message); no round opens")
+                machine = nil
+                return
+            }
+        }
         let record = RoundRecord.opened(round: roundId, selected: chosen.count, modelVersion: global.round)
         open = OpenRound(
             record: record, plan: plan, started: moment, deadline: moment + configuration.roundTimeout,
-            average: WeightedAverage(length: global.weights.count), startVersion: global.round)
+            average: WeightedAverage(length: global.weights.count), startVersion: global.round, secure: secure)
         do {
             try journal.begin(.init(
                 record: record, selected: chosen, target: target, minimumUpdates: roundConfiguration.minimumUpdates,
@@ -477,12 +527,23 @@ public actor Coordinator {
     }
 
     private func aggregate(round: Int) {
-        guard var open, open.record.round == round, open.average.count > 0 else { return }
-        global.apply(meanDelta: open.average.mean(), threads: 2)
+        if open?.secure != nil {
+            closeSecureMasking(round: round)
+            return
+        }
+        guard let open, open.record.round == round, open.average.count > 0 else { return }
+        complete(open, meanDelta: open.average.mean(), participants: open.average.count)
+    }
+
+    /// Applies the round's mean update, records the round and writes the checkpoint.
+    private func complete(_ finished: OpenRound, meanDelta: [Float], participants: Int) {
+        var open = finished
+        let round = open.record.round
+        global.apply(meanDelta: meanDelta, threads: 2)
         _ = try? machine?.receive(.aggregated(round: round))
         open.record.state = "completed"
-        open.record.participants = open.average.count
-        open.record.dropped = open.record.selected - open.average.count
+        open.record.participants = participants
+        open.record.dropped = open.record.selected - participants
         open.record.modelVersion = global.round
         if let holdout {
             if (try? evaluator.setParameters(global.weights)) != nil {
@@ -514,6 +575,10 @@ public actor Coordinator {
     private func close(_ finished: OpenRound) {
         var record = finished.record
         record.seconds = now - finished.started
+        if let secure = finished.secure {
+            record.secureDroppedPerPhase = secure.droppedPerPhase
+            record.securePhaseSeconds = secure.phaseSeconds
+        }
         if finished.evaluation.examples > 0,
            let index = history.lastIndex(where: { $0.state == "completed" && $0.modelVersion == finished.startVersion }) {
             let n = Double(finished.evaluation.examples)
@@ -525,6 +590,9 @@ public actor Coordinator {
         membership.release(round: record.round)
         open = nil
         machine = nil
+        for id in secAggWaiters.keys.sorted() {
+            resumeSecAggWaiter(id, with: Flock_V1_SecAggStep.with { $0.aborted = "round \(record.round) has ended" })
+        }
         // Until the checkpoint is on disk the journal still holds the round: a crash replays it.
         if persist() { journal.remove() }
     }
@@ -618,4 +686,218 @@ public actor Coordinator {
 
     /// Parameters of the global model.
     public var parameterCount: Int { global.weights.count }
+}
+
+// MARK: - Secure aggregation
+
+extension Coordinator {
+    /// Sets up secure aggregation of a round over `participants` and writes its parameters into `plan`.
+    private func makeSecureRound(round: Int, participants: [String], plan: inout Flock_V1_RoundPlan, now moment: Double) throws(CoreError) -> ServedSecureRound {
+        let ids = participants.sorted()
+        var parameters = SecAggConfiguration.make(
+            round: UInt64(round), participants: ids, vectorLength: FixedPointQuantizer.encodedLength(global.weights.count),
+            complete: configuration.secureGraph == "complete", graphSeed: configuration.seed &+ UInt64(round),
+            threshold: configuration.secureThreshold > 0 ? configuration.secureThreshold : nil)
+        parameters.threshold = min(parameters.threshold, parameters.neighbourhoodSize)
+        // The edges' registered example counts (already known to the server) set the codec's full weight.
+        let maximumWeight = max(1, ids.compactMap { membership.edges[$0]?.examples }.max() ?? 1)
+        do {
+            let quantizer = try FixedPointQuantizer(maximumWeight: maximumWeight, maximumSummands: ids.count)
+            let secure = try ServedSecureRound(
+                configuration: parameters, quantizer: quantizer, threads: ProcessInfo.processInfo.activeProcessorCount,
+                now: moment, phaseLength: configuration.securePhaseSeconds)
+            plan.codec.id = FixedPointQuantizer.identifier
+            plan.secureAggregation = Flock_V1_SecureAggregation.with {
+                $0.enabled = true
+                $0.graph = configuration.secureGraph
+                $0.neighbours = UInt32(parameters.neighbourCount)
+                $0.threshold = UInt32(parameters.threshold)
+                $0.participants = ids
+                $0.graphSeed = parameters.graphSeed
+                $0.clip = quantizer.clip
+                $0.maximumWeight = UInt64(maximumWeight)
+            }
+            return secure
+        } catch let error as CodecError {
+            throw CoreError(.invalidArgument, error.message)
+        } catch let error as SecAggError {
+            throw CoreError(.invalidArgument, error.message)
+        } catch {
+            throw CoreError(.invalidArgument, "\(error)")
+        }
+    }
+
+    private static func refusal(_ error: SecAggError) -> ServeRefusal {
+        switch error.kind {
+        case .wrongPhase, .wrongRound, .notAllowed, .tooFewSurvivors: return ServeRefusal(.failedPrecondition, error.message)
+        case .duplicate: return ServeRefusal(.alreadyExists, error.message)
+        case .malformed, .refused: return ServeRefusal(.invalidArgument, error.message)
+        }
+    }
+
+    /// The open secure round `round` that `id` takes part in.
+    private func secureRound(id: String, round: UInt64) throws(ServeRefusal) -> ServedSecureRound {
+        guard let open, UInt64(open.record.round) == round else { throw ServeRefusal(.failedPrecondition, "round \(round) is not open") }
+        guard let secure = open.secure else { throw ServeRefusal(.failedPrecondition, "round \(round) does not use secure aggregation") }
+        guard secure.configuration.participants.contains(id) else {
+            throw ServeRefusal(.failedPrecondition, "edge \(id) does not take part in round \(round)")
+        }
+        return secure
+    }
+
+    /// Phase 1: an edge's public keys.
+    /// - Throws: ``ServeRefusal`` (nothing changes) for a bad session, round, phase or key.
+    public func advertiseKeys(_ message: Flock_V1_SecAggKeys, bytes: Int) throws(ServeRefusal) {
+        try authenticate(id: message.edgeID, session: message.session)
+        var secure = try secureRound(id: message.edgeID, round: message.round)
+        let complete: Bool
+        do { complete = try secure.receive(message.advertisement()) } catch { throw Self.refusal(error) }
+        open?.secure = secure
+        open?.record.uploadBytes += bytes
+        if complete { closeSecureAdvertising(round: Int(message.round)) }
+    }
+
+    /// Phase 2: an edge's sealed shares for its neighbours.
+    /// - Throws: ``ServeRefusal`` (nothing changes) for a bad session, round, phase or share.
+    public func shareKeys(_ message: Flock_V1_SecAggShares, bytes: Int) throws(ServeRefusal) {
+        try authenticate(id: message.edgeID, session: message.session)
+        var secure = try secureRound(id: message.edgeID, round: message.round)
+        guard message.shares.count <= 254 else { throw ServeRefusal(.invalidArgument, "at most 254 sealed shares") }
+        let complete: Bool
+        do {
+            let shares = try message.shares.map { share throws(SecAggError) in try share.share(round: message.round) }
+            complete = try secure.receive(shares: shares, from: message.edgeID)
+        } catch {
+            throw Self.refusal(error)
+        }
+        open?.secure = secure
+        open?.record.uploadBytes += bytes
+        if complete { closeSecureSharing(round: Int(message.round)) }
+    }
+
+    /// Phase 3: an edge's masked input (the fixed32 encoding of its update plus all its masks).
+    /// - Throws: ``ServeRefusal`` (nothing changes) for a bad session, round, phase or length.
+    public func submitMasked(id: String, session: String, round: UInt64, words: [UInt32], bytes: Int) throws(ServeRefusal) {
+        try authenticate(id: id, session: session)
+        var secure = try secureRound(id: id, round: round)
+        guard secure.expectsMaskedInput(from: id), var probe = machine else {
+            throw ServeRefusal(.failedPrecondition, "round \(round) takes no masked input from \(id) now")
+        }
+        do { _ = try probe.receive(.update(round: Int(clamping: round), edge: id, now: now)) } catch {
+            throw Self.refusal(error)
+        }
+        do { try secure.receive(MaskedInput(id: id, round: round, words: words)) } catch { throw Self.refusal(error) }
+        open?.secure = secure
+        open?.record.uploadBytes += bytes
+        machine = probe
+        if case .aggregate(let r) = probe.pendingAction { aggregate(round: r) }
+    }
+
+    /// Phase 4: the shares a survivor reveals.
+    /// - Throws: ``ServeRefusal`` (nothing changes) for a bad session, round, phase or share.
+    public func revealShares(_ message: Flock_V1_SecAggReveal, bytes: Int) throws(ServeRefusal) {
+        try authenticate(id: message.edgeID, session: message.session)
+        var secure = try secureRound(id: message.edgeID, round: message.round)
+        let complete: Bool
+        do { complete = try secure.receive(message.response()) } catch { throw Self.refusal(error) }
+        open?.secure = secure
+        open?.record.uploadBytes += bytes
+        if complete { finishSecure(round: Int(message.round)) }
+    }
+
+    /// What an edge waiting for `phase` of `round` needs next; held for at most one heartbeat interval.
+    /// - Throws: ``ServeRefusal`` for a bad session.
+    public func awaitSecAgg(id: String, session: String, round: UInt64, phase: Flock_V1_SecAggPhase) async throws(ServeRefusal) -> Flock_V1_SecAggStep {
+        try authenticate(id: id, session: session)
+        guard let open, UInt64(open.record.round) == round, let secure = open.secure else {
+            return Flock_V1_SecAggStep.with { $0.aborted = "round \(round) is not open" }
+        }
+        guard secure.configuration.participants.contains(id) else {
+            return Flock_V1_SecAggStep.with { $0.aborted = "edge \(id) does not take part in round \(round)" }
+        }
+        if let step = secure.step(for: id, waitingFor: phase) { return step }
+        nextWaiterToken += 1
+        let token = nextWaiterToken
+        if let previous = secAggWaiters.removeValue(forKey: id) {
+            previous.continuation.resume(returning: Flock_V1_SecAggStep.with { $0.wait = Flock_V1_RetryAfter.with { $0.seconds = 0 } })
+        }
+        let wait = configuration.heartbeatSeconds
+        return await withCheckedContinuation { continuation in
+            secAggWaiters[id] = SecAggWaiter(token: token, phase: phase, continuation: continuation)
+            Task { [weak self] in
+                try? await Task.sleep(for: .seconds(wait))
+                await self?.expireSecAggWaiter(id, token: token)
+            }
+        }
+    }
+
+    private func expireSecAggWaiter(_ id: String, token: UInt64) {
+        guard let waiter = secAggWaiters[id], waiter.token == token else { return }
+        resumeSecAggWaiter(id, with: Flock_V1_SecAggStep.with { $0.wait = Flock_V1_RetryAfter.with { $0.seconds = 0 } })
+    }
+
+    private func resumeSecAggWaiter(_ id: String, with step: Flock_V1_SecAggStep) {
+        guard let waiter = secAggWaiters.removeValue(forKey: id) else { return }
+        waiter.continuation.resume(returning: step)
+    }
+
+    /// Hands every waiting edge what is ready for it.
+    private func wakeSecAggWaiters() {
+        guard let secure = open?.secure else { return }
+        for (id, waiter) in secAggWaiters {
+            if let step = secure.step(for: id, waitingFor: waiter.phase) { resumeSecAggWaiter(id, with: step) }
+        }
+    }
+
+    /// Ends phase 1 (all advertised, or its deadline): edges without keys are lost to the round.
+    private func closeSecureAdvertising(round: Int) {
+        guard var secure = open?.secure, open?.record.round == round, secure.phase == .advertising else { return }
+        do { try secure.closeAdvertising(now: now) } catch {
+            abandon(round: round, reason: "secure aggregation: \(error.message)")
+            return
+        }
+        open?.secure = secure
+        wakeSecAggWaiters()
+        for id in secure.configuration.participants where secure.rosters[id] == nil { edgeLost(id) }
+    }
+
+    /// Ends phase 2 (all shared, or its deadline): edges that did not share are lost to the round.
+    private func closeSecureSharing(round: Int) {
+        guard var secure = open?.secure, open?.record.round == round, secure.phase == .sharing else { return }
+        do { try secure.closeSharing(now: now) } catch {
+            abandon(round: round, reason: "secure aggregation: \(error.message)")
+            return
+        }
+        open?.secure = secure
+        wakeSecAggWaiters()
+        for id in secure.configuration.participants where secure.inbox[id] == nil { edgeLost(id) }
+    }
+
+    /// Ends phase 3 when the round state machine has enough masked inputs (or its deadline passed).
+    private func closeSecureMasking(round: Int) {
+        guard var secure = open?.secure, open?.record.round == round, secure.phase == .masking else { return }
+        do { try secure.closeMasking(now: now) } catch {
+            abandon(round: round, reason: "secure aggregation: \(error.message)")
+            return
+        }
+        open?.secure = secure
+        wakeSecAggWaiters()
+    }
+
+    /// Ends phase 4 (all revealed, or its deadline): unmasks the sum, decodes it and completes the round.
+    private func finishSecure(round: Int) {
+        guard let finished = open, var secure = finished.secure, finished.record.round == round, secure.phase == .unmasking else { return }
+        let outcome: (meanDelta: [Float], included: [String])
+        do { outcome = try secure.finish(now: now) } catch {
+            abandon(round: round, reason: "secure aggregation: \(error.message)")
+            return
+        }
+        guard outcome.meanDelta.allSatisfy(\.isFinite) else {
+            abandon(round: round, reason: "the decoded sum is not finite")
+            return
+        }
+        var done = finished
+        done.secure = secure
+        complete(done, meanDelta: outcome.meanDelta, participants: outcome.included.count)
+    }
 }

@@ -1,3 +1,4 @@
+import FlockCompression
 import FlockCore
 import Foundation
 import FlockWire
@@ -97,6 +98,17 @@ public struct EdgeServiceHandler: Flock_V1_EdgeService.SimpleServiceProtocol {
         guard payload.count == expected else {
             throw RPCError(code: .invalidArgument, message: "update payload has \(payload.count) bytes; its header announced \(expected)")
         }
+        if header.codec == FixedPointQuantizer.identifier {
+            // A masked input: uniform-looking words, so nothing to check beyond the length.
+            guard header.exampleCount == 0 else {
+                throw RPCError(code: .invalidArgument, message: "a masked input carries its weight inside; example_count must be 0")
+            }
+            let words = LittleEndianFloats.decodeWords(payload)
+            try await refusing { () async throws(ServeRefusal) in
+                try await coordinator.submitMasked(id: header.edgeID, session: header.session, round: header.round, words: words, bytes: wireBytes)
+            }
+            return Flock_V1_SubmitUpdateResponse.with { $0.accepted = true }
+        }
         let delta = LittleEndianFloats.decode(payload)
         if let bad = delta.firstIndex(where: { !$0.isFinite }) {
             throw RPCError(code: .invalidArgument, message: "update value \(bad) is not finite (NaN or infinity); nothing was accepted")
@@ -115,6 +127,34 @@ public struct EdgeServiceHandler: Flock_V1_EdgeService.SimpleServiceProtocol {
     /// length prefix.
     static func framedSize(_ message: some SwiftProtobuf.Message) -> Int {
         ((try? message.serializedBytes() as [UInt8])?.count ?? 0) + 5
+    }
+
+    /// Secure aggregation, phase 1: an edge's public keys.
+    public func advertiseKeys(request: Flock_V1_SecAggKeys, context: ServerContext) async throws -> Flock_V1_SecAggAck {
+        let bytes = Self.framedSize(request)
+        try await refusing { () async throws(ServeRefusal) in try await coordinator.advertiseKeys(request, bytes: bytes) }
+        return Flock_V1_SecAggAck()
+    }
+
+    /// Secure aggregation, phase 2: an edge's sealed shares.
+    public func shareKeys(request: Flock_V1_SecAggShares, context: ServerContext) async throws -> Flock_V1_SecAggAck {
+        let bytes = Self.framedSize(request)
+        try await refusing { () async throws(ServeRefusal) in try await coordinator.shareKeys(request, bytes: bytes) }
+        return Flock_V1_SecAggAck()
+    }
+
+    /// Secure aggregation: what an edge waits for next (a long poll).
+    public func awaitSecAgg(request: Flock_V1_SecAggPoll, context: ServerContext) async throws -> Flock_V1_SecAggStep {
+        try await refusing { () async throws(ServeRefusal) in
+            try await coordinator.awaitSecAgg(id: request.edgeID, session: request.session, round: request.round, phase: request.phase)
+        }
+    }
+
+    /// Secure aggregation, phase 4: a survivor's revealed shares.
+    public func revealShares(request: Flock_V1_SecAggReveal, context: ServerContext) async throws -> Flock_V1_SecAggAck {
+        let bytes = Self.framedSize(request)
+        try await refusing { () async throws(ServeRefusal) in try await coordinator.revealShares(request, bytes: bytes) }
+        return Flock_V1_SecAggAck()
     }
 
     /// Records a federated evaluation.

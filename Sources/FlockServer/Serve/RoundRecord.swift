@@ -31,6 +31,11 @@ public struct RoundRecord: Sendable, Codable, Equatable {
     public var modelVersion: Int
     /// Why a round failed.
     public var reason: String?
+    /// Under secure aggregation: edges that dropped in each phase (advertise, share keys, masked input,
+    /// unmask).
+    public var secureDroppedPerPhase: [Int]?
+    /// Under secure aggregation: seconds each phase took.
+    public var securePhaseSeconds: [Double]?
 
     enum CodingKeys: String, CodingKey {
         case round, state, selected, participants, dropped, accuracy, loss
@@ -42,6 +47,8 @@ public struct RoundRecord: Sendable, Codable, Equatable {
         case downloadBytes = "download_bytes"
         case modelVersion = "model_version"
         case reason
+        case secureDroppedPerPhase = "secure_dropped_per_phase"
+        case securePhaseSeconds = "secure_phase_seconds"
     }
 
     /// The record of a round that has just opened: nothing received yet.
@@ -49,7 +56,7 @@ public struct RoundRecord: Sendable, Codable, Equatable {
         RoundRecord(
             round: round, state: "running", selected: selected, participants: 0, dropped: 0, accuracy: nil, loss: nil,
             federatedAccuracy: nil, federatedLoss: nil, federatedExamples: 0, seconds: 0, uploadBytes: 0, downloadBytes: 0,
-            modelVersion: modelVersion, reason: nil)
+            modelVersion: modelVersion, reason: nil, secureDroppedPerPhase: nil, securePhaseSeconds: nil)
     }
 
     /// The accuracy to show: the server holdout's when there is one, else the federated one.

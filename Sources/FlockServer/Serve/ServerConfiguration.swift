@@ -57,6 +57,15 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// Idle heartbeats held as long polls at once (0: twice what the next round selects, at least 16);
     /// beyond it, edges are given pace-steered retry windows.
     public var longPollCapacity = 0
+    /// Secure aggregation of every round (Bonawitz et al. 2017 with SecAgg+ neighbourhoods): the server
+    /// learns only the sum of the updates.
+    public var secureAggregation = true
+    /// `secagg+` (k = 2 log2 n neighbours) or `complete`.
+    public var secureGraph = "secagg+"
+    /// Reconstruction threshold; 0 for two thirds of a neighbourhood.
+    public var secureThreshold = 0
+    /// Seconds each key phase (advertise, share, unmask) waits for edges before it closes without them.
+    public var securePhaseSeconds = 20.0
 
     /// The defaults.
     public init() {}
@@ -67,6 +76,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         "clients_per_round", "fraction", "min_clients", "over_selection", "round_timeout", "heartbeat_seconds",
         "edge_timeout", "strategy", "federated_evaluation", "seed", "max_message_bytes", "long_poll_capacity",
         "local.epochs", "local.batch", "local.lr", "local.clip",
+        "secure_aggregation", "secure_graph", "secure_threshold", "secure_phase_seconds",
     ]
 
     /// The defaults overridden by the keys of `file`.
@@ -103,6 +113,10 @@ public struct ServerConfiguration: Sendable, Equatable {
         if let v = try file.integer("local.batch") { batchSize = v }
         if let v = try file.number("local.lr") { learningRate = v }
         if let v = try file.number("local.clip") { clipNorm = v }
+        if let v = try file.boolean("secure_aggregation") { secureAggregation = v }
+        if let v = try file.string("secure_graph") { secureGraph = v }
+        if let v = try file.integer("secure_threshold") { secureThreshold = v }
+        if let v = try file.number("secure_phase_seconds") { securePhaseSeconds = v }
     }
 
     /// Checks every value's range.
@@ -126,6 +140,9 @@ public struct ServerConfiguration: Sendable, Equatable {
         try require(longPollCapacity >= 0 && longPollCapacity <= 1_000_000, "long_poll_capacity must be 0 (automatic) to 1000000")
         try require(maximumMessageBytes >= WireLimits.maximumChunkBytes + 4_096 && maximumMessageBytes <= 1 << 30,
                     "max_message_bytes must be at least 1 MiB + 4 KiB (one chunk and its header) and at most 1 GiB")
+        try require(["secagg+", "complete"].contains(secureGraph), "secure_graph must be secagg+ or complete")
+        try require(secureThreshold >= 0 && secureThreshold <= 255, "secure_threshold must be 0 (two thirds of a neighbourhood) to 255")
+        try require(securePhaseSeconds > 0 && securePhaseSeconds <= 3_600, "secure_phase_seconds must be in (0, 3600]")
         try plan.validate()
     }
 

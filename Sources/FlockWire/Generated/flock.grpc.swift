@@ -95,13 +95,69 @@ public enum Flock_V1_EdgeService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "AdvertiseKeys" metadata.
+        public enum AdvertiseKeys: Sendable {
+            /// Request type for "AdvertiseKeys".
+            public typealias Input = Flock_V1_SecAggKeys
+            /// Response type for "AdvertiseKeys".
+            public typealias Output = Flock_V1_SecAggAck
+            /// Descriptor for "AdvertiseKeys".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "flock.v1.EdgeService"),
+                method: "AdvertiseKeys",
+                type: .unary
+            )
+        }
+        /// Namespace for "ShareKeys" metadata.
+        public enum ShareKeys: Sendable {
+            /// Request type for "ShareKeys".
+            public typealias Input = Flock_V1_SecAggShares
+            /// Response type for "ShareKeys".
+            public typealias Output = Flock_V1_SecAggAck
+            /// Descriptor for "ShareKeys".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "flock.v1.EdgeService"),
+                method: "ShareKeys",
+                type: .unary
+            )
+        }
+        /// Namespace for "AwaitSecAgg" metadata.
+        public enum AwaitSecAgg: Sendable {
+            /// Request type for "AwaitSecAgg".
+            public typealias Input = Flock_V1_SecAggPoll
+            /// Response type for "AwaitSecAgg".
+            public typealias Output = Flock_V1_SecAggStep
+            /// Descriptor for "AwaitSecAgg".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "flock.v1.EdgeService"),
+                method: "AwaitSecAgg",
+                type: .unary
+            )
+        }
+        /// Namespace for "RevealShares" metadata.
+        public enum RevealShares: Sendable {
+            /// Request type for "RevealShares".
+            public typealias Input = Flock_V1_SecAggReveal
+            /// Response type for "RevealShares".
+            public typealias Output = Flock_V1_SecAggAck
+            /// Descriptor for "RevealShares".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "flock.v1.EdgeService"),
+                method: "RevealShares",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "flock.v1.EdgeService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Register.descriptor,
             Heartbeat.descriptor,
             FetchModel.descriptor,
             SubmitUpdate.descriptor,
-            ReportEvaluation.descriptor
+            ReportEvaluation.descriptor,
+            AdvertiseKeys.descriptor,
+            ShareKeys.descriptor,
+            AwaitSecAgg.descriptor,
+            RevealShares.descriptor
         ]
     }
 }
@@ -218,6 +274,81 @@ extension Flock_V1_EdgeService {
             request: GRPCCore.StreamingServerRequest<Flock_V1_EvaluationReport>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_EvaluationAck>
+
+        /// Handle the "AdvertiseKeys" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Secure aggregation (Bonawitz et al. 2017; SecAgg+, Bell et al. 2020), when the plan enables it.
+        /// > Phase 1: the edge's two public keys.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Flock_V1_SecAggKeys` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Flock_V1_SecAggAck` messages.
+        func advertiseKeys(
+            request: GRPCCore.StreamingServerRequest<Flock_V1_SecAggKeys>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_SecAggAck>
+
+        /// Handle the "ShareKeys" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Phase 2: the edge's Shamir shares, sealed for each neighbour; the server only relays them.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Flock_V1_SecAggShares` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Flock_V1_SecAggAck` messages.
+        func shareKeys(
+            request: GRPCCore.StreamingServerRequest<Flock_V1_SecAggShares>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_SecAggAck>
+
+        /// Handle the "AwaitSecAgg" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Waits (a long poll of at most one heartbeat interval) for the next thing the edge needs: its
+        /// > neighbours' keys, the shares sealed for it, or what to reveal. The masked input goes up through
+        /// > SubmitUpdate with codec "fixed32" and example_count 0 (the weight is inside the masked vector).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Flock_V1_SecAggPoll` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Flock_V1_SecAggStep` messages.
+        func awaitSecAgg(
+            request: GRPCCore.StreamingServerRequest<Flock_V1_SecAggPoll>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_SecAggStep>
+
+        /// Handle the "RevealShares" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Phase 4: the shares the server asked for.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Flock_V1_SecAggReveal` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Flock_V1_SecAggAck` messages.
+        func revealShares(
+            request: GRPCCore.StreamingServerRequest<Flock_V1_SecAggReveal>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_SecAggAck>
     }
 
     /// Service protocol for the "flock.v1.EdgeService" service.
@@ -318,6 +449,81 @@ extension Flock_V1_EdgeService {
             request: GRPCCore.ServerRequest<Flock_V1_EvaluationReport>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Flock_V1_EvaluationAck>
+
+        /// Handle the "AdvertiseKeys" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Secure aggregation (Bonawitz et al. 2017; SecAgg+, Bell et al. 2020), when the plan enables it.
+        /// > Phase 1: the edge's two public keys.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_SecAggKeys` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Flock_V1_SecAggAck` message.
+        func advertiseKeys(
+            request: GRPCCore.ServerRequest<Flock_V1_SecAggKeys>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Flock_V1_SecAggAck>
+
+        /// Handle the "ShareKeys" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Phase 2: the edge's Shamir shares, sealed for each neighbour; the server only relays them.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_SecAggShares` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Flock_V1_SecAggAck` message.
+        func shareKeys(
+            request: GRPCCore.ServerRequest<Flock_V1_SecAggShares>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Flock_V1_SecAggAck>
+
+        /// Handle the "AwaitSecAgg" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Waits (a long poll of at most one heartbeat interval) for the next thing the edge needs: its
+        /// > neighbours' keys, the shares sealed for it, or what to reveal. The masked input goes up through
+        /// > SubmitUpdate with codec "fixed32" and example_count 0 (the weight is inside the masked vector).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_SecAggPoll` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Flock_V1_SecAggStep` message.
+        func awaitSecAgg(
+            request: GRPCCore.ServerRequest<Flock_V1_SecAggPoll>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Flock_V1_SecAggStep>
+
+        /// Handle the "RevealShares" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Phase 4: the shares the server asked for.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_SecAggReveal` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Flock_V1_SecAggAck` message.
+        func revealShares(
+            request: GRPCCore.ServerRequest<Flock_V1_SecAggReveal>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Flock_V1_SecAggAck>
     }
 
     /// Simple service protocol for the "flock.v1.EdgeService" service.
@@ -417,6 +623,81 @@ extension Flock_V1_EdgeService {
             request: Flock_V1_EvaluationReport,
             context: GRPCCore.ServerContext
         ) async throws -> Flock_V1_EvaluationAck
+
+        /// Handle the "AdvertiseKeys" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Secure aggregation (Bonawitz et al. 2017; SecAgg+, Bell et al. 2020), when the plan enables it.
+        /// > Phase 1: the edge's two public keys.
+        ///
+        /// - Parameters:
+        ///   - request: A `Flock_V1_SecAggKeys` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Flock_V1_SecAggAck` to respond with.
+        func advertiseKeys(
+            request: Flock_V1_SecAggKeys,
+            context: GRPCCore.ServerContext
+        ) async throws -> Flock_V1_SecAggAck
+
+        /// Handle the "ShareKeys" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Phase 2: the edge's Shamir shares, sealed for each neighbour; the server only relays them.
+        ///
+        /// - Parameters:
+        ///   - request: A `Flock_V1_SecAggShares` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Flock_V1_SecAggAck` to respond with.
+        func shareKeys(
+            request: Flock_V1_SecAggShares,
+            context: GRPCCore.ServerContext
+        ) async throws -> Flock_V1_SecAggAck
+
+        /// Handle the "AwaitSecAgg" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Waits (a long poll of at most one heartbeat interval) for the next thing the edge needs: its
+        /// > neighbours' keys, the shares sealed for it, or what to reveal. The masked input goes up through
+        /// > SubmitUpdate with codec "fixed32" and example_count 0 (the weight is inside the masked vector).
+        ///
+        /// - Parameters:
+        ///   - request: A `Flock_V1_SecAggPoll` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Flock_V1_SecAggStep` to respond with.
+        func awaitSecAgg(
+            request: Flock_V1_SecAggPoll,
+            context: GRPCCore.ServerContext
+        ) async throws -> Flock_V1_SecAggStep
+
+        /// Handle the "RevealShares" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Phase 4: the shares the server asked for.
+        ///
+        /// - Parameters:
+        ///   - request: A `Flock_V1_SecAggReveal` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Flock_V1_SecAggAck` to respond with.
+        func revealShares(
+            request: Flock_V1_SecAggReveal,
+            context: GRPCCore.ServerContext
+        ) async throws -> Flock_V1_SecAggAck
     }
 }
 
@@ -479,6 +760,50 @@ extension Flock_V1_EdgeService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Flock_V1_EdgeService.Method.AdvertiseKeys.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_SecAggKeys>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_SecAggAck>(),
+            handler: { request, context in
+                try await self.advertiseKeys(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Flock_V1_EdgeService.Method.ShareKeys.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_SecAggShares>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_SecAggAck>(),
+            handler: { request, context in
+                try await self.shareKeys(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Flock_V1_EdgeService.Method.AwaitSecAgg.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_SecAggPoll>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_SecAggStep>(),
+            handler: { request, context in
+                try await self.awaitSecAgg(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Flock_V1_EdgeService.Method.RevealShares.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_SecAggReveal>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_SecAggAck>(),
+            handler: { request, context in
+                try await self.revealShares(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -534,6 +859,50 @@ extension Flock_V1_EdgeService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_EvaluationAck> {
         let response = try await self.reportEvaluation(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func advertiseKeys(
+        request: GRPCCore.StreamingServerRequest<Flock_V1_SecAggKeys>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_SecAggAck> {
+        let response = try await self.advertiseKeys(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func shareKeys(
+        request: GRPCCore.StreamingServerRequest<Flock_V1_SecAggShares>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_SecAggAck> {
+        let response = try await self.shareKeys(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func awaitSecAgg(
+        request: GRPCCore.StreamingServerRequest<Flock_V1_SecAggPoll>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_SecAggStep> {
+        let response = try await self.awaitSecAgg(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func revealShares(
+        request: GRPCCore.StreamingServerRequest<Flock_V1_SecAggReveal>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_SecAggAck> {
+        let response = try await self.revealShares(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -606,6 +975,58 @@ extension Flock_V1_EdgeService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Flock_V1_EvaluationAck> {
         return GRPCCore.ServerResponse<Flock_V1_EvaluationAck>(
             message: try await self.reportEvaluation(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func advertiseKeys(
+        request: GRPCCore.ServerRequest<Flock_V1_SecAggKeys>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Flock_V1_SecAggAck> {
+        return GRPCCore.ServerResponse<Flock_V1_SecAggAck>(
+            message: try await self.advertiseKeys(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func shareKeys(
+        request: GRPCCore.ServerRequest<Flock_V1_SecAggShares>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Flock_V1_SecAggAck> {
+        return GRPCCore.ServerResponse<Flock_V1_SecAggAck>(
+            message: try await self.shareKeys(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func awaitSecAgg(
+        request: GRPCCore.ServerRequest<Flock_V1_SecAggPoll>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Flock_V1_SecAggStep> {
+        return GRPCCore.ServerResponse<Flock_V1_SecAggStep>(
+            message: try await self.awaitSecAgg(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func revealShares(
+        request: GRPCCore.ServerRequest<Flock_V1_SecAggReveal>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Flock_V1_SecAggAck> {
+        return GRPCCore.ServerResponse<Flock_V1_SecAggAck>(
+            message: try await self.revealShares(
                 request: request.message,
                 context: context
             ),
@@ -737,6 +1158,101 @@ extension Flock_V1_EdgeService {
             deserializer: some GRPCCore.MessageDeserializer<Flock_V1_EvaluationAck>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_EvaluationAck>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "AdvertiseKeys" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Secure aggregation (Bonawitz et al. 2017; SecAgg+, Bell et al. 2020), when the plan enables it.
+        /// > Phase 1: the edge's two public keys.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_SecAggKeys` message.
+        ///   - serializer: A serializer for `Flock_V1_SecAggKeys` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_SecAggAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func advertiseKeys<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_SecAggKeys>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_SecAggKeys>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_SecAggAck>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_SecAggAck>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ShareKeys" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Phase 2: the edge's Shamir shares, sealed for each neighbour; the server only relays them.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_SecAggShares` message.
+        ///   - serializer: A serializer for `Flock_V1_SecAggShares` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_SecAggAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func shareKeys<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_SecAggShares>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_SecAggShares>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_SecAggAck>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_SecAggAck>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "AwaitSecAgg" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Waits (a long poll of at most one heartbeat interval) for the next thing the edge needs: its
+        /// > neighbours' keys, the shares sealed for it, or what to reveal. The masked input goes up through
+        /// > SubmitUpdate with codec "fixed32" and example_count 0 (the weight is inside the masked vector).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_SecAggPoll` message.
+        ///   - serializer: A serializer for `Flock_V1_SecAggPoll` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_SecAggStep` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func awaitSecAgg<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_SecAggPoll>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_SecAggPoll>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_SecAggStep>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_SecAggStep>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RevealShares" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Phase 4: the shares the server asked for.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_SecAggReveal` message.
+        ///   - serializer: A serializer for `Flock_V1_SecAggReveal` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_SecAggAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func revealShares<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_SecAggReveal>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_SecAggReveal>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_SecAggAck>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_SecAggAck>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -924,6 +1440,145 @@ extension Flock_V1_EdgeService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "AdvertiseKeys" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Secure aggregation (Bonawitz et al. 2017; SecAgg+, Bell et al. 2020), when the plan enables it.
+        /// > Phase 1: the edge's two public keys.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_SecAggKeys` message.
+        ///   - serializer: A serializer for `Flock_V1_SecAggKeys` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_SecAggAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func advertiseKeys<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_SecAggKeys>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_SecAggKeys>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_SecAggAck>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_SecAggAck>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Flock_V1_EdgeService.Method.AdvertiseKeys.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ShareKeys" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Phase 2: the edge's Shamir shares, sealed for each neighbour; the server only relays them.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_SecAggShares` message.
+        ///   - serializer: A serializer for `Flock_V1_SecAggShares` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_SecAggAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func shareKeys<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_SecAggShares>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_SecAggShares>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_SecAggAck>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_SecAggAck>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Flock_V1_EdgeService.Method.ShareKeys.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "AwaitSecAgg" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Waits (a long poll of at most one heartbeat interval) for the next thing the edge needs: its
+        /// > neighbours' keys, the shares sealed for it, or what to reveal. The masked input goes up through
+        /// > SubmitUpdate with codec "fixed32" and example_count 0 (the weight is inside the masked vector).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_SecAggPoll` message.
+        ///   - serializer: A serializer for `Flock_V1_SecAggPoll` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_SecAggStep` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func awaitSecAgg<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_SecAggPoll>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_SecAggPoll>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_SecAggStep>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_SecAggStep>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Flock_V1_EdgeService.Method.AwaitSecAgg.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RevealShares" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Phase 4: the shares the server asked for.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_SecAggReveal` message.
+        ///   - serializer: A serializer for `Flock_V1_SecAggReveal` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_SecAggAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func revealShares<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_SecAggReveal>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_SecAggReveal>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_SecAggAck>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_SecAggAck>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Flock_V1_EdgeService.Method.RevealShares.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1069,6 +1724,125 @@ extension Flock_V1_EdgeService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_EvaluationReport>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_EvaluationAck>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AdvertiseKeys" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Secure aggregation (Bonawitz et al. 2017; SecAgg+, Bell et al. 2020), when the plan enables it.
+    /// > Phase 1: the edge's two public keys.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Flock_V1_SecAggKeys` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func advertiseKeys<Result>(
+        request: GRPCCore.ClientRequest<Flock_V1_SecAggKeys>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_SecAggAck>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.advertiseKeys(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_SecAggKeys>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_SecAggAck>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ShareKeys" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Phase 2: the edge's Shamir shares, sealed for each neighbour; the server only relays them.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Flock_V1_SecAggShares` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func shareKeys<Result>(
+        request: GRPCCore.ClientRequest<Flock_V1_SecAggShares>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_SecAggAck>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.shareKeys(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_SecAggShares>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_SecAggAck>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AwaitSecAgg" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Waits (a long poll of at most one heartbeat interval) for the next thing the edge needs: its
+    /// > neighbours' keys, the shares sealed for it, or what to reveal. The masked input goes up through
+    /// > SubmitUpdate with codec "fixed32" and example_count 0 (the weight is inside the masked vector).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Flock_V1_SecAggPoll` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func awaitSecAgg<Result>(
+        request: GRPCCore.ClientRequest<Flock_V1_SecAggPoll>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_SecAggStep>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.awaitSecAgg(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_SecAggPoll>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_SecAggStep>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RevealShares" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Phase 4: the shares the server asked for.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Flock_V1_SecAggReveal` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func revealShares<Result>(
+        request: GRPCCore.ClientRequest<Flock_V1_SecAggReveal>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_SecAggAck>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.revealShares(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_SecAggReveal>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_SecAggAck>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1237,6 +2011,141 @@ extension Flock_V1_EdgeService.ClientProtocol {
             metadata: metadata
         )
         return try await self.reportEvaluation(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AdvertiseKeys" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Secure aggregation (Bonawitz et al. 2017; SecAgg+, Bell et al. 2020), when the plan enables it.
+    /// > Phase 1: the edge's two public keys.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func advertiseKeys<Result>(
+        _ message: Flock_V1_SecAggKeys,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_SecAggAck>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Flock_V1_SecAggKeys>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.advertiseKeys(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ShareKeys" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Phase 2: the edge's Shamir shares, sealed for each neighbour; the server only relays them.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func shareKeys<Result>(
+        _ message: Flock_V1_SecAggShares,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_SecAggAck>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Flock_V1_SecAggShares>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.shareKeys(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AwaitSecAgg" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Waits (a long poll of at most one heartbeat interval) for the next thing the edge needs: its
+    /// > neighbours' keys, the shares sealed for it, or what to reveal. The masked input goes up through
+    /// > SubmitUpdate with codec "fixed32" and example_count 0 (the weight is inside the masked vector).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func awaitSecAgg<Result>(
+        _ message: Flock_V1_SecAggPoll,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_SecAggStep>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Flock_V1_SecAggPoll>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.awaitSecAgg(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RevealShares" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Phase 4: the shares the server asked for.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func revealShares<Result>(
+        _ message: Flock_V1_SecAggReveal,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_SecAggAck>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Flock_V1_SecAggReveal>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.revealShares(
             request: request,
             options: options,
             onResponse: handleResponse

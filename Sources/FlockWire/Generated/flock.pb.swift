@@ -77,6 +77,54 @@ public nonisolated enum Flock_V1_EdgeStatus: SwiftProtobuf.Enum, Swift.CaseItera
 
 }
 
+public nonisolated enum Flock_V1_SecAggPhase: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// waiting for the neighbours' keys
+  case roster // = 1
+
+  /// waiting for the shares sealed for this edge
+  case inbox // = 2
+
+  /// waiting for what to reveal
+  case unmask // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .roster
+    case 2: self = .inbox
+    case 3: self = .unmask
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .roster: return 1
+    case .inbox: return 2
+    case .unmask: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Flock_V1_SecAggPhase] = [
+    .unspecified,
+    .roster,
+    .inbox,
+    .unmask,
+  ]
+
+}
+
 public nonisolated enum Flock_V1_ControlCommand: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
   case unspecified // = 0
@@ -352,9 +400,252 @@ public nonisolated struct Flock_V1_SecureAggregation: Sendable {
   /// "complete" or "secagg+"
   public var graph: String = String()
 
+  /// k
   public var neighbours: UInt32 = 0
 
+  /// t
   public var threshold: UInt32 = 0
+
+  /// the round's edges, sorted; at most 10,000
+  public var participants: [String] = []
+
+  /// seed of the SecAgg+ ring
+  public var graphSeed: UInt64 = 0
+
+  /// fixed32 codec: largest |r * delta| kept
+  public var clip: Float = 0
+
+  /// fixed32 codec: examples at which an edge weighs 1
+  public var maximumWeight: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Flock_V1_SecAggKeys: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var edgeID: String = String()
+
+  public var session: String = String()
+
+  public var round: UInt64 = 0
+
+  /// X25519, 32 bytes
+  public var encryptionKey: Data = Data()
+
+  /// X25519, 32 bytes
+  public var maskingKey: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Flock_V1_SealedShare: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var from: String = String()
+
+  public var to: String = String()
+
+  /// XChaCha20-Poly1305 of the two 33-byte shares; 106 bytes
+  public var box: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Flock_V1_SecAggShares: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var edgeID: String = String()
+
+  public var session: String = String()
+
+  public var round: UInt64 = 0
+
+  /// one per neighbour, at most 254
+  public var shares: [Flock_V1_SealedShare] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Flock_V1_SecAggPoll: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var edgeID: String = String()
+
+  public var session: String = String()
+
+  public var round: UInt64 = 0
+
+  public var phase: Flock_V1_SecAggPhase = .unspecified
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Flock_V1_SecAggRoster: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the edge's own and its neighbours' (session fields empty)
+  public var keys: [Flock_V1_SecAggKeys] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Flock_V1_SecAggInbox: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var shares: [Flock_V1_SealedShare] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Flock_V1_SecAggUnmaskRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// reveal their self-mask seed shares
+  public var survivors: [String] = []
+
+  /// reveal their masking-key shares
+  public var dropped: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Flock_V1_SecAggStep: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var step: Flock_V1_SecAggStep.OneOf_Step? = nil
+
+  public var roster: Flock_V1_SecAggRoster {
+    get {
+      if case .roster(let v)? = step {return v}
+      return Flock_V1_SecAggRoster()
+    }
+    set {step = .roster(newValue)}
+  }
+
+  public var inbox: Flock_V1_SecAggInbox {
+    get {
+      if case .inbox(let v)? = step {return v}
+      return Flock_V1_SecAggInbox()
+    }
+    set {step = .inbox(newValue)}
+  }
+
+  public var unmask: Flock_V1_SecAggUnmaskRequest {
+    get {
+      if case .unmask(let v)? = step {return v}
+      return Flock_V1_SecAggUnmaskRequest()
+    }
+    set {step = .unmask(newValue)}
+  }
+
+  /// not ready yet: ask again
+  public var wait: Flock_V1_RetryAfter {
+    get {
+      if case .wait(let v)? = step {return v}
+      return Flock_V1_RetryAfter()
+    }
+    set {step = .wait(newValue)}
+  }
+
+  /// the round ended without this edge (why)
+  public var aborted: String {
+    get {
+      if case .aborted(let v)? = step {return v}
+      return String()
+    }
+    set {step = .aborted(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Step: Equatable, Sendable {
+    case roster(Flock_V1_SecAggRoster)
+    case inbox(Flock_V1_SecAggInbox)
+    case unmask(Flock_V1_SecAggUnmaskRequest)
+    /// not ready yet: ask again
+    case wait(Flock_V1_RetryAfter)
+    /// the round ended without this edge (why)
+    case aborted(String)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Flock_V1_RevealedShare: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var owner: String = String()
+
+  /// true: a share of the owner's masking key; false: of its self-mask seed
+  public var maskingKey: Bool = false
+
+  /// 33 bytes: the x coordinate, then 32 bytes
+  public var share: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Flock_V1_SecAggReveal: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var edgeID: String = String()
+
+  public var session: String = String()
+
+  public var round: UInt64 = 0
+
+  /// at most 255
+  public var shares: [Flock_V1_RevealedShare] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Flock_V1_SecAggAck: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -723,6 +1014,10 @@ fileprivate nonisolated let _protobuf_package = "flock.v1"
 
 nonisolated extension Flock_V1_EdgeStatus: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0EDGE_STATUS_UNSPECIFIED\0\u{1}EDGE_STATUS_IDLE\0\u{1}EDGE_STATUS_TRAINING\0\u{1}EDGE_STATUS_UPLOADING\0")
+}
+
+nonisolated extension Flock_V1_SecAggPhase: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SEC_AGG_PHASE_UNSPECIFIED\0\u{1}SEC_AGG_PHASE_ROSTER\0\u{1}SEC_AGG_PHASE_INBOX\0\u{1}SEC_AGG_PHASE_UNMASK\0")
 }
 
 nonisolated extension Flock_V1_ControlCommand: SwiftProtobuf._ProtoNameProviding {
@@ -1172,7 +1467,7 @@ nonisolated extension Flock_V1_Codec: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension Flock_V1_SecureAggregation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SecureAggregation"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}enabled\0\u{1}graph\0\u{1}neighbours\0\u{1}threshold\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}enabled\0\u{1}graph\0\u{1}neighbours\0\u{1}threshold\0\u{1}participants\0\u{3}graph_seed\0\u{1}clip\0\u{3}maximum_weight\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1184,6 +1479,10 @@ nonisolated extension Flock_V1_SecureAggregation: SwiftProtobuf.Message, SwiftPr
       case 2: try { try decoder.decodeSingularStringField(value: &self.graph) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.neighbours) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.threshold) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.participants) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.graphSeed) }()
+      case 7: try { try decoder.decodeSingularFloatField(value: &self.clip) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.maximumWeight) }()
       default: break
       }
     }
@@ -1202,6 +1501,18 @@ nonisolated extension Flock_V1_SecureAggregation: SwiftProtobuf.Message, SwiftPr
     if self.threshold != 0 {
       try visitor.visitSingularUInt32Field(value: self.threshold, fieldNumber: 4)
     }
+    if !self.participants.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.participants, fieldNumber: 5)
+    }
+    if self.graphSeed != 0 {
+      try visitor.visitSingularUInt64Field(value: self.graphSeed, fieldNumber: 6)
+    }
+    if self.clip.bitPattern != 0 {
+      try visitor.visitSingularFloatField(value: self.clip, fieldNumber: 7)
+    }
+    if self.maximumWeight != 0 {
+      try visitor.visitSingularUInt64Field(value: self.maximumWeight, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1210,6 +1521,502 @@ nonisolated extension Flock_V1_SecureAggregation: SwiftProtobuf.Message, SwiftPr
     if lhs.graph != rhs.graph {return false}
     if lhs.neighbours != rhs.neighbours {return false}
     if lhs.threshold != rhs.threshold {return false}
+    if lhs.participants != rhs.participants {return false}
+    if lhs.graphSeed != rhs.graphSeed {return false}
+    if lhs.clip != rhs.clip {return false}
+    if lhs.maximumWeight != rhs.maximumWeight {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Flock_V1_SecAggKeys: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SecAggKeys"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}edge_id\0\u{1}session\0\u{1}round\0\u{3}encryption_key\0\u{3}masking_key\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.edgeID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.session) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.round) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.encryptionKey) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.maskingKey) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.edgeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.edgeID, fieldNumber: 1)
+    }
+    if !self.session.isEmpty {
+      try visitor.visitSingularStringField(value: self.session, fieldNumber: 2)
+    }
+    if self.round != 0 {
+      try visitor.visitSingularUInt64Field(value: self.round, fieldNumber: 3)
+    }
+    if !self.encryptionKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.encryptionKey, fieldNumber: 4)
+    }
+    if !self.maskingKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.maskingKey, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Flock_V1_SecAggKeys, rhs: Flock_V1_SecAggKeys) -> Bool {
+    if lhs.edgeID != rhs.edgeID {return false}
+    if lhs.session != rhs.session {return false}
+    if lhs.round != rhs.round {return false}
+    if lhs.encryptionKey != rhs.encryptionKey {return false}
+    if lhs.maskingKey != rhs.maskingKey {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Flock_V1_SealedShare: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SealedShare"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{1}box\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.from) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.to) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.box) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.from.isEmpty {
+      try visitor.visitSingularStringField(value: self.from, fieldNumber: 1)
+    }
+    if !self.to.isEmpty {
+      try visitor.visitSingularStringField(value: self.to, fieldNumber: 2)
+    }
+    if !self.box.isEmpty {
+      try visitor.visitSingularBytesField(value: self.box, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Flock_V1_SealedShare, rhs: Flock_V1_SealedShare) -> Bool {
+    if lhs.from != rhs.from {return false}
+    if lhs.to != rhs.to {return false}
+    if lhs.box != rhs.box {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Flock_V1_SecAggShares: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SecAggShares"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}edge_id\0\u{1}session\0\u{1}round\0\u{1}shares\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.edgeID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.session) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.round) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.shares) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.edgeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.edgeID, fieldNumber: 1)
+    }
+    if !self.session.isEmpty {
+      try visitor.visitSingularStringField(value: self.session, fieldNumber: 2)
+    }
+    if self.round != 0 {
+      try visitor.visitSingularUInt64Field(value: self.round, fieldNumber: 3)
+    }
+    if !self.shares.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.shares, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Flock_V1_SecAggShares, rhs: Flock_V1_SecAggShares) -> Bool {
+    if lhs.edgeID != rhs.edgeID {return false}
+    if lhs.session != rhs.session {return false}
+    if lhs.round != rhs.round {return false}
+    if lhs.shares != rhs.shares {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Flock_V1_SecAggPoll: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SecAggPoll"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}edge_id\0\u{1}session\0\u{1}round\0\u{1}phase\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.edgeID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.session) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.round) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.phase) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.edgeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.edgeID, fieldNumber: 1)
+    }
+    if !self.session.isEmpty {
+      try visitor.visitSingularStringField(value: self.session, fieldNumber: 2)
+    }
+    if self.round != 0 {
+      try visitor.visitSingularUInt64Field(value: self.round, fieldNumber: 3)
+    }
+    if self.phase != .unspecified {
+      try visitor.visitSingularEnumField(value: self.phase, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Flock_V1_SecAggPoll, rhs: Flock_V1_SecAggPoll) -> Bool {
+    if lhs.edgeID != rhs.edgeID {return false}
+    if lhs.session != rhs.session {return false}
+    if lhs.round != rhs.round {return false}
+    if lhs.phase != rhs.phase {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Flock_V1_SecAggRoster: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SecAggRoster"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}keys\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.keys) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.keys.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.keys, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Flock_V1_SecAggRoster, rhs: Flock_V1_SecAggRoster) -> Bool {
+    if lhs.keys != rhs.keys {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Flock_V1_SecAggInbox: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SecAggInbox"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}shares\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.shares) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.shares.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.shares, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Flock_V1_SecAggInbox, rhs: Flock_V1_SecAggInbox) -> Bool {
+    if lhs.shares != rhs.shares {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Flock_V1_SecAggUnmaskRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SecAggUnmaskRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}survivors\0\u{1}dropped\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.survivors) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.dropped) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.survivors.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.survivors, fieldNumber: 1)
+    }
+    if !self.dropped.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.dropped, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Flock_V1_SecAggUnmaskRequest, rhs: Flock_V1_SecAggUnmaskRequest) -> Bool {
+    if lhs.survivors != rhs.survivors {return false}
+    if lhs.dropped != rhs.dropped {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Flock_V1_SecAggStep: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SecAggStep"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}roster\0\u{1}inbox\0\u{1}unmask\0\u{1}wait\0\u{1}aborted\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Flock_V1_SecAggRoster?
+        var hadOneofValue = false
+        if let current = self.step {
+          hadOneofValue = true
+          if case .roster(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.step = .roster(v)
+        }
+      }()
+      case 2: try {
+        var v: Flock_V1_SecAggInbox?
+        var hadOneofValue = false
+        if let current = self.step {
+          hadOneofValue = true
+          if case .inbox(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.step = .inbox(v)
+        }
+      }()
+      case 3: try {
+        var v: Flock_V1_SecAggUnmaskRequest?
+        var hadOneofValue = false
+        if let current = self.step {
+          hadOneofValue = true
+          if case .unmask(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.step = .unmask(v)
+        }
+      }()
+      case 4: try {
+        var v: Flock_V1_RetryAfter?
+        var hadOneofValue = false
+        if let current = self.step {
+          hadOneofValue = true
+          if case .wait(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.step = .wait(v)
+        }
+      }()
+      case 5: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.step != nil {try decoder.handleConflictingOneOf()}
+          self.step = .aborted(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.step {
+    case .roster?: try {
+      guard case .roster(let v)? = self.step else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    }()
+    case .inbox?: try {
+      guard case .inbox(let v)? = self.step else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case .unmask?: try {
+      guard case .unmask(let v)? = self.step else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .wait?: try {
+      guard case .wait(let v)? = self.step else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case .aborted?: try {
+      guard case .aborted(let v)? = self.step else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 5)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Flock_V1_SecAggStep, rhs: Flock_V1_SecAggStep) -> Bool {
+    if lhs.step != rhs.step {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Flock_V1_RevealedShare: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RevealedShare"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}owner\0\u{3}masking_key\0\u{1}share\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.owner) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.maskingKey) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.share) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.owner.isEmpty {
+      try visitor.visitSingularStringField(value: self.owner, fieldNumber: 1)
+    }
+    if self.maskingKey != false {
+      try visitor.visitSingularBoolField(value: self.maskingKey, fieldNumber: 2)
+    }
+    if !self.share.isEmpty {
+      try visitor.visitSingularBytesField(value: self.share, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Flock_V1_RevealedShare, rhs: Flock_V1_RevealedShare) -> Bool {
+    if lhs.owner != rhs.owner {return false}
+    if lhs.maskingKey != rhs.maskingKey {return false}
+    if lhs.share != rhs.share {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Flock_V1_SecAggReveal: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SecAggReveal"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}edge_id\0\u{1}session\0\u{1}round\0\u{1}shares\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.edgeID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.session) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.round) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.shares) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.edgeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.edgeID, fieldNumber: 1)
+    }
+    if !self.session.isEmpty {
+      try visitor.visitSingularStringField(value: self.session, fieldNumber: 2)
+    }
+    if self.round != 0 {
+      try visitor.visitSingularUInt64Field(value: self.round, fieldNumber: 3)
+    }
+    if !self.shares.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.shares, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Flock_V1_SecAggReveal, rhs: Flock_V1_SecAggReveal) -> Bool {
+    if lhs.edgeID != rhs.edgeID {return false}
+    if lhs.session != rhs.session {return false}
+    if lhs.round != rhs.round {return false}
+    if lhs.shares != rhs.shares {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Flock_V1_SecAggAck: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SecAggAck"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Flock_V1_SecAggAck, rhs: Flock_V1_SecAggAck) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -80,6 +80,15 @@ struct Serve: AsyncParsableCommand {
     @Flag(name: .customLong("wait-for-start"), help: "Run no rounds until `flock-server admin start`.")
     var waitForStart = false
 
+    @Option(name: .customLong("secure-aggregation"), help: ArgumentHelp("on | off: the server learns only the sum of the updates (off prints a warning). [default: on]", valueName: "on|off"))
+    var secureAggregation: String?
+
+    @Option(name: .customLong("secure-graph"), help: ArgumentHelp("secagg+ | complete: k = 2 log2(n) neighbours, or everyone. [default: secagg+]", valueName: "GRAPH"))
+    var secureGraph: String?
+
+    @Option(name: .customLong("secure-threshold"), help: "Shares that reconstruct a secret; 0 for two thirds of a neighbourhood. [default: 0]")
+    var secureThreshold: Int?
+
     func resolved() throws(CoreError) -> ServerConfiguration {
         var c = ServerConfiguration()
         if let config { c = try ServerConfiguration(file: try ConfigFile(path: config)) }
@@ -100,6 +109,12 @@ struct Serve: AsyncParsableCommand {
         if let edgeTimeout { c.edgeTimeout = edgeTimeout }
         if let roundTimeout { c.roundTimeout = roundTimeout }
         if let maxMessageBytes { c.maximumMessageBytes = maxMessageBytes }
+        if let secureAggregation {
+            guard ["on", "off"].contains(secureAggregation) else { throw CoreError(.invalidArgument, "--secure-aggregation must be on or off") }
+            c.secureAggregation = secureAggregation == "on"
+        }
+        if let secureGraph { c.secureGraph = secureGraph }
+        if let secureThreshold { c.secureThreshold = secureThreshold }
         try c.validate()
         return c
     }
@@ -109,6 +124,9 @@ struct Serve: AsyncParsableCommand {
         do { configuration = try resolved() } catch {
             StandardError.line("error: \(error.message)")
             throw ExitCode(2)
+        }
+        if !configuration.secureAggregation {
+            StandardError.line("warning: secure aggregation is off: the server sees every edge's update in the clear")
         }
         do {
             try await ServeRuntime.run(configuration: configuration, waitForStart: waitForStart) { line in

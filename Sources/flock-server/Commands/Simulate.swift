@@ -112,8 +112,8 @@ struct Simulate: AsyncParsableCommand {
         if secureAggregation == "off", dropFraction > 0 || threshold != nil {
             throw ValidationError("--drop-fraction and --threshold apply to secure aggregation; drop --secure-aggregation off")
         }
-        if transport == "grpc", secureAggregation == "on" {
-            throw ValidationError("--transport grpc does not run secure aggregation yet (issue 4); add --secure-aggregation off")
+        if transport == "grpc", dropFraction > 0 {
+            throw ValidationError("--drop-fraction injects drop-outs with --transport direct; with grpc, stop edges instead")
         }
         do {
             _ = try PartitionScheme(parsing: partition)

@@ -1,0 +1,135 @@
+import FlockCompression
+import FlockCrypto
+import FlockSecAgg
+import FlockWire
+
+/// The open round's secure aggregation on the server: the protocol state machine, the fixed-point codec the
+/// edges encode with, which phase the round is in and until when, and what each edge is waiting for.
+///
+/// Phases advance when every expected edge has answered or when the phase's deadline passes (the edges that
+/// did not answer have dropped out). The masked-input phase is the round's collection phase: it ends when
+/// the round state machine says the round has enough updates (over-selection) or times out.
+struct ServedSecureRound: Sendable {
+    enum Phase: Int, Sendable { case advertising, sharing, masking, unmasking }
+
+    private(set) var protocolServer: SecAggServer
+    let quantizer: FixedPointQuantizer
+    private(set) var phase = Phase.advertising
+    /// When the current key phase (advertising, sharing, unmasking) closes without the missing edges.
+    private(set) var deadline: Double
+    private(set) var rosters: [String: [KeyAdvertisement]] = [:]
+    private(set) var inbox: [String: [EncryptedShare]] = [:]
+    private(set) var requests: [String: UnmaskRequest] = [:]
+    private var advertised: Set<String> = []
+    private var shared: Set<String> = []
+    private var revealed: Set<String> = []
+    private var phaseStarted: Double
+    /// Seconds each phase took.
+    private(set) var phaseSeconds = [0.0, 0, 0, 0]
+    let phaseLength: Double
+
+    init(configuration: SecAggConfiguration, quantizer: FixedPointQuantizer, threads: Int, now: Double, phaseLength: Double) throws(SecAggError) {
+        protocolServer = try SecAggServer(configuration: configuration)
+        protocolServer.threads = threads
+        self.quantizer = quantizer
+        self.phaseLength = phaseLength
+        deadline = now + phaseLength
+        phaseStarted = now
+    }
+
+    var configuration: SecAggConfiguration { protocolServer.configuration }
+
+    /// Edges that dropped in each phase so far.
+    var droppedPerPhase: [Int] { protocolServer.droppedPerPhase }
+
+    private mutating func enter(_ next: Phase, now: Double) {
+        phaseSeconds[phase.rawValue] = now - phaseStarted
+        phaseStarted = now
+        phase = next
+        deadline = now + phaseLength
+    }
+
+    /// Takes an edge's keys. - Returns: true when every participant has advertised.
+    mutating func receive(_ ad: KeyAdvertisement) throws(SecAggError) -> Bool {
+        try protocolServer.receive(ad)
+        advertised.insert(ad.id)
+        return advertised.count == configuration.participants.count
+    }
+
+    /// Ends phase 1.
+    mutating func closeAdvertising(now: Double) throws(SecAggError) {
+        rosters = try protocolServer.closeAdvertising()
+        enter(.sharing, now: now)
+    }
+
+    /// Takes an edge's sealed shares. - Returns: true when every advertiser has shared.
+    mutating func receive(shares: [EncryptedShare], from id: String) throws(SecAggError) -> Bool {
+        try protocolServer.receive(shares: shares, from: id)
+        shared.insert(id)
+        return shared.count == rosters.count
+    }
+
+    /// Ends phase 2.
+    mutating func closeSharing(now: Double) throws(SecAggError) {
+        inbox = try protocolServer.closeSharing()
+        enter(.masking, now: now)
+    }
+
+    /// Whether `id` has advertised its keys.
+    func hasAdvertised(_ id: String) -> Bool { advertised.contains(id) }
+
+    /// Whether `id` may send a masked input now.
+    func expectsMaskedInput(from id: String) -> Bool { phase == .masking && inbox[id] != nil }
+
+    /// Adds a masked input to the sum.
+    mutating func receive(_ input: MaskedInput) throws(SecAggError) { try protocolServer.receive(input) }
+
+    /// Ends phase 3.
+    mutating func closeMasking(now: Double) throws(SecAggError) {
+        requests = try protocolServer.closeMasking()
+        enter(.unmasking, now: now)
+    }
+
+    /// Takes revealed shares. - Returns: true when every survivor asked has answered.
+    mutating func receive(_ response: UnmaskResponse) throws(SecAggError) -> Bool {
+        try protocolServer.receive(response)
+        revealed.insert(response.id)
+        return revealed.count == requests.count
+    }
+
+    /// Ends the round: unmasks the sum and decodes the survivors' weighted mean update.
+    mutating func finish(now: Double) throws(SecAggError) -> (meanDelta: [Float], included: [String]) {
+        let (sum, included) = try protocolServer.finish()
+        phaseSeconds[Phase.unmasking.rawValue] = now - phaseStarted
+        do {
+            return (try quantizer.decodeMean(sum: sum).mean, included)
+        } catch {
+            throw SecAggError(.malformed, error.message)
+        }
+    }
+
+    /// What `id`, waiting for `phase`, gets now: nil when not ready yet.
+    func step(for id: String, waitingFor wanted: Flock_V1_SecAggPhase) -> Flock_V1_SecAggStep? {
+        var step = Flock_V1_SecAggStep()
+        switch wanted {
+        case .roster:
+            guard phase.rawValue > Phase.advertising.rawValue else { return nil }
+            guard let roster = rosters[id] else { step.aborted = "advertising closed without this edge's keys"; return step }
+            step.roster = Flock_V1_SecAggRoster.with { $0.keys = roster.map(Flock_V1_SecAggKeys.init) }
+        case .inbox:
+            guard phase.rawValue > Phase.sharing.rawValue else { return nil }
+            guard let shares = inbox[id] else { step.aborted = "sharing closed without this edge's shares"; return step }
+            step.inbox = Flock_V1_SecAggInbox.with { $0.shares = shares.map(Flock_V1_SealedShare.init) }
+        case .unmask:
+            guard phase.rawValue > Phase.masking.rawValue else { return nil }
+            guard let request = requests[id] else { step.aborted = "masking closed without this edge's input"; return step }
+            step.unmask = Flock_V1_SecAggUnmaskRequest.with {
+                $0.survivors = request.survivors
+                $0.dropped = request.dropped
+            }
+        case .unspecified, .UNRECOGNIZED:
+            step.aborted = "unknown phase"
+        }
+        return step
+    }
+}

@@ -332,7 +332,7 @@ public actor Coordinator {
     public func checkUpload(id: String, session: String, round: UInt64, codec: String, payloadBytes: UInt64) throws(ServeRefusal) -> Int {
         try authenticate(id: id, session: session)
         let parameters = global.weights.count
-        if open?.secure != nil, open.map({ UInt64($0.record.round) }) == round {
+        if let open, open.secure != nil, UInt64(open.record.round) == round {
             let words = FixedPointQuantizer.encodedLength(parameters)
             guard codec == FixedPointQuantizer.identifier else {
                 throw ServeRefusal(.invalidArgument, "round \(round) uses secure aggregation: send the masked \(FixedPointQuantizer.identifier) vector, not '\(codec)'")
@@ -340,7 +340,7 @@ public actor Coordinator {
             guard payloadBytes == UInt64(words) * 4 else {
                 throw ServeRefusal(.invalidArgument, "masked input of \(payloadBytes) bytes; the round expects \(words) words (\(words * 4) bytes)")
             }
-            guard open?.secure?.expectsMaskedInput(from: id) == true else {
+            guard open.secure?.expectsMaskedInput(from: id) == true else {
                 throw ServeRefusal(.failedPrecondition, "round \(round) takes no masked input from \(id) now")
             }
             return words
@@ -851,37 +851,36 @@ extension Coordinator {
 
     /// Ends phase 1 (all advertised, or its deadline): edges without keys are lost to the round.
     private func closeSecureAdvertising(round: Int) {
-        guard var secure = open?.secure, open?.record.round == round, secure.phase == .advertising else { return }
-        do { try secure.closeAdvertising(now: now) } catch {
-            abandon(round: round, reason: "secure aggregation: \(error.message)")
-            return
-        }
-        open?.secure = secure
-        wakeSecAggWaiters()
+        guard let secure = advanceSecure(round: round, from: .advertising, { s, moment throws(SecAggError) in try s.closeAdvertising(now: moment) })
+        else { return }
         for id in secure.configuration.participants where secure.rosters[id] == nil { edgeLost(id) }
     }
 
     /// Ends phase 2 (all shared, or its deadline): edges that did not share are lost to the round.
     private func closeSecureSharing(round: Int) {
-        guard var secure = open?.secure, open?.record.round == round, secure.phase == .sharing else { return }
-        do { try secure.closeSharing(now: now) } catch {
-            abandon(round: round, reason: "secure aggregation: \(error.message)")
-            return
-        }
-        open?.secure = secure
-        wakeSecAggWaiters()
+        guard let secure = advanceSecure(round: round, from: .sharing, { s, moment throws(SecAggError) in try s.closeSharing(now: moment) })
+        else { return }
         for id in secure.configuration.participants where secure.inbox[id] == nil { edgeLost(id) }
     }
 
     /// Ends phase 3 when the round state machine has enough masked inputs (or its deadline passed).
     private func closeSecureMasking(round: Int) {
-        guard var secure = open?.secure, open?.record.round == round, secure.phase == .masking else { return }
-        do { try secure.closeMasking(now: now) } catch {
+        _ = advanceSecure(round: round, from: .masking) { s, moment throws(SecAggError) in try s.closeMasking(now: moment) }
+    }
+
+    /// Closes `phase` of the open secure round `round` with `close`, hands waiting edges what is now ready,
+    /// and returns the round's new state; abandons the round when the protocol cannot go on (fewer than t).
+    private func advanceSecure(
+        round: Int, from phase: ServedSecureRound.Phase, _ close: (inout ServedSecureRound, Double) throws(SecAggError) -> Void
+    ) -> ServedSecureRound? {
+        guard var secure = open?.secure, open?.record.round == round, secure.phase == phase else { return nil }
+        do { try close(&secure, now) } catch {
             abandon(round: round, reason: "secure aggregation: \(error.message)")
-            return
+            return nil
         }
         open?.secure = secure
         wakeSecAggWaiters()
+        return secure
     }
 
     /// Ends phase 4 (all revealed, or its deadline): unmasks the sum, decodes it and completes the round.

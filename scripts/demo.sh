@@ -6,6 +6,11 @@
 # processes train it federatedly over gRPC on 127.0.0.1 (shards, 20 rounds of FedAvg), the
 # admin status and rounds tables are printed, every process is stopped (also on Ctrl-C),
 # and flock-server simulate runs the same federation in one process for comparison.
+#
+# Secure aggregation is on (the default), and two failure drills run: edge-8 kills itself with
+# SIGKILL in the share-keys phase of round 3 and edge-9 in the masked-input phase of round 5
+# (`flock-edge run --crash-at`); each is started again at once, as a device that comes back.
+# Both rounds complete with the survivors (the rounds table's `secagg drops` column).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,23 +45,46 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo; echo "demo: interrupted; stopping every process it started"; exit 130' INT TERM
 
-"$BIN/flock-server" serve --listen 127.0.0.1:0 --data-dir "$OUT/server" --rounds 20 --min-clients 10 \
-    --epochs 1 --batch 10 --lr 0.05 --holdout data/mnist5k-test.csv --heartbeat 1 --edge-timeout 10 \
+# Rounds wait for `admin start` (issued once all 10 edges are connected); a round aggregates with
+# 8 or more updates, so the drills' rounds complete with the 9 survivors.
+"$BIN/flock-server" serve --listen 127.0.0.1:0 --data-dir "$OUT/server" --rounds 20 --min-clients 8 --wait-for-start \
+    --epochs 1 --batch 10 --lr 0.05 --holdout data/mnist5k-test.csv --heartbeat 1 --edge-timeout 3 \
     > "$OUT/server.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do [ -s "$OUT/server/serve.address" ] && break; sleep 0.1; done
 ADDRESS=$(cat "$OUT/server/serve.address" 2>/dev/null) || { echo "demo: the server did not start:" >&2; cat "$OUT/server.log" >&2; exit 1; }
 echo "server listening on $ADDRESS (log: $OUT/server.log)"
-for i in $(seq 0 9); do
+declare -A CRASH=([8]="share-keys@3" [9]="masked-input@5")
+declare -A EDGE_PID=()
+start_edge() {  # start_edge I [FLOCK-EDGE OPTIONS...]
+    local i=$1
+    shift
     "$BIN/flock-edge" run --server "$ADDRESS" --data "$OUT/parts-shards-10/client-$i.csv" --id "edge-$i" \
-        --state-dir "$OUT/edges/edge-$i" --holdout 0 --quiet > "$OUT/edges/edge-$i.log" 2>&1 &
+        --state-dir "$OUT/edges/edge-$i" --holdout 0 --quiet "$@" >> "$OUT/edges/edge-$i.log" 2>&1 &
     PIDS+=($!)
+    EDGE_PID[$i]=$!
+    disown "$!"  # a drill's SIGKILL is expected: no "Killed" job notice from bash
+}
+for i in $(seq 0 9); do
+    if [ -n "${CRASH[$i]:-}" ]; then start_edge "$i" --crash-at "${CRASH[$i]}"; else start_edge "$i"; fi
 done
-echo "10 edges started (logs: $OUT/edges/)"
+echo "10 edges started (logs: $OUT/edges/); failure drills: edge-8 --crash-at ${CRASH[8]}, edge-9 --crash-at ${CRASH[9]}"
+for _ in $(seq 300); do
+    "$BIN/flock-server" admin status --data-dir "$OUT/server" --json 2>/dev/null | grep -q '"connected_edges":10' && break
+    sleep 0.1
+done
+"$BIN/flock-server" admin start --data-dir "$OUT/server" > /dev/null
 
 SHOWN=0
 STARTED=$(date +%s.%N)
 while :; do
+    for i in "${!CRASH[@]}"; do
+        if ! kill -0 "${EDGE_PID[$i]}" 2>/dev/null; then
+            echo "  drill: $(grep -- "--crash-at" "$OUT/edges/edge-$i.log" | tail -1 || echo "edge-$i stopped"); starting it again"
+            unset "CRASH[$i]"
+            start_edge "$i"
+        fi
+    done
     LINES=$(grep -c "aggregated\|failed" "$OUT/server.log" || true)
     if [ "$LINES" -gt "$SHOWN" ]; then
         grep "aggregated\|failed" "$OUT/server.log" | sed -n "$((SHOWN + 1)),${LINES}p"

@@ -78,6 +78,45 @@ import Testing
         #expect(clients.first(where: { $0["edge_id"] as? String == "slow" })?["state"] as? String == "gone")
     }
 
+    @Test func edgesKilledInTheShareKeysAndMaskedInputPhasesDropOutAndTheSecureRoundCompletes() throws {
+        let fleet = Fleet()
+        let parts = try fleet.partition(6, scheme: "iid")
+        let server = try fleet.startServer([
+            "--rounds", "2", "--min-clients", "4", "--heartbeat", "0.3", "--edge-timeout", "1.5", "--wait-for-start",
+        ] + Self.holdout)
+        // Six edges: a complete neighbourhood of 6 with threshold 4. Edge 4 dies before its shares go out,
+        // edge 5 after its shares went out but before its masked input did.
+        let crashes = [4: "share-keys@1", 5: "masked-input@1"]
+        for (i, part) in parts.enumerated() {
+            try fleet.startEdge("edge-\(i)", server: server, data: part, extra: crashes[i].map { ["--crash-at", $0] } ?? [])
+        }
+        try fleet.wait("6 edges") { try fleet.status()["connected_edges"] as? Int == 6 }
+        #expect(try fleet.admin(["start"]).status == 0)
+        for (i, point) in crashes.sorted(by: { $0.key < $1.key }) {
+            let process = fleet.processes["edge-\(i)"]
+            process?.waitUntilExit()
+            #expect(process?.terminationReason == .uncaughtSignal && process?.terminationStatus == SIGKILL)
+            #expect(fleet.log("edge-\(i)").contains("--crash-at \(point): killing this process with SIGKILL"))
+            // The device comes back at once: it registers again within the edge timeout, and the share-keys
+            // phase must not wait for the keys it lost.
+            if i == 4 { try fleet.startEdge("edge-4", server: server, data: parts[4]) }
+        }
+        try fleet.wait("2 rounds") { try fleet.status()["completed_rounds"] as? Int == 2 }
+
+        let rounds = try fleet.rounds()
+        #expect(rounds.first?["state"] as? String == "completed")
+        #expect(rounds.first?["selected"] as? Int == 6 && rounds.first?["participants"] as? Int == 4 && rounds.first?["dropped"] as? Int == 2)
+        let secure = rounds.first?["secure_aggregation"] as? [String: Any]
+        #expect(secure?["dropped_per_phase"] as? [Int] == [0, 1, 1, 0], "\(rounds.first ?? [:])")
+        let phases = secure?["phase_seconds"] as? [Double] ?? []
+        #expect(phases.count == 4 && phases[1] < 10, "the share-keys phase waited for its 20 s deadline: \(phases)")
+        #expect((rounds.first?["accuracy"] as? Double ?? 0) > 0.5)
+        // The restarted edge trained round 2.
+        #expect(rounds.last?["participants"] as? Int == 5, "\(rounds.last ?? [:])")
+        let table = try fleet.admin(["rounds"])
+        #expect(table.output.contains("secagg drops") && table.output.contains("0/1/1/0"), "\(table.output)")
+    }
+
     @Test func theServerKilledWithSIGKILLResumesFromTheLastCompletedRoundAndEdgesReconnect() throws {
         let fleet = Fleet()
         let parts = try fleet.partition(3, scheme: "iid")

@@ -31,11 +31,14 @@ public struct EdgeAgent: Sendable {
         public var cacheModels: Bool
         /// Called after the server accepted an update, with its round and the local training outcome.
         public var onAccepted: (@Sendable (_ round: UInt64, _ update: LocalUpdate) -> Void)?
+        /// A failure drill: the point of a secure round where the process kills itself (`--crash-at`).
+        public var crash: CrashPoint?
 
         /// Creates options.
         public init(
             id: String, stateDirectory: String, holdout: Double = 0.1, threads: Int = 1, maximumBackoff: Double = 30,
-            cacheModels: Bool = true, onAccepted: (@Sendable (_ round: UInt64, _ update: LocalUpdate) -> Void)? = nil
+            cacheModels: Bool = true, onAccepted: (@Sendable (_ round: UInt64, _ update: LocalUpdate) -> Void)? = nil,
+            crash: CrashPoint? = nil
         ) {
             self.id = id
             self.stateDirectory = stateDirectory
@@ -44,6 +47,7 @@ public struct EdgeAgent: Sendable {
             self.maximumBackoff = maximumBackoff
             self.cacheModels = cacheModels
             self.onAccepted = onAccepted
+            self.crash = crash
         }
     }
 
@@ -258,6 +262,7 @@ public struct EdgeAgent: Sendable {
             // Local training runs while the keys are exchanged.
             async let trained = train(file: file, config: config, evaluate: plan.evaluate)
             guard case .roster(let roster)? = try await awaitSecAgg(.roster, round: round, session: session) else { return }
+            self.options.crash?.fire(at: .shareKeys, round: round, edge: self.options.id)
             var shares = Flock_V1_SecAggShares()
             shares.edgeID = self.options.id
             shares.session = session.token
@@ -268,6 +273,7 @@ public struct EdgeAgent: Sendable {
             log("\(self.options.id): round \(round): keys shared with \(shares.shares.count) neighbours; training")
             guard case .inbox(let inbox)? = try await awaitSecAgg(.inbox, round: round, session: session) else { return }
             let (update, metrics) = try await trained
+            self.options.crash?.fire(at: .maskedInput, round: round, edge: self.options.id)
             if let metrics { try await report(metrics, round: round, session: session) }
             let words = try quantizer.encode(update.delta, examples: update.examples, seed: config.seed ^ idSeed ^ 0xC0DE)
             let masked = try client.maskedInput(words, shares: inbox.shares.map { share throws(SecAggError) in try share.share(round: round) })

@@ -83,15 +83,28 @@ public enum AdminClient {
     /// `admin rounds` as a table.
     public static func render(_ rounds: [Flock_V1_RoundSummary]) -> String {
         TextTable(
-            header: ["round", "state", "selected", "participants", "dropped", "accuracy", "fed. accuracy", "seconds", "upload MB", "download MB"],
+            header: [
+                "round", "state", "selected", "participants", "dropped", "accuracy", "fed. accuracy", "seconds", "upload MB", "download MB",
+                "secagg drops", "secagg phase s",
+            ],
             rows: rounds.map { r in
                 [String(r.round), r.state, String(r.selected), String(r.participants), String(r.dropped),
                  r.hasAccuracy ? String(format: "%.4f", r.accuracy) : "-",
                  r.hasFederatedAccuracy ? String(format: "%.4f", r.federatedAccuracy) : "-",
                  String(format: "%.3f", r.seconds), String(format: "%.2f", Double(r.uploadBytes) / 1e6),
-                 String(format: "%.2f", Double(r.downloadBytes) / 1e6)]
+                 String(format: "%.2f", Double(r.downloadBytes) / 1e6)] + securePhases(r)
             }
         ).render()
+    }
+
+    /// The secure-aggregation columns of a round: drops and seconds per phase, `a/b/c/d`, or `-` for a
+    /// round without secure aggregation.
+    private static func securePhases(_ r: Flock_V1_RoundSummary) -> [String] {
+        guard !r.secureDroppedPerPhase.isEmpty || !r.securePhaseSeconds.isEmpty else { return ["-", "-"] }
+        return [
+            r.secureDroppedPerPhase.map(String.init).joined(separator: "/"),
+            r.securePhaseSeconds.map { String(format: "%.2f", $0) }.joined(separator: "/"),
+        ]
     }
 
     /// `admin rounds --json`: one object per round.
@@ -154,8 +167,10 @@ public enum AdminClient {
         var downloadBytes: UInt64
         var modelVersion: UInt64
         var reason: String?
+        var secureAggregation: SecurePhasesJSON?
         enum CodingKeys: String, CodingKey {
             case round, state, selected, participants, dropped, accuracy, loss, seconds, reason
+            case secureAggregation = "secure_aggregation"
             case federatedAccuracy = "federated_accuracy", federatedExamples = "federated_examples"
             case uploadBytes = "upload_bytes", downloadBytes = "download_bytes", modelVersion = "model_version"
         }
@@ -174,6 +189,9 @@ public enum AdminClient {
             downloadBytes = r.downloadBytes
             modelVersion = r.modelVersion
             reason = r.reason.isEmpty ? nil : r.reason
+            if !r.secureDroppedPerPhase.isEmpty || !r.securePhaseSeconds.isEmpty {
+                secureAggregation = SecurePhasesJSON(droppedPerPhase: r.secureDroppedPerPhase, phaseSeconds: r.securePhaseSeconds)
+            }
         }
         func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
@@ -191,6 +209,16 @@ public enum AdminClient {
             try c.encode(downloadBytes, forKey: .downloadBytes)
             try c.encode(modelVersion, forKey: .modelVersion)
             try c.encodeIfPresent(reason, forKey: .reason)
+            try c.encode(secureAggregation, forKey: .secureAggregation)
+        }
+    }
+
+    /// A round's secure-aggregation phases, under the keys `simulate --json` uses.
+    private struct SecurePhasesJSON: Encodable {
+        var droppedPerPhase: [UInt32]
+        var phaseSeconds: [Double]
+        enum CodingKeys: String, CodingKey {
+            case droppedPerPhase = "dropped_per_phase", phaseSeconds = "phase_seconds"
         }
     }
 }

@@ -88,5 +88,7 @@ extension Flock_V1_RoundSummary {
         downloadBytes = UInt64(record.downloadBytes)
         modelVersion = UInt64(record.modelVersion)
         reason = record.reason ?? ""
+        secureDroppedPerPhase = (record.secureDroppedPerPhase ?? []).map { UInt32(clamping: $0) }
+        securePhaseSeconds = record.securePhaseSeconds ?? []
     }
 }

@@ -215,13 +215,21 @@ public actor Coordinator {
         guard examples <= 1 << 40 else { throw ServeRefusal(.invalidArgument, "example count \(examples) is implausible") }
         let session = SecureRandom.token(byteCount: 16)
         // An edge that registers again while selected (its process restarted, or the server did and reopened
-        // the round) stays selected: its next idle heartbeat gets the plan again, unless it already reported.
+        // the round) stays selected: its next idle heartbeat gets the plan again, unless it already reported
+        // or it is in a secure round whose keys it had advertised (see below).
         do {
             _ = try membership.register(id: id, examples: Int(examples), session: session, now: now)
         } catch {
             throw ServeRefusal(.invalidArgument, error.message)
         }
         if waiters[id] != nil { resumeWaiter(id, with: retry(0, "registered again")) }
+        // Under secure aggregation an edge that restarts after advertising has lost its keys: the round goes
+        // on without it (its neighbours' shares unmask it if it got that far).
+        if var secure = open?.secure, secure.hasAdvertised(id) {
+            secure.forget(id)
+            open?.secure = secure
+            edgeLost(id)
+        }
         maybeOpenRound()
         return (session, configuration.heartbeatSeconds)
     }
@@ -438,7 +446,9 @@ public actor Coordinator {
             }
         }
         if machine != nil, open != nil, let action = try? machine!.receive(.tick(now: moment)) { perform(action) }
-        if let secure = open?.secure, moment >= secure.deadline, let round = open?.record.round {
+        // A key phase closes at its deadline, or as soon as every edge it still waits for has gone silent.
+        if let secure = open?.secure, let round = open?.record.round, secure.phase != .masking,
+           moment >= secure.deadline || secure.awaited.allSatisfy({ !membership.isConnected($0, now: moment) }) {
             switch secure.phase {
             case .advertising: closeSecureAdvertising(round: round)
             case .sharing: closeSecureSharing(round: round)

@@ -23,6 +23,8 @@ struct ServedSecureRound: Sendable {
     private var advertised: Set<String> = []
     private var shared: Set<String> = []
     private var revealed: Set<String> = []
+    /// Edges whose protocol state is gone (their process restarted after advertising keys).
+    private var departed: Set<String> = []
     private var phaseStarted: Double
     /// Seconds each phase took.
     private(set) var phaseSeconds = [0.0, 0, 0, 0]
@@ -38,6 +40,21 @@ struct ServedSecureRound: Sendable {
     }
 
     var configuration: SecAggConfiguration { protocolServer.configuration }
+
+    /// The edges whose answer the current key phase still waits for (none in the masked-input phase, which
+    /// the round state machine tracks).
+    var awaited: [String] {
+        let waiting: [String] = switch phase {
+        case .advertising: configuration.participants.filter { !advertised.contains($0) }
+        case .sharing: rosters.keys.filter { !shared.contains($0) }
+        case .masking: []
+        case .unmasking: requests.keys.filter { !revealed.contains($0) }
+        }
+        return waiting.filter { !departed.contains($0) }
+    }
+
+    /// Records that `id` lost its keys (its process restarted): no phase waits for it any more.
+    mutating func forget(_ id: String) { departed.insert(id) }
 
     /// Edges that dropped in each phase so far.
     var droppedPerPhase: [Int] { protocolServer.droppedPerPhase }

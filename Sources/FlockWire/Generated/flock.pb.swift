@@ -891,85 +891,127 @@ public nonisolated struct Flock_V1_ListRoundsRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Flock_V1_RoundSummary: Sendable {
+public nonisolated struct Flock_V1_RoundSummary: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var round: UInt64 = 0
+  public var round: UInt64 {
+    get {_storage._round}
+    set {_uniqueStorage()._round = newValue}
+  }
 
   /// "completed", "failed", "running"
-  public var state: String = String()
+  public var state: String {
+    get {_storage._state}
+    set {_uniqueStorage()._state = newValue}
+  }
 
   /// updates aggregated
-  public var participants: UInt32 = 0
+  public var participants: UInt32 {
+    get {_storage._participants}
+    set {_uniqueStorage()._participants = newValue}
+  }
 
   /// selected edges whose update was not aggregated
-  public var dropped: UInt32 = 0
+  public var dropped: UInt32 {
+    get {_storage._dropped}
+    set {_uniqueStorage()._dropped = newValue}
+  }
 
   /// of the round's model on the server holdout, when configured
   public var accuracy: Double {
-    get {_accuracy ?? 0}
-    set {_accuracy = newValue}
+    get {_storage._accuracy ?? 0}
+    set {_uniqueStorage()._accuracy = newValue}
   }
   /// Returns true if `accuracy` has been explicitly set.
-  public var hasAccuracy: Bool {self._accuracy != nil}
+  public var hasAccuracy: Bool {_storage._accuracy != nil}
   /// Clears the value of `accuracy`. Subsequent reads from it will return its default value.
-  public mutating func clearAccuracy() {self._accuracy = nil}
+  public mutating func clearAccuracy() {_uniqueStorage()._accuracy = nil}
 
   public var loss: Double {
-    get {_loss ?? 0}
-    set {_loss = newValue}
+    get {_storage._loss ?? 0}
+    set {_uniqueStorage()._loss = newValue}
   }
   /// Returns true if `loss` has been explicitly set.
-  public var hasLoss: Bool {self._loss != nil}
+  public var hasLoss: Bool {_storage._loss != nil}
   /// Clears the value of `loss`. Subsequent reads from it will return its default value.
-  public mutating func clearLoss() {self._loss = nil}
+  public mutating func clearLoss() {_uniqueStorage()._loss = nil}
 
-  public var seconds: Double = 0
+  public var seconds: Double {
+    get {_storage._seconds}
+    set {_uniqueStorage()._seconds = newValue}
+  }
 
-  public var uploadBytes: UInt64 = 0
+  public var uploadBytes: UInt64 {
+    get {_storage._uploadBytes}
+    set {_uniqueStorage()._uploadBytes = newValue}
+  }
 
-  public var downloadBytes: UInt64 = 0
+  public var downloadBytes: UInt64 {
+    get {_storage._downloadBytes}
+    set {_uniqueStorage()._downloadBytes = newValue}
+  }
 
   /// edges sent the plan
-  public var selected: UInt32 = 0
+  public var selected: UInt32 {
+    get {_storage._selected}
+    set {_uniqueStorage()._selected = newValue}
+  }
 
   /// of the round's model on the edges' held-out splits
   public var federatedAccuracy: Double {
-    get {_federatedAccuracy ?? 0}
-    set {_federatedAccuracy = newValue}
+    get {_storage._federatedAccuracy ?? 0}
+    set {_uniqueStorage()._federatedAccuracy = newValue}
   }
   /// Returns true if `federatedAccuracy` has been explicitly set.
-  public var hasFederatedAccuracy: Bool {self._federatedAccuracy != nil}
+  public var hasFederatedAccuracy: Bool {_storage._federatedAccuracy != nil}
   /// Clears the value of `federatedAccuracy`. Subsequent reads from it will return its default value.
-  public mutating func clearFederatedAccuracy() {self._federatedAccuracy = nil}
+  public mutating func clearFederatedAccuracy() {_uniqueStorage()._federatedAccuracy = nil}
 
   public var federatedLoss: Double {
-    get {_federatedLoss ?? 0}
-    set {_federatedLoss = newValue}
+    get {_storage._federatedLoss ?? 0}
+    set {_uniqueStorage()._federatedLoss = newValue}
   }
   /// Returns true if `federatedLoss` has been explicitly set.
-  public var hasFederatedLoss: Bool {self._federatedLoss != nil}
+  public var hasFederatedLoss: Bool {_storage._federatedLoss != nil}
   /// Clears the value of `federatedLoss`. Subsequent reads from it will return its default value.
-  public mutating func clearFederatedLoss() {self._federatedLoss = nil}
+  public mutating func clearFederatedLoss() {_uniqueStorage()._federatedLoss = nil}
 
-  public var federatedExamples: UInt64 = 0
+  public var federatedExamples: UInt64 {
+    get {_storage._federatedExamples}
+    set {_uniqueStorage()._federatedExamples = newValue}
+  }
 
   /// completed rounds after this one
-  public var modelVersion: UInt64 = 0
+  public var modelVersion: UInt64 {
+    get {_storage._modelVersion}
+    set {_uniqueStorage()._modelVersion = newValue}
+  }
 
   /// why a round failed
-  public var reason: String = String()
+  public var reason: String {
+    get {_storage._reason}
+    set {_uniqueStorage()._reason = newValue}
+  }
+
+  /// Under secure aggregation (empty otherwise): edges that dropped in each phase (advertise keys, share
+  /// keys, masked input, unmasking) and the seconds each phase took.
+  public var secureDroppedPerPhase: [UInt32] {
+    get {_storage._secureDroppedPerPhase}
+    set {_uniqueStorage()._secureDroppedPerPhase = newValue}
+  }
+
+  public var securePhaseSeconds: [Double] {
+    get {_storage._securePhaseSeconds}
+    set {_uniqueStorage()._securePhaseSeconds = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _accuracy: Double? = nil
-  fileprivate var _loss: Double? = nil
-  fileprivate var _federatedAccuracy: Double? = nil
-  fileprivate var _federatedLoss: Double? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Flock_V1_ListRoundsResponse: Sendable {
@@ -2547,103 +2589,181 @@ nonisolated extension Flock_V1_ListRoundsRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Flock_V1_RoundSummary: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RoundSummary"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}round\0\u{1}state\0\u{1}participants\0\u{1}dropped\0\u{1}accuracy\0\u{1}loss\0\u{1}seconds\0\u{3}upload_bytes\0\u{3}download_bytes\0\u{1}selected\0\u{3}federated_accuracy\0\u{3}federated_loss\0\u{3}federated_examples\0\u{3}model_version\0\u{1}reason\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}round\0\u{1}state\0\u{1}participants\0\u{1}dropped\0\u{1}accuracy\0\u{1}loss\0\u{1}seconds\0\u{3}upload_bytes\0\u{3}download_bytes\0\u{1}selected\0\u{3}federated_accuracy\0\u{3}federated_loss\0\u{3}federated_examples\0\u{3}model_version\0\u{1}reason\0\u{3}secure_dropped_per_phase\0\u{3}secure_phase_seconds\0")
+
+  fileprivate class _StorageClass {
+    var _round: UInt64 = 0
+    var _state: String = String()
+    var _participants: UInt32 = 0
+    var _dropped: UInt32 = 0
+    var _accuracy: Double? = nil
+    var _loss: Double? = nil
+    var _seconds: Double = 0
+    var _uploadBytes: UInt64 = 0
+    var _downloadBytes: UInt64 = 0
+    var _selected: UInt32 = 0
+    var _federatedAccuracy: Double? = nil
+    var _federatedLoss: Double? = nil
+    var _federatedExamples: UInt64 = 0
+    var _modelVersion: UInt64 = 0
+    var _reason: String = String()
+    var _secureDroppedPerPhase: [UInt32] = []
+    var _securePhaseSeconds: [Double] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _round = source._round
+      _state = source._state
+      _participants = source._participants
+      _dropped = source._dropped
+      _accuracy = source._accuracy
+      _loss = source._loss
+      _seconds = source._seconds
+      _uploadBytes = source._uploadBytes
+      _downloadBytes = source._downloadBytes
+      _selected = source._selected
+      _federatedAccuracy = source._federatedAccuracy
+      _federatedLoss = source._federatedLoss
+      _federatedExamples = source._federatedExamples
+      _modelVersion = source._modelVersion
+      _reason = source._reason
+      _secureDroppedPerPhase = source._secureDroppedPerPhase
+      _securePhaseSeconds = source._securePhaseSeconds
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.round) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.state) }()
-      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.participants) }()
-      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.dropped) }()
-      case 5: try { try decoder.decodeSingularDoubleField(value: &self._accuracy) }()
-      case 6: try { try decoder.decodeSingularDoubleField(value: &self._loss) }()
-      case 7: try { try decoder.decodeSingularDoubleField(value: &self.seconds) }()
-      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.uploadBytes) }()
-      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.downloadBytes) }()
-      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.selected) }()
-      case 11: try { try decoder.decodeSingularDoubleField(value: &self._federatedAccuracy) }()
-      case 12: try { try decoder.decodeSingularDoubleField(value: &self._federatedLoss) }()
-      case 13: try { try decoder.decodeSingularUInt64Field(value: &self.federatedExamples) }()
-      case 14: try { try decoder.decodeSingularUInt64Field(value: &self.modelVersion) }()
-      case 15: try { try decoder.decodeSingularStringField(value: &self.reason) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._round) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._state) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._participants) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._dropped) }()
+        case 5: try { try decoder.decodeSingularDoubleField(value: &_storage._accuracy) }()
+        case 6: try { try decoder.decodeSingularDoubleField(value: &_storage._loss) }()
+        case 7: try { try decoder.decodeSingularDoubleField(value: &_storage._seconds) }()
+        case 8: try { try decoder.decodeSingularUInt64Field(value: &_storage._uploadBytes) }()
+        case 9: try { try decoder.decodeSingularUInt64Field(value: &_storage._downloadBytes) }()
+        case 10: try { try decoder.decodeSingularUInt32Field(value: &_storage._selected) }()
+        case 11: try { try decoder.decodeSingularDoubleField(value: &_storage._federatedAccuracy) }()
+        case 12: try { try decoder.decodeSingularDoubleField(value: &_storage._federatedLoss) }()
+        case 13: try { try decoder.decodeSingularUInt64Field(value: &_storage._federatedExamples) }()
+        case 14: try { try decoder.decodeSingularUInt64Field(value: &_storage._modelVersion) }()
+        case 15: try { try decoder.decodeSingularStringField(value: &_storage._reason) }()
+        case 16: try { try decoder.decodeRepeatedUInt32Field(value: &_storage._secureDroppedPerPhase) }()
+        case 17: try { try decoder.decodeRepeatedDoubleField(value: &_storage._securePhaseSeconds) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.round != 0 {
-      try visitor.visitSingularUInt64Field(value: self.round, fieldNumber: 1)
-    }
-    if !self.state.isEmpty {
-      try visitor.visitSingularStringField(value: self.state, fieldNumber: 2)
-    }
-    if self.participants != 0 {
-      try visitor.visitSingularUInt32Field(value: self.participants, fieldNumber: 3)
-    }
-    if self.dropped != 0 {
-      try visitor.visitSingularUInt32Field(value: self.dropped, fieldNumber: 4)
-    }
-    try { if let v = self._accuracy {
-      try visitor.visitSingularDoubleField(value: v, fieldNumber: 5)
-    } }()
-    try { if let v = self._loss {
-      try visitor.visitSingularDoubleField(value: v, fieldNumber: 6)
-    } }()
-    if self.seconds.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.seconds, fieldNumber: 7)
-    }
-    if self.uploadBytes != 0 {
-      try visitor.visitSingularUInt64Field(value: self.uploadBytes, fieldNumber: 8)
-    }
-    if self.downloadBytes != 0 {
-      try visitor.visitSingularUInt64Field(value: self.downloadBytes, fieldNumber: 9)
-    }
-    if self.selected != 0 {
-      try visitor.visitSingularUInt32Field(value: self.selected, fieldNumber: 10)
-    }
-    try { if let v = self._federatedAccuracy {
-      try visitor.visitSingularDoubleField(value: v, fieldNumber: 11)
-    } }()
-    try { if let v = self._federatedLoss {
-      try visitor.visitSingularDoubleField(value: v, fieldNumber: 12)
-    } }()
-    if self.federatedExamples != 0 {
-      try visitor.visitSingularUInt64Field(value: self.federatedExamples, fieldNumber: 13)
-    }
-    if self.modelVersion != 0 {
-      try visitor.visitSingularUInt64Field(value: self.modelVersion, fieldNumber: 14)
-    }
-    if !self.reason.isEmpty {
-      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 15)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._round != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._round, fieldNumber: 1)
+      }
+      if !_storage._state.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._state, fieldNumber: 2)
+      }
+      if _storage._participants != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._participants, fieldNumber: 3)
+      }
+      if _storage._dropped != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._dropped, fieldNumber: 4)
+      }
+      try { if let v = _storage._accuracy {
+        try visitor.visitSingularDoubleField(value: v, fieldNumber: 5)
+      } }()
+      try { if let v = _storage._loss {
+        try visitor.visitSingularDoubleField(value: v, fieldNumber: 6)
+      } }()
+      if _storage._seconds.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._seconds, fieldNumber: 7)
+      }
+      if _storage._uploadBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._uploadBytes, fieldNumber: 8)
+      }
+      if _storage._downloadBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._downloadBytes, fieldNumber: 9)
+      }
+      if _storage._selected != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._selected, fieldNumber: 10)
+      }
+      try { if let v = _storage._federatedAccuracy {
+        try visitor.visitSingularDoubleField(value: v, fieldNumber: 11)
+      } }()
+      try { if let v = _storage._federatedLoss {
+        try visitor.visitSingularDoubleField(value: v, fieldNumber: 12)
+      } }()
+      if _storage._federatedExamples != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._federatedExamples, fieldNumber: 13)
+      }
+      if _storage._modelVersion != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._modelVersion, fieldNumber: 14)
+      }
+      if !_storage._reason.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._reason, fieldNumber: 15)
+      }
+      if !_storage._secureDroppedPerPhase.isEmpty {
+        try visitor.visitPackedUInt32Field(value: _storage._secureDroppedPerPhase, fieldNumber: 16)
+      }
+      if !_storage._securePhaseSeconds.isEmpty {
+        try visitor.visitPackedDoubleField(value: _storage._securePhaseSeconds, fieldNumber: 17)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Flock_V1_RoundSummary, rhs: Flock_V1_RoundSummary) -> Bool {
-    if lhs.round != rhs.round {return false}
-    if lhs.state != rhs.state {return false}
-    if lhs.participants != rhs.participants {return false}
-    if lhs.dropped != rhs.dropped {return false}
-    if lhs._accuracy != rhs._accuracy {return false}
-    if lhs._loss != rhs._loss {return false}
-    if lhs.seconds != rhs.seconds {return false}
-    if lhs.uploadBytes != rhs.uploadBytes {return false}
-    if lhs.downloadBytes != rhs.downloadBytes {return false}
-    if lhs.selected != rhs.selected {return false}
-    if lhs._federatedAccuracy != rhs._federatedAccuracy {return false}
-    if lhs._federatedLoss != rhs._federatedLoss {return false}
-    if lhs.federatedExamples != rhs.federatedExamples {return false}
-    if lhs.modelVersion != rhs.modelVersion {return false}
-    if lhs.reason != rhs.reason {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._round != rhs_storage._round {return false}
+        if _storage._state != rhs_storage._state {return false}
+        if _storage._participants != rhs_storage._participants {return false}
+        if _storage._dropped != rhs_storage._dropped {return false}
+        if _storage._accuracy != rhs_storage._accuracy {return false}
+        if _storage._loss != rhs_storage._loss {return false}
+        if _storage._seconds != rhs_storage._seconds {return false}
+        if _storage._uploadBytes != rhs_storage._uploadBytes {return false}
+        if _storage._downloadBytes != rhs_storage._downloadBytes {return false}
+        if _storage._selected != rhs_storage._selected {return false}
+        if _storage._federatedAccuracy != rhs_storage._federatedAccuracy {return false}
+        if _storage._federatedLoss != rhs_storage._federatedLoss {return false}
+        if _storage._federatedExamples != rhs_storage._federatedExamples {return false}
+        if _storage._modelVersion != rhs_storage._modelVersion {return false}
+        if _storage._reason != rhs_storage._reason {return false}
+        if _storage._secureDroppedPerPhase != rhs_storage._secureDroppedPerPhase {return false}
+        if _storage._securePhaseSeconds != rhs_storage._securePhaseSeconds {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -46,6 +46,13 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Print only errors.")
     var quiet = false
 
+    @Option(
+        name: .customLong("crash-at"),
+        help: ArgumentHelp(
+            "Failure drill: kill this process with SIGKILL in a phase of a secure round (share-keys or masked-input), e.g. share-keys@3.",
+            valueName: "PHASE@ROUND"))
+    var crashAt: String?
+
     func validate() throws {
         guard holdout >= 0, holdout <= 0.5 else { throw ValidationError("--holdout must be in [0, 0.5]") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
@@ -56,6 +63,9 @@ struct Run: AsyncParsableCommand {
             throw ValidationError("--id: use 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
         }
         do { _ = try ServerAddress(parsing: server) } catch { throw ValidationError(error.message) }
+        if let crashAt {
+            do { _ = try CrashPoint(parsing: crashAt) } catch { throw ValidationError(error.message) }
+        }
     }
 
     func run() async throws {
@@ -74,7 +84,9 @@ struct Run: AsyncParsableCommand {
             var agents = [EdgeAgent]()
             for (index, path) in sources.enumerated() {
                 let agentId = simulateClients == nil ? baseId : "\(baseId)-\(String(format: "%03d", index))"
-                let options = EdgeAgent.Options(id: agentId, stateDirectory: stateDir, holdout: holdout, threads: threads)
+                let options = EdgeAgent.Options(
+                    id: agentId, stateDirectory: stateDir, holdout: holdout, threads: threads,
+                    crash: try crashAt.map { text throws(CoreError) in try CrashPoint(parsing: text) })
                 agents.append(try EdgeAgent(options: options, data: try Dataset.loadCSV(path: path), connection: connection, slots: slots, log: log))
             }
             log("\(agents.count == 1 ? agents[0].options.id : "\(agents.count) edges"): connecting to \(server)")

@@ -1,4 +1,5 @@
 import FlockCore
+import FlockEdge
 import FlockTestSupport
 import Foundation
 import Testing
@@ -120,6 +121,15 @@ import Testing
             #expect(result.status == 64, "\(arguments): \(result.error)")
             #expect(result.error.contains("Error:"))
         }
+    }
+
+    @Test func badCrashPointsAreUsageErrorsNamingTheAcceptedForms() throws {
+        for point in ["share-keys", "share-keys@0", "unmask@2", "masked-input@x", "@3"] {
+            let result = try Self.run(["run", "--data", TestData.path("digits-train.csv"), "--crash-at", point])
+            #expect(result.status == 64, "\(point): \(result.error)")
+            #expect(result.error.contains("share-keys or masked-input"), "\(point): \(result.error)")
+        }
+        #expect(try CrashPoint(parsing: "masked-input@12") == CrashPoint(phase: .maskedInput, round: 12))
     }
 
     /// kill -9 in the middle of a run, start it again with the same checkpoint folder, and it ends in exactly

@@ -27,11 +27,6 @@ public struct SHA256: Sendable {
         }
     }
 
-    /// Feeds raw memory into the hash (for large float buffers without a copy).
-    public mutating func update(_ buffer: UnsafeRawBufferPointer) {
-        crypto_hash_sha256_update(&state, buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(buffer.count))
-    }
-
     /// Finishes the computation and returns the 32-byte digest.
     public mutating func finalize() -> Digest {
         var out = [UInt8](repeating: 0, count: SHA256.byteCount)

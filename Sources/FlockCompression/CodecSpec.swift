@@ -1,0 +1,107 @@
+/// An update codec named in a round plan, on the command line (`--codec`) and in update headers.
+///
+/// | identifier | what it sends | under secure aggregation |
+/// | --- | --- | --- |
+/// | `f32` | every value as a little-endian float (the baseline) | no: not a ring encoding |
+/// | `fixed32` | every value in fixed point in Z_2^32 (``FixedPointQuantizer``) | yes |
+/// | `q{b}` | b-bit stochastic quantization with a range per block of 1,024 values (``StochasticQuantizer``) | yes |
+/// | `rot+q{b}` | the same after a seeded randomized Hadamard rotation (``RandomizedHadamard``) | yes |
+/// | `sketch:{rows}x{cols}` | a count sketch (FetchSGD, Rothchild et al. 2020) | yes, once implemented |
+/// | `topk:{fraction}` | the largest values with error feedback (DGC, Lin et al. 2018) | no: not linear |
+///
+/// b is 1, 2, 4, 8 or 16.
+public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
+    /// Uncompressed float32.
+    case f32
+    /// Fixed point in Z_2^32.
+    case fixed32
+    /// b-bit stochastic quantization, optionally after a randomized Hadamard rotation.
+    case quantized(bits: Int, rotated: Bool)
+    /// A count sketch of `rows` × `columns` cells.
+    case sketch(rows: Int, columns: Int)
+    /// Top-k sparsification keeping `fraction` of the values.
+    case topK(fraction: Double)
+
+    /// Bit widths `q{b}` accepts.
+    public static let quantizerBits = [1, 2, 4, 8, 16]
+
+    /// Every form `--codec` accepts, for error messages and help.
+    public static let forms = "f32, fixed32, q{1,2,4,8,16}, rot+q{1,2,4,8,16}, sketch:ROWSxCOLS, topk:FRACTION"
+
+    /// Parses an identifier such as `q8`, `rot+q4`, `sketch:5x20000` or `topk:0.001`.
+    /// - Throws: ``CodecError`` naming the accepted forms.
+    public init(parsing text: String) throws(CodecError) {
+        let bad = CodecError("codec '\(text)': use one of \(Self.forms)")
+        switch text {
+        case "f32": self = .f32
+        case "fixed32": self = .fixed32
+        default:
+            if text.hasPrefix("q") || text.hasPrefix("rot+q") {
+                let rotated = text.hasPrefix("rot+")
+                guard let bits = Int(text.dropFirst(rotated ? 5 : 1)) else { throw bad }
+                guard Self.quantizerBits.contains(bits) else {
+                    throw CodecError("codec '\(text)': quantizers take 1, 2, 4, 8 or 16 bits, not \(bits)")
+                }
+                self = .quantized(bits: bits, rotated: rotated)
+            } else if text.hasPrefix("sketch:") {
+                let size = text.dropFirst(7).split(separator: "x", omittingEmptySubsequences: false)
+                guard size.count == 2, let rows = Int(size[0]), let columns = Int(size[1]) else { throw bad }
+                guard (1...32).contains(rows), (1...(1 << 24)).contains(columns) else {
+                    throw CodecError("codec '\(text)': a sketch has 1-32 rows and 1-16777216 columns")
+                }
+                self = .sketch(rows: rows, columns: columns)
+            } else if text.hasPrefix("topk:") {
+                guard let fraction = Double(text.dropFirst(5)) else { throw bad }
+                guard fraction > 0, fraction <= 1 else { throw CodecError("codec '\(text)': the kept fraction must be in (0, 1]") }
+                self = .topK(fraction: fraction)
+            } else {
+                throw bad
+            }
+        }
+    }
+
+    /// The identifier, as parsed.
+    public var identifier: String {
+        switch self {
+        case .f32: "f32"
+        case .fixed32: "fixed32"
+        case .quantized(let bits, let rotated): (rotated ? "rot+q" : "q") + String(bits)
+        case .sketch(let rows, let columns): "sketch:\(rows)x\(columns)"
+        case .topK(let fraction): "topk:\(fraction)"
+        }
+    }
+
+    /// The identifier.
+    public var description: String { identifier }
+
+    /// Whether sums of encodings in Z_2^32 decode to the sum of the updates, as secure aggregation needs.
+    public var isLinearInTheRing: Bool {
+        switch self {
+        case .fixed32, .quantized, .sketch: true
+        case .f32, .topK: false
+        }
+    }
+
+    /// Refuses, up front, a codec that cannot run with the round's secure-aggregation setting or that is not
+    /// available yet.
+    /// - Throws: ``CodecError`` that says what to choose instead.
+    public func check(secureAggregation: Bool) throws(CodecError) {
+        switch self {
+        case .sketch:
+            throw CodecError("codec '\(identifier)': count sketches are not available yet; use q{b} or rot+q{b}")
+        case .topK:
+            if secureAggregation {
+                throw CodecError(
+                    "codec '\(identifier)' cannot run under secure aggregation: top-k picks different coordinates on every edge, "
+                        + "so masked sums cannot be decoded; use rot+q{b} or q{b}, or turn secure aggregation off")
+            }
+            throw CodecError("codec '\(identifier)': top-k is not available yet; use q{b} or rot+q{b}")
+        case .f32:
+            if secureAggregation {
+                throw CodecError("codec 'f32' cannot run under secure aggregation (floats do not add up in Z_2^32); use fixed32, q{b} or rot+q{b}")
+            }
+        case .fixed32, .quantized:
+            break
+        }
+    }
+}

@@ -1,0 +1,119 @@
+/// A seeded random rotation of R^d that spreads an update's energy evenly over its coordinates before they
+/// are quantized, so one range fits every coordinate and few are clipped (Suresh et al. 2017, "Distributed
+/// Mean Estimation with Limited Communication"; Konečný et al. 2016, "Federated Learning: Strategies for
+/// Improving Communication Efficiency").
+///
+/// The rotation: permute the d coordinates with a seeded permutation (so every block holds a random sample
+/// of all layers), pad with zeros to a multiple of ``blockSize``, multiply by a seeded ±1 diagonal, and apply
+/// the orthonormal Walsh–Hadamard transform H/√B to each block of B = 1,024. Every step is orthogonal, so the
+/// inverse is the transpose, and the rotation is linear: the inverse rotation of a sum of rotated updates
+/// is the sum of the updates. Edges and server build the same rotation from the seed in the round plan.
+public struct RandomizedHadamard: Sendable {
+    /// Coordinates per Hadamard block.
+    public static let blockSize = 1_024
+
+    /// Length of the vectors it rotates.
+    public let length: Int
+    /// Length of the rotated vectors: `length` rounded up to a multiple of ``blockSize``.
+    public let paddedLength: Int
+    /// Position p of the permuted vector holds coordinate `order[p]`.
+    private let order: [Int32]
+    /// The ±1 diagonal, over the padded length.
+    private let signs: [Float]
+
+    /// Builds the rotation of vectors of `length` drawn from `seed`.
+    /// - Precondition: 1 ≤ `length` < 2^31.
+    public init(length: Int, seed: UInt64) {
+        precondition(length >= 1 && length < Int(Int32.max), "a rotation of 1 to 2^31 - 1 coordinates")
+        self.length = length
+        paddedLength = (length + Self.blockSize - 1) / Self.blockSize * Self.blockSize
+        var random = SplitMix64(seed: seed)
+        var order = (0..<Int32(length)).map { $0 }
+        if length > 1 {
+            for i in stride(from: length - 1, to: 0, by: -1) {  // Fisher–Yates
+                order.swapAt(i, Int(random.next() % UInt64(i + 1)))
+            }
+        }
+        self.order = order
+        var signs = [Float](repeating: 1, count: paddedLength)
+        var bits: UInt64 = 0
+        for i in 0..<paddedLength {
+            if i % 64 == 0 { bits = random.next() }
+            if bits & 1 == 1 { signs[i] = -1 }
+            bits >>= 1
+        }
+        self.signs = signs
+    }
+
+    /// The rotated vector (``paddedLength`` values) of the vector whose coordinate i is `value(i)`.
+    public func rotate(_ value: (Int) -> Float) -> [Float] {
+        var out = [Float](repeating: 0, count: paddedLength)
+        out.withUnsafeMutableBufferPointer { y in
+            order.withUnsafeBufferPointer { order in
+                signs.withUnsafeBufferPointer { signs in
+                    for p in 0..<length { y[p] = value(Int(order[p])) * signs[p] }
+                }
+            }
+            Self.transformBlocks(y)
+        }
+        return out
+    }
+
+    /// The rotated vector of `x`.
+    /// - Precondition: `x.count == length`.
+    public func rotate(_ x: [Float]) -> [Float] {
+        precondition(x.count == length, "a vector of the wrong length")
+        return x.withUnsafeBufferPointer { x in rotate { x[$0] } }
+    }
+
+    /// The vector whose rotation is `y`, written into `x` (the padding's share is dropped).
+    /// - Precondition: `y.count == paddedLength`, `x.count == length`.
+    public func inverse(_ y: [Double], into x: inout [Float]) {
+        precondition(y.count == paddedLength && x.count == length, "vectors of the wrong length")
+        var z = y.map { Float($0) }
+        z.withUnsafeMutableBufferPointer { z in
+            Self.transformBlocks(z)
+            x.withUnsafeMutableBufferPointer { x in
+                order.withUnsafeBufferPointer { order in
+                    signs.withUnsafeBufferPointer { signs in
+                        for p in 0..<length { x[Int(order[p])] = z[p] * signs[p] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The orthonormal Walsh–Hadamard transform, in place, on each block (it is its own inverse).
+    static func transformBlocks(_ v: UnsafeMutableBufferPointer<Float>) {
+        let b = blockSize
+        let norm = 1 / Float(b).squareRoot()
+        for start in stride(from: 0, to: v.count, by: b) {
+            let block = UnsafeMutableBufferPointer(rebasing: v[start..<(start + b)])
+            var h = 1
+            while h < b {
+                for i in stride(from: 0, to: b, by: 2 * h) {
+                    for j in i..<(i + h) {
+                        let a = block[j], c = block[j + h]
+                        block[j] = a + c
+                        block[j + h] = a - c
+                    }
+                }
+                h *= 2
+            }
+            for i in 0..<b { block[i] *= norm }
+        }
+    }
+}
+
+/// SplitMix64 (Steele, Lea and Flood 2014): the seeded generator of the codecs' shared randomness.
+struct SplitMix64 {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,277 @@
+/// The `q{b}` and `rot+q{b}` codecs: unbiased stochastic quantization of each value to one of 2^b evenly
+/// spaced levels of its block's range [−s, s] (blocks of 1,024 values), optionally after a seeded randomized
+/// Hadamard rotation (``RandomizedHadamard``). A value x in the range becomes digit ⌊(x + s)(2^b − 1)/2s + u⌋
+/// with u uniform in [0, 1) from a hash of its index and the edge's seed, so E[decoded] = x; values outside
+/// the range are clipped to it.
+///
+/// Two encodings:
+/// - **One edge's payload** (no secure aggregation): the edge picks each block's range (the block's largest
+///   |x|, so nothing is clipped) and sends it. Wire format, little-endian: UInt32 d (values), UInt8 b, UInt8
+///   1 if rotated else 0, two zero bytes, one Float32 range per block, then the digits packed b bits at a
+///   time (``MixedRadixPacking`` in base 2^b) into UInt32 words. The server decodes each payload.
+/// - **Ring words** (secure aggregation, ``RingQuantizer``): every edge uses the ranges of the round plan,
+///   so that the modular sum of encodings decodes to the sum of the updates.
+public struct StochasticQuantizer: Sendable {
+    /// Bits per value (b).
+    public let bits: Int
+    /// The rotation applied first, if any.
+    public let rotation: RandomizedHadamard?
+    /// Values of an update (d).
+    public let length: Int
+
+    /// Values per block of one range.
+    public static let blockSize = RandomizedHadamard.blockSize
+
+    /// A quantizer of updates of `length` values; `seed` draws the rotation (the same on every edge of a round).
+    /// - Throws: ``CodecError`` for a bit width other than 1, 2, 4, 8, 16 or an empty update.
+    public init(bits: Int, rotated: Bool, length: Int, seed: UInt64) throws(CodecError) {
+        guard CodecSpec.quantizerBits.contains(bits) else { throw CodecError("q\(bits): quantizers take 1, 2, 4, 8 or 16 bits") }
+        guard length >= 1, length < Int(Int32.max) else { throw CodecError("q\(bits): updates have 1 to 2^31 - 1 values") }
+        self.bits = bits
+        self.length = length
+        rotation = rotated ? RandomizedHadamard(length: length, seed: seed) : nil
+    }
+
+    /// `q{b}` or `rot+q{b}`.
+    public var identifier: String { CodecSpec.quantized(bits: bits, rotated: rotation != nil).identifier }
+    /// Values quantized: d, or d padded to whole rotation blocks.
+    public var quantizedLength: Int { rotation?.paddedLength ?? length }
+    /// Blocks of one range each.
+    public var blockCount: Int { (quantizedLength + Self.blockSize - 1) / Self.blockSize }
+    /// The largest digit, 2^b − 1.
+    public var topDigit: UInt32 { UInt32((1 << bits) - 1) }
+
+    /// The vector that is quantized: `value` scaled by `factor`, rotated when the codec rotates.
+    func prepared(factor: Float, _ value: (Int) -> Float) -> [Float] {
+        if let rotation { return rotation.rotate { value($0) * factor } }
+        return (0..<length).map { value($0) * factor }
+    }
+
+    /// Digits of `x` with block ranges `ranges`, rounded stochastically with draws from `seed`.
+    func digits(_ x: [Float], ranges: [Float], seed: UInt64) -> [UInt32] {
+        let top = Double(topDigit)
+        let key = UInt32(truncatingIfNeeded: seed ^ (seed >> 32))
+        return [UInt32](unsafeUninitializedCapacity: x.count) { out, initialized in
+            for block in 0..<blockCount {
+                let s = Double(ranges[block])
+                let scale = s > 0 ? top / (2 * s) : 0
+                for i in (block * Self.blockSize)..<min((block + 1) * Self.blockSize, x.count) {
+                    let t = min(max((Double(x[i]) + s) * scale, 0), top)
+                    let u = Double(FixedPointQuantizer.mix(UInt32(truncatingIfNeeded: i) &+ key)) * 0x1p-32
+                    out[i] = UInt32(t + u)
+                }
+            }
+            initialized = x.count
+        }
+    }
+
+    /// Finite-value check shared by the encoders.
+    static func requireFinite(_ count: Int, _ value: (Int) -> Float, codec: String) throws(CodecError) {
+        var probe: Float = 0
+        for i in 0..<count { probe += value(i) * 0 }
+        guard probe == 0 else { throw CodecError("\(codec): the update holds NaN or infinite values (local training diverged; lower the learning rate)") }
+    }
+
+    // MARK: - One edge's payload
+
+    /// Bytes of one edge's payload.
+    public var payloadByteCount: Int {
+        8 + 4 * blockCount + 4 * MixedRadixPacking(bits: bits).wordCount(digits: quantizedLength)
+    }
+
+    /// Encodes `delta` for sending without secure aggregation, with stochastic rounding drawn from `seed`.
+    /// - Throws: ``CodecError`` for a wrong length or a value that is not finite.
+    public func encodePayload(_ delta: [Float], seed: UInt64) throws(CodecError) -> [UInt8] {
+        guard delta.count == length else { throw CodecError("\(identifier): the update has \(delta.count) values, the model \(length)") }
+        return try delta.withUnsafeBufferPointer { d throws(CodecError) in
+            try Self.requireFinite(length, { d[$0] }, codec: identifier)
+            let x = prepared(factor: 1) { d[$0] }
+            var ranges = [Float](repeating: 0, count: blockCount)
+            for i in 0..<x.count { ranges[i / Self.blockSize] = max(ranges[i / Self.blockSize], abs(x[i])) }
+            let packed = digits(x, ranges: ranges, seed: seed).withUnsafeBufferPointer { MixedRadixPacking(bits: bits).pack($0) }
+            var bytes = [UInt8]()
+            bytes.reserveCapacity(payloadByteCount)
+            Self.append(UInt32(length), to: &bytes)
+            bytes += [UInt8(bits), rotation == nil ? 0 : 1, 0, 0]
+            for r in ranges { Self.append(r.bitPattern, to: &bytes) }
+            for w in packed { Self.append(w, to: &bytes) }
+            return bytes
+        }
+    }
+
+    /// Decodes one edge's payload.
+    /// - Throws: ``CodecError`` for a payload of another codec, length or size, or a range that is negative or
+    ///   not finite; nothing is decoded then.
+    public func decodePayload(_ bytes: [UInt8]) throws(CodecError) -> [Float] {
+        guard bytes.count == payloadByteCount else {
+            throw CodecError("\(identifier): a payload of \(bytes.count) bytes; an update of \(length) values takes \(payloadByteCount)")
+        }
+        let header = Self.word(bytes, 0)
+        guard header == UInt32(length), bytes[4] == UInt8(bits), bytes[5] == (rotation == nil ? 0 : 1), bytes[6] == 0, bytes[7] == 0 else {
+            throw CodecError("\(identifier): the payload's header names another codec or length")
+        }
+        let ranges = (0..<blockCount).map { Float(bitPattern: Self.word(bytes, 8 + 4 * $0)) }
+        guard ranges.allSatisfy({ $0.isFinite && $0 >= 0 }) else { throw CodecError("\(identifier): a block range is negative or not finite") }
+        let start = 8 + 4 * blockCount
+        let words = (0..<((bytes.count - start) / 4)).map { Self.word(bytes, start + 4 * $0) }
+        var sums = [Double](repeating: 0, count: quantizedLength)
+        guard MixedRadixPacking(bits: bits).unpack(words[...], count: quantizedLength, { i, digit in sums[i] = Double(digit) }) else {
+            throw CodecError("\(identifier): the payload's last word holds bits beyond its digits")
+        }
+        return values(digitSums: sums, ranges: ranges, summands: 1)
+    }
+
+    /// Σ x over `summands` encodings from their digit sums (in place of `sums`), rotated back.
+    func values(digitSums sums: [Double], ranges: [Float], summands: Int) -> [Float] {
+        var y = sums
+        let top = Double(topDigit)
+        for block in 0..<blockCount {
+            let s = Double(ranges[block])
+            let step = 2 * s / top, offset = Double(summands) * s
+            for i in (block * Self.blockSize)..<min((block + 1) * Self.blockSize, y.count) { y[i] = y[i] * step - offset }
+        }
+        guard let rotation else { return y.map { Float($0) } }
+        var x = [Float](repeating: 0, count: length)
+        rotation.inverse(y, into: &x)
+        return x
+    }
+
+    static func append(_ value: UInt32, to bytes: inout [UInt8]) {
+        bytes += [UInt8(truncatingIfNeeded: value), UInt8(truncatingIfNeeded: value >> 8), UInt8(truncatingIfNeeded: value >> 16), UInt8(truncatingIfNeeded: value >> 24)]
+    }
+
+    static func word(_ bytes: [UInt8], _ at: Int) -> UInt32 {
+        UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24
+    }
+}
+
+/// `q{b}` and `rot+q{b}` in the ring Z_2^32 of secure aggregation: every edge quantizes with the ranges of the
+/// round plan, and the modular sum of the survivors' encodings decodes to their weighted mean update.
+///
+/// Weighting follows ``FixedPointQuantizer``: an edge with n examples quantizes x = r·Δ, r = min(n, W)/W,
+/// and sends r. Ranges adapt from round to round: each edge also sends, per block, the mean square of its x
+/// relative to the block's range, so the server learns the edges' average (never one edge's) and sets the
+/// next round's range to ``rangeFactor`` root-mean-squares.
+///
+/// Wire format: ``wordCount`` little-endian UInt32 words: the digits in base M = K(2^b − 1) + 1 (K = the
+/// round's participants, ``MixedRadixPacking``), then round(r · ⌊(2^32 − 1)/K⌋), then per block
+/// round(min(v, cap) · 2^16) with v = mean (x/s)² over the block and cap = ⌊(2^32 − 1)/K⌋ / 2^16.
+public struct RingQuantizer: Sendable {
+    /// The quantizer.
+    public let quantizer: StochasticQuantizer
+    /// Range s of each block, the same on every edge of the round.
+    public let ranges: [Float]
+    /// Example count of full weight (W).
+    public let maximumWeight: Int
+    /// Encodings that may be summed (K).
+    public let maximumSummands: Int
+    /// How the digits pack.
+    public let packing: MixedRadixPacking
+
+    /// Next round's range of a block, in root-mean-squares of its values: more for finer quantizers, which
+    /// can afford a wide range, fewer for coarse ones, whose rounding noise grows with the range.
+    public var rangeFactor: Double { quantizer.bits == 1 ? 2 : quantizer.bits == 2 ? 2.5 : quantizer.bits == 4 ? 3 : 4 }
+
+    /// A ring encoder for a round.
+    /// - Throws: ``CodecError`` when K summands of b bits do not fit 32 bits, or for a bad range or weight.
+    public init(quantizer: StochasticQuantizer, ranges: [Float], maximumWeight: Int, maximumSummands: Int) throws(CodecError) {
+        let id = quantizer.identifier
+        guard ranges.count == quantizer.blockCount else { throw CodecError("\(id): \(ranges.count) ranges for \(quantizer.blockCount) blocks") }
+        guard ranges.allSatisfy({ $0.isFinite && $0 > 0 }) else { throw CodecError("\(id): every block range must be positive and finite") }
+        guard maximumWeight >= 1, maximumWeight <= 1 << 40 else { throw CodecError("\(id): maximum weight must be 1 to 2^40 examples") }
+        let radix = UInt64(max(1, maximumSummands)) * UInt64(quantizer.topDigit) + 1
+        guard maximumSummands >= 1, radix <= 1 << 32 else {
+            let needed = 64 - (radix - 1).leadingZeroBitCount
+            throw CodecError(
+                "\(id): \(maximumSummands) summands of \(quantizer.bits) bits need \(needed) bits per value; the ring has 32. "
+                    + "Use fewer bits or fewer edges per round")
+        }
+        self.quantizer = quantizer
+        self.ranges = ranges
+        self.maximumWeight = maximumWeight
+        self.maximumSummands = maximumSummands
+        packing = try MixedRadixPacking(radix: radix)
+    }
+
+    /// Units per 1.0 of weight.
+    var weightScale: Double { (Double(UInt32.max) / Double(maximumSummands)).rounded(.down) }
+    /// Largest relative mean square a block reports.
+    var calibrationCap: Double { weightScale / 65_536 }
+
+    /// Words of one encoding.
+    public var wordCount: Int { packing.wordCount(digits: quantizer.quantizedLength) + 1 + quantizer.blockCount }
+
+    /// Encodes the update `local − global` of an edge with `examples` examples (rounding draws from `seed`).
+    /// - Throws: ``CodecError`` for no examples, a wrong length or a value that is not finite.
+    public func encode(local: UnsafeBufferPointer<Float>, minus global: UnsafeBufferPointer<Float>, examples: Int, seed: UInt64) throws(CodecError) -> [UInt32] {
+        try encode(count: local.count, global: global.count, examples: examples, seed: seed) { local[$0] - global[$0] }
+    }
+
+    /// Encodes `delta` of an edge with `examples` examples.
+    /// - Throws: as ``encode(local:minus:examples:seed:)``.
+    public func encode(_ delta: [Float], examples: Int, seed: UInt64) throws(CodecError) -> [UInt32] {
+        try delta.withUnsafeBufferPointer { d throws(CodecError) in
+            try encode(count: d.count, global: d.count, examples: examples, seed: seed) { d[$0] }
+        }
+    }
+
+    private func encode(count: Int, global: Int, examples: Int, seed: UInt64, value: (Int) -> Float) throws(CodecError) -> [UInt32] {
+        let id = quantizer.identifier
+        guard count == quantizer.length, global == count else { throw CodecError("\(id): the update has \(count) values, the model \(quantizer.length)") }
+        guard examples >= 1 else { throw CodecError("\(id): an update needs at least 1 example") }
+        try StochasticQuantizer.requireFinite(count, value, codec: id)
+        let r = Double(min(examples, maximumWeight)) / Double(maximumWeight)
+        let x = quantizer.prepared(factor: Float(r), value)
+        var words = quantizer.digits(x, ranges: ranges, seed: seed).withUnsafeBufferPointer { packing.pack($0) }
+        words.reserveCapacity(wordCount)
+        words.append(UInt32((r * weightScale).rounded()))
+        for block in 0..<quantizer.blockCount {
+            let lower = block * StochasticQuantizer.blockSize, upper = min(lower + StochasticQuantizer.blockSize, x.count)
+            var squares = 0.0
+            for i in lower..<upper { squares += Double(x[i]) * Double(x[i]) }
+            let s = Double(ranges[block])
+            let relative = squares / Double(upper - lower) / (s * s)
+            words.append(UInt32((min(relative, calibrationCap) * 65_536).rounded()))
+        }
+        return words
+    }
+
+    /// What the sum of the survivors' encodings says.
+    public struct Decoded: Sendable {
+        /// The weighted mean update Σ r_j Δ_j / Σ r_j.
+        public var mean: [Float]
+        /// Σ r_j.
+        public var totalWeight: Double
+        /// The ranges for the next round, from the survivors' average mean squares.
+        public var nextRanges: [Float]
+    }
+
+    /// Decodes the modular sum of `summands` encodings.
+    /// - Throws: ``CodecError`` for a sum of the wrong length, no weight, or more summands than planned.
+    public func decodeMean(sum words: [UInt32], summands: Int) throws(CodecError) -> Decoded {
+        let id = quantizer.identifier
+        guard words.count == wordCount else { throw CodecError("\(id): a sum of \(words.count) words; this round's encodings have \(wordCount)") }
+        guard summands >= 1, summands <= maximumSummands else { throw CodecError("\(id): \(summands) summands; the plan allows 1-\(maximumSummands)") }
+        let digitWords = packing.wordCount(digits: quantizer.quantizedLength)
+        let total = Double(words[digitWords]) / weightScale
+        guard total > 0 else { throw CodecError("\(id): the sum carries no weight (no edge's update is in it)") }
+        var sums = [Double](repeating: 0, count: quantizer.quantizedLength)
+        var overflow = false
+        let limit = UInt64(summands) * UInt64(quantizer.topDigit)
+        let clean = packing.unpack(words[0..<digitWords], count: quantizer.quantizedLength) { i, digit in
+            if digit > limit { overflow = true }
+            sums[i] = Double(digit)
+        }
+        if !clean { overflow = true }
+        guard !overflow else { throw CodecError("\(id): a digit sum exceeds what \(summands) encodings can reach (a corrupt or mis-summed vector)") }
+        var mean = quantizer.values(digitSums: sums, ranges: ranges, summands: summands)
+        let inverse = Float(1 / total)
+        for i in 0..<mean.count { mean[i] *= inverse }
+        let next = (0..<quantizer.blockCount).map { block -> Float in
+            let relative = Double(words[digitWords + 1 + block]) / 65_536 / Double(summands)
+            let rms = Double(ranges[block]) * relative.squareRoot()
+            return rms > 0 ? Float(max(rms * rangeFactor, 1e-12)) : ranges[block]
+        }
+        return Decoded(mean: mean, totalWeight: total, nextRanges: next)
+    }
+}

@@ -95,7 +95,7 @@ let package = Package(
         .executableTarget(
             name: "flock-server",
             dependencies: [
-                "FlockServer", "FlockSimulation", "FlockWire", "FlockCrypto",
+                "FlockServer", "FlockSimulation", "FlockWire", "FlockCrypto", "FlockCompression",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

@@ -105,3 +105,106 @@ public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
         }
     }
 }
+
+/// A codec whose encodings add up in the ring Z_2^32, as secure aggregation needs: the round's encoder on the
+/// edges and decoder of the unmasked sum on the server.
+public enum RingCodec: Sendable {
+    /// `fixed32`.
+    case fixedPoint(FixedPointQuantizer)
+    /// `q{b}` or `rot+q{b}` with the round's ranges.
+    case quantized(RingQuantizer)
+
+    /// The codec's identifier.
+    public var identifier: String {
+        switch self {
+        case .fixedPoint: FixedPointQuantizer.identifier
+        case .quantized(let codec): codec.quantizer.identifier
+        }
+    }
+
+    /// Words of one encoding of an update of `length` values.
+    public func wordCount(length: Int) -> Int {
+        switch self {
+        case .fixedPoint: FixedPointQuantizer.encodedLength(length)
+        case .quantized(let codec): codec.wordCount
+        }
+    }
+
+    /// Encodes `local − global` of an edge with `examples` examples.
+    /// - Throws: ``CodecError`` for no examples, a wrong length or a value that is not finite.
+    public func encode(local: UnsafeBufferPointer<Float>, minus global: UnsafeBufferPointer<Float>, examples: Int, seed: UInt64) throws(CodecError) -> [UInt32] {
+        switch self {
+        case .fixedPoint(let codec): try codec.encode(local: local, minus: global, examples: examples, seed: seed)
+        case .quantized(let codec): try codec.encode(local: local, minus: global, examples: examples, seed: seed)
+        }
+    }
+
+    /// Encodes `delta` of an edge with `examples` examples.
+    /// - Throws: as ``encode(local:minus:examples:seed:)``.
+    public func encode(_ delta: [Float], examples: Int, seed: UInt64) throws(CodecError) -> [UInt32] {
+        switch self {
+        case .fixedPoint(let codec): try codec.encode(delta, examples: examples, seed: seed)
+        case .quantized(let codec): try codec.encode(delta, examples: examples, seed: seed)
+        }
+    }
+
+    /// Decodes the sum of `summands` encodings: the weighted mean update, its total weight, and for the
+    /// quantizers the next round's ranges.
+    /// - Throws: ``CodecError`` for a malformed sum.
+    public func decodeMean(sum: [UInt32], summands: Int) throws(CodecError) -> (mean: [Float], totalWeight: Double, nextRanges: [Float]?) {
+        switch self {
+        case .fixedPoint(let codec):
+            let (mean, weight) = try codec.decodeMean(sum: sum)
+            return (mean, weight, nil)
+        case .quantized(let codec):
+            let decoded = try codec.decodeMean(sum: sum, summands: summands)
+            return (decoded.mean, decoded.totalWeight, decoded.nextRanges)
+        }
+    }
+}
+
+/// A codec of one edge's update payload, for rounds without secure aggregation: the server decodes every
+/// payload on its own.
+public enum PlainCodec: Sendable {
+    /// `f32`: 4 bytes per value, little-endian.
+    case f32(length: Int)
+    /// `fixed32` with one summand: 4 bytes per value plus the weight word.
+    case fixedPoint(FixedPointQuantizer, length: Int)
+    /// `q{b}` or `rot+q{b}` with the edge's own block ranges.
+    case quantized(StochasticQuantizer)
+
+    /// The round's codec for updates of `length` values (`seed` draws a rotation).
+    /// - Throws: ``CodecError`` for a codec that needs secure aggregation's ring or is not available yet.
+    public init(_ spec: CodecSpec, length: Int, seed: UInt64) throws(CodecError) {
+        try spec.check(secureAggregation: false)
+        switch spec {
+        case .f32: self = .f32(length: length)
+        case .fixed32: self = .fixedPoint(try FixedPointQuantizer(maximumWeight: 1, maximumSummands: 1), length: length)
+        case .quantized(let bits, let rotated):
+            self = .quantized(try StochasticQuantizer(bits: bits, rotated: rotated, length: length, seed: seed ^ 0x0207_A7E5))
+        case .sketch, .topK:
+            throw CodecError("codec '\(spec)': not available yet")
+        }
+    }
+
+    /// Bytes of one payload.
+    public var payloadBytes: Int {
+        switch self {
+        case .f32(let length): 4 * length
+        case .fixedPoint(_, let length): 4 * FixedPointQuantizer.encodedLength(length)
+        case .quantized(let codec): codec.payloadByteCount
+        }
+    }
+
+    /// The update as the server decodes it from the payload of `local − global` (rounding draws from `seed`).
+    /// - Throws: ``CodecError`` for a value that is not finite or a wrong length.
+    public func roundTrip(local: [Float], global: [Float], seed: UInt64) throws(CodecError) -> [Float] {
+        guard local.count == global.count else { throw CodecError("the local and global models differ in length") }
+        let delta = zip(local, global).map { $0 - $1 }
+        switch self {
+        case .f32: return delta
+        case .fixedPoint(let codec, _): return try codec.decodeMean(sum: codec.encode(delta, examples: 1, seed: seed)).mean
+        case .quantized(let codec): return try codec.decodePayload(codec.encodePayload(delta, seed: seed))
+        }
+    }
+}

@@ -44,7 +44,7 @@ public struct MixedRadixPacking: Sendable, Equatable {
             for w in 0..<wordCount(digits: count) {
                 let first = w * c
                 var word: UInt64 = 0
-                for j in stride(from: min(first + c, count) - 1, through: first, by: -1) { word = word * m + UInt64(digits[j]) }
+                for j in stride(from: min(first + c, count) - 1, through: first, by: -1) { word = word &* m &+ UInt64(digits[j]) }
                 out[w] = UInt32(truncatingIfNeeded: word)
             }
             initialized = wordCount(digits: count)

@@ -41,35 +41,65 @@ public struct StochasticQuantizer: Sendable {
     /// The largest digit, 2^b − 1.
     public var topDigit: UInt32 { UInt32((1 << bits) - 1) }
 
-    /// The vector that is quantized: `value` scaled by `factor`, rotated when the codec rotates.
-    func prepared(factor: Float, _ value: (Int) -> Float) -> [Float] {
-        if let rotation { return rotation.rotate { value($0) * factor } }
-        return (0..<length).map { value($0) * factor }
-    }
-
-    /// Digits of `x` with block ranges `ranges`, rounded stochastically with draws from `seed`.
-    func digits(_ x: [Float], ranges: [Float], seed: UInt64) -> [UInt32] {
-        let top = Double(topDigit)
+    /// Quantizes the values `value(0) … value(quantizedLength − 1)` block by block: each block is gathered
+    /// into a scratch buffer, `range(block, values)` gives its range s, and its digits go to `digits`.
+    /// - Returns: each block's range and Σ x² (not finite when a value is not).
+    func quantize(
+        into digits: UnsafeMutableBufferPointer<UInt32>, seed: UInt64, range: (Int, UnsafeBufferPointer<Float>) -> Float,
+        value: (Int) -> Float
+    ) -> (ranges: [Float], squares: [Double]) {
+        let top = Float(topDigit)
         let key = UInt32(truncatingIfNeeded: seed ^ (seed >> 32))
-        return [UInt32](unsafeUninitializedCapacity: x.count) { out, initialized in
+        var ranges = [Float](repeating: 0, count: blockCount)
+        var squares = [Double](repeating: 0, count: blockCount)
+        var scratch = [Float](repeating: 0, count: Self.blockSize)
+        scratch.withUnsafeMutableBufferPointer { scratch in
             for block in 0..<blockCount {
-                let s = Double(ranges[block])
+                let first = block * Self.blockSize
+                let count = min(Self.blockSize, quantizedLength - first)
+                for j in 0..<count { scratch[j] = value(first + j) }
+                let values = UnsafeBufferPointer(rebasing: scratch[0..<count])
+                let s = range(block, values)
                 let scale = s > 0 ? top / (2 * s) : 0
-                for i in (block * Self.blockSize)..<min((block + 1) * Self.blockSize, x.count) {
-                    let t = min(max((Double(x[i]) + s) * scale, 0), top)
-                    let u = Double(FixedPointQuantizer.mix(UInt32(truncatingIfNeeded: i) &+ key)) * 0x1p-32
-                    out[i] = UInt32(t + u)
+                let out = UnsafeMutableBufferPointer(rebasing: digits[first..<(first + count)])
+                // ⌊t + u⌋ for t in [0, top] and u in [0, 1) from 24 hashed bits, computed as t + u − 1/2 rounded
+                // to nearest by adding 1.5 · 2^23: the sum lies in [2^23, 2^24), where floats are the integers,
+                // and its bit pattern minus that of 1.5 · 2^23 is the digit (equal but for ties of probability
+                // 2^-24; draws resolve 2^-(24 − b) of a step). The loop vectorizes.
+                let base = UInt32(truncatingIfNeeded: first) &+ key
+                for j in 0..<count {
+                    let t = min(max((values[j] + s) * scale, 0), top)
+                    let u = Float(Int32(bitPattern: FixedPointQuantizer.mix(base &+ UInt32(truncatingIfNeeded: j)) >> 8)) * 0x1p-24 - 0.5
+                    out[j] = (t + u + 0x1.8p23).bitPattern &- 0x4B40_0000
                 }
+                ranges[block] = s
+                squares[block] = Self.sumOfSquares(values)
             }
-            initialized = x.count
         }
+        return (ranges, squares)
     }
 
-    /// Finite-value check shared by the encoders.
-    static func requireFinite(_ count: Int, _ value: (Int) -> Float, codec: String) throws(CodecError) {
-        var probe: Float = 0
-        for i in 0..<count { probe += value(i) * 0 }
-        guard probe == 0 else { throw CodecError("\(codec): the update holds NaN or infinite values (local training diverged; lower the learning rate)") }
+    /// Σ x² over `values` in eight lanes (a sequential float sum would not vectorize).
+    static func sumOfSquares(_ values: UnsafeBufferPointer<Float>) -> Double {
+        var lanes = SIMD8<Float>()
+        var j = 0
+        let raw = UnsafeRawPointer(values.baseAddress!)
+        while j + 8 <= values.count {
+            let v = raw.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self)
+            lanes += v * v
+            j += 8
+        }
+        var total = Double(lanes.sum())
+        while j < values.count {
+            total += Double(values[j]) * Double(values[j])
+            j += 1
+        }
+        return total
+    }
+
+    /// The vector that is quantized, for a rotating codec: `value` scaled by `factor`, rotated.
+    func rotated(factor: Float, _ value: (Int) -> Float) -> [Float]? {
+        rotation?.rotate { value($0) * factor }
     }
 
     // MARK: - One edge's payload
@@ -83,20 +113,26 @@ public struct StochasticQuantizer: Sendable {
     /// - Throws: ``CodecError`` for a wrong length or a value that is not finite.
     public func encodePayload(_ delta: [Float], seed: UInt64) throws(CodecError) -> [UInt8] {
         guard delta.count == length else { throw CodecError("\(identifier): the update has \(delta.count) values, the model \(length)") }
-        return try delta.withUnsafeBufferPointer { d throws(CodecError) in
-            try Self.requireFinite(length, { d[$0] }, codec: identifier)
-            let x = prepared(factor: 1) { d[$0] }
-            var ranges = [Float](repeating: 0, count: blockCount)
-            for i in 0..<x.count { ranges[i / Self.blockSize] = max(ranges[i / Self.blockSize], abs(x[i])) }
-            let packed = digits(x, ranges: ranges, seed: seed).withUnsafeBufferPointer { MixedRadixPacking(bits: bits).pack($0) }
-            var bytes = [UInt8]()
-            bytes.reserveCapacity(payloadByteCount)
-            Self.append(UInt32(length), to: &bytes)
-            bytes += [UInt8(bits), rotation == nil ? 0 : 1, 0, 0]
-            for r in ranges { Self.append(r.bitPattern, to: &bytes) }
-            for w in packed { Self.append(w, to: &bytes) }
-            return bytes
+        var digits = [UInt32](repeating: 0, count: quantizedLength)
+        let (ranges, squares) = delta.withUnsafeBufferPointer { d in
+            let y = rotated(factor: 1) { d[$0] }
+            return digits.withUnsafeMutableBufferPointer { digits in
+                y.withOptionalBuffer { y in
+                    quantize(into: digits, seed: seed, range: { _, block in block.reduce(0) { max($0, abs($1)) } }) { i in y.map { $0[i] } ?? d[i] }
+                }
+            }
         }
+        guard squares.allSatisfy(\.isFinite) else {
+            throw CodecError("\(identifier): the update holds NaN or infinite values (local training diverged; lower the learning rate)")
+        }
+        let packed = digits.withUnsafeBufferPointer { MixedRadixPacking(bits: bits).pack($0) }
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(payloadByteCount)
+        Self.append(UInt32(length), to: &bytes)
+        bytes += [UInt8(bits), rotation == nil ? 0 : 1, 0, 0]
+        for r in ranges { Self.append(r.bitPattern, to: &bytes) }
+        for w in packed { Self.append(w, to: &bytes) }
+        return bytes
     }
 
     /// Decodes one edge's payload.
@@ -219,18 +255,26 @@ public struct RingQuantizer: Sendable {
         let id = quantizer.identifier
         guard count == quantizer.length, global == count else { throw CodecError("\(id): the update has \(count) values, the model \(quantizer.length)") }
         guard examples >= 1 else { throw CodecError("\(id): an update needs at least 1 example") }
-        try StochasticQuantizer.requireFinite(count, value, codec: id)
         let r = Double(min(examples, maximumWeight)) / Double(maximumWeight)
-        let x = quantizer.prepared(factor: Float(r), value)
-        var words = quantizer.digits(x, ranges: ranges, seed: seed).withUnsafeBufferPointer { packing.pack($0) }
+        let factor = Float(r)
+        var digits = [UInt32](repeating: 0, count: quantizer.quantizedLength)
+        let ranges = self.ranges
+        let squares = digits.withUnsafeMutableBufferPointer { digits in
+            if let y = quantizer.rotated(factor: factor, value) {
+                return y.withUnsafeBufferPointer { y in quantizer.quantize(into: digits, seed: seed, range: { block, _ in ranges[block] }) { y[$0] } }.squares
+            }
+            return quantizer.quantize(into: digits, seed: seed, range: { block, _ in ranges[block] }) { value($0) * factor }.squares
+        }
+        guard squares.allSatisfy(\.isFinite) else {
+            throw CodecError("\(id): the update holds NaN or infinite values (local training diverged; lower the learning rate)")
+        }
+        var words = digits.withUnsafeBufferPointer { packing.pack($0) }
         words.reserveCapacity(wordCount)
         words.append(UInt32((r * weightScale).rounded()))
         for block in 0..<quantizer.blockCount {
-            let lower = block * StochasticQuantizer.blockSize, upper = min(lower + StochasticQuantizer.blockSize, x.count)
-            var squares = 0.0
-            for i in lower..<upper { squares += Double(x[i]) * Double(x[i]) }
+            let values = min(StochasticQuantizer.blockSize, quantizer.quantizedLength - block * StochasticQuantizer.blockSize)
             let s = Double(ranges[block])
-            let relative = squares / Double(upper - lower) / (s * s)
+            let relative = squares[block] / Double(values) / (s * s)
             words.append(UInt32((min(relative, calibrationCap) * 65_536).rounded()))
         }
         return words
@@ -273,5 +317,13 @@ public struct RingQuantizer: Sendable {
             return rms > 0 ? Float(max(rms * rangeFactor, 1e-12)) : ranges[block]
         }
         return Decoded(mean: mean, totalWeight: total, nextRanges: next)
+    }
+}
+
+extension Optional where Wrapped == [Float] {
+    /// Calls `body` with the array's buffer, or with nil.
+    func withOptionalBuffer<R>(_ body: (UnsafeBufferPointer<Float>?) -> R) -> R {
+        guard let array = self else { return body(nil) }
+        return array.withUnsafeBufferPointer { body($0) }
     }
 }

@@ -16,13 +16,22 @@ public struct SecureAggregationOptions: Sendable, Equatable {
     public var dropFraction: Double
     /// Largest |r Δ_i| the fixed-point codec keeps.
     public var clip: Float
+    /// The ring codec: `fixed32`, `q{b}` or `rot+q{b}`.
+    public var codec: CodecSpec
+    /// The first round's range of every block under a quantizing codec (later rounds adapt it).
+    public var initialRange: Float
 
     /// Creates options.
-    public init(complete: Bool = false, threshold: Int? = nil, dropFraction: Double = 0, clip: Float = 8) {
+    public init(
+        complete: Bool = false, threshold: Int? = nil, dropFraction: Double = 0, clip: Float = 8, codec: CodecSpec = .fixed32,
+        initialRange: Float = 0.01
+    ) {
         self.complete = complete
         self.threshold = threshold
         self.dropFraction = dropFraction
         self.clip = clip
+        self.codec = codec
+        self.initialRange = initialRange
     }
 
     /// The graph's name in plans and reports.
@@ -33,6 +42,26 @@ public struct SecureAggregationOptions: Sendable, Equatable {
     public func validate() throws(CoreError) {
         guard dropFraction >= 0, dropFraction < 1 else { throw CoreError(.invalidArgument, "--drop-fraction must be in [0, 1)") }
         if let threshold, threshold < 1 { throw CoreError(.invalidArgument, "--threshold must be at least 1") }
+        do { try codec.check(secureAggregation: true) } catch { throw CoreError(.invalidArgument, error.message) }
+        guard initialRange.isFinite, initialRange > 0 else { throw CoreError(.invalidArgument, "--initial-range must be positive") }
+    }
+
+    /// The round's ring codec for `length` values, `participants` summands and full weight at `maximumWeight`
+    /// examples; `ranges` are a quantizer's block ranges (nil: ``initialRange`` everywhere).
+    /// - Throws: ``CoreError/Code/invalidArgument`` when the codec cannot take that many summands.
+    public func ringCodec(length: Int, participants: Int, maximumWeight: Int, ranges: [Float]?, seed: UInt64) throws(CoreError) -> RingCodec {
+        do {
+            switch codec {
+            case .quantized(let bits, let rotated):
+                let quantizer = try StochasticQuantizer(bits: bits, rotated: rotated, length: length, seed: seed ^ 0x0207_A7E5)
+                let ranges = ranges ?? [Float](repeating: initialRange, count: quantizer.blockCount)
+                return .quantized(try RingQuantizer(quantizer: quantizer, ranges: ranges, maximumWeight: maximumWeight, maximumSummands: participants))
+            default:
+                return .fixedPoint(try FixedPointQuantizer(clip: clip, maximumWeight: maximumWeight, maximumSummands: participants))
+            }
+        } catch {
+            throw CoreError(.invalidArgument, error.message)
+        }
     }
 }
 
@@ -77,6 +106,8 @@ struct SecureSimulationRound {
         var uploadBytes: Int
         /// What the protocol did.
         var report: SecureRoundReport
+        /// A quantizing codec's ranges for the next round.
+        var nextRanges: [Float]?
     }
 
     let options: SecureAggregationOptions
@@ -87,6 +118,8 @@ struct SecureSimulationRound {
     let global: [Float]
     let plan: LocalTrainingPlan
     let seed: UInt64
+    /// A quantizing codec's block ranges for this round (nil: the initial range).
+    let ranges: [Float]?
 
     /// The phase (0-3) at which each dropping edge stops, from a generator seeded by the round.
     static func dropPhases(ids: [String], fraction: Double, seed: UInt64) -> [String: Int] {
@@ -104,14 +137,9 @@ struct SecureSimulationRound {
         let drops = Self.dropPhases(ids: ids, fraction: options.dropFraction, seed: seed)
         let stays = { (id: String, phase: Int) in (drops[id] ?? 4) > phase }
         let maximumWeight = max(1, selected.map { edges[$0].count }.max() ?? 1)
-        let quantizer: FixedPointQuantizer
-        do {
-            quantizer = try FixedPointQuantizer(clip: options.clip, maximumWeight: maximumWeight, maximumSummands: ids.count)
-        } catch {
-            throw CoreError(.invalidArgument, error.message)
-        }
+        let quantizer = try options.ringCodec(length: global.count, participants: ids.count, maximumWeight: maximumWeight, ranges: ranges, seed: seed)
         let configuration = SecAggConfiguration.make(
-            round: UInt64(round), participants: ids, vectorLength: FixedPointQuantizer.encodedLength(global.count),
+            round: UInt64(round), participants: ids, vectorLength: quantizer.wordCount(length: global.count),
             complete: options.complete, graphSeed: seed, threshold: options.threshold)
         var report = SecureRoundReport(
             graph: options.graph, neighbours: configuration.neighbourCount, threshold: configuration.threshold,
@@ -125,7 +153,7 @@ struct SecureSimulationRound {
         func aborted(_ error: SecAggError, server: SecAggServer?) -> Outcome {
             report.abortReason = error.message
             if let server { report.droppedPerPhase = server.droppedPerPhase }
-            return Outcome(meanDelta: nil, included: 0, trainingSeconds: 0, uploadBytes: upload, report: report)
+            return Outcome(meanDelta: nil, included: 0, trainingSeconds: 0, uploadBytes: upload, report: report, nextRanges: nil)
         }
         do {
             var server = try SecAggServer(configuration: configuration)
@@ -227,13 +255,13 @@ struct SecureSimulationRound {
             do { result = try server.finish() } catch { return aborted(error, server: server) }
             lap(3)
             report.droppedPerPhase = server.droppedPerPhase
-            let decoded: (mean: [Float], totalWeight: Double)
-            do { decoded = try quantizer.decodeMean(sum: result.sum) } catch {
+            let decoded: (mean: [Float], totalWeight: Double, nextRanges: [Float]?)
+            do { decoded = try quantizer.decodeMean(sum: result.sum, summands: result.included.count) } catch {
                 throw CoreError(.invalidData, "round \(round): \(error.message)")
             }
             return Outcome(
                 meanDelta: decoded.mean, included: result.included.count,
-                trainingSeconds: perWorker.map(\.1).max() ?? 0, uploadBytes: upload, report: report)
+                trainingSeconds: perWorker.map(\.1).max() ?? 0, uploadBytes: upload, report: report, nextRanges: decoded.nextRanges)
         } catch let error as SecAggError {
             // Every message here comes from honest in-process edges: a refusal is a bug, not a drop-out.
             throw CoreError(.invalidData, "round \(round): secure aggregation refused a message: \(error.message)")

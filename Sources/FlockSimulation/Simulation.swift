@@ -1,3 +1,4 @@
+import FlockCompression
 import FlockCore
 import FlockEdge
 import FlockServer
@@ -43,6 +44,9 @@ public struct Simulation: Sendable {
         public var stateFolder: String?
         /// Secure aggregation of every round, or nil for plain (the server sees each update).
         public var secureAggregation: SecureAggregationOptions?
+        /// The update codec of plain rounds (`f32`, `fixed32`, `q{b}`, `rot+q{b}`); secure rounds use
+        /// ``SecureAggregationOptions/codec``.
+        public var codec: CodecSpec = .f32
 
         /// Creates options with the defaults of `flock-server simulate`.
         public init(
@@ -74,6 +78,9 @@ public struct Simulation: Sendable {
                 throw CoreError(.invalidArgument, "clients, rounds and threads must be at least 1 and fraction in (0, 1]")
             }
             try secureAggregation?.validate()
+            if secureAggregation == nil {
+                do { try codec.check(secureAggregation: false) } catch { throw CoreError(.invalidArgument, error.message) }
+            }
         }
 
         /// Edges selected per round.
@@ -199,6 +206,8 @@ public struct Simulation: Sendable {
         // Round numbers count every round run, aborted ones included; the model version counts completed ones.
         var round = reports.count
         var abortsInARow = 0
+        // A quantizing codec's block ranges under secure aggregation, adapted after every round.
+        var ranges: [Float]?
         while state.round < o.rounds {
             round += 1
             let start = Date()
@@ -209,8 +218,9 @@ public struct Simulation: Sendable {
             if let secure = o.secureAggregation {
                 let outcome = try SecureSimulationRound(
                     options: secure, round: round, selected: selected, edges: edges, workers: workers.map { $0[0] },
-                    global: state.weights, plan: plan, seed: roundSeed
+                    global: state.weights, plan: plan, seed: roundSeed, ranges: ranges
                 ).run()
+                if let next = outcome.nextRanges { ranges = next }
                 if let mean = outcome.meanDelta {
                     guard mean.allSatisfy(\.isFinite) else {
                         throw CoreError(.invalidData, "round \(round): the decoded sum holds NaN or infinite values")
@@ -228,14 +238,18 @@ public struct Simulation: Sendable {
                     trainingSeconds: outcome.trainingSeconds, uploadBytes: outcome.uploadBytes,
                     downloadBytes: selected.count * parameterCount * 4, secureAggregation: outcome.report)
             } else {
+                let codec: PlainCodec
+                do { codec = try PlainCodec(o.codec, length: parameterCount, seed: roundSeed) } catch {
+                    throw CoreError(.invalidArgument, error.message)
+                }
                 let trained = try Self.trainInParallel(
-                    selected: selected, edges: edges, workers: workers, global: state.weights, plan: plan, seed: roundSeed)
+                    selected: selected, edges: edges, workers: workers, global: state.weights, plan: plan, seed: roundSeed, codec: codec)
                 let average = try Self.accept(trained, selected: selected, round: round)
                 state.apply(meanDelta: average.mean(), threads: o.threads)
                 report = RoundReport(
                     round: round, accuracy: 0, loss: 0, participants: average.count, seconds: Date().timeIntervalSince(start),
                     trainingSeconds: trained.trainingSeconds.max() ?? 0,
-                    uploadBytes: average.count * parameterCount * 4, downloadBytes: selected.count * parameterCount * 4)
+                    uploadBytes: average.count * codec.payloadBytes, downloadBytes: selected.count * parameterCount * 4)
             }
             try global.setParameters(state.weights)
             let metrics = global.evaluate(eval)
@@ -300,7 +314,7 @@ public struct Simulation: Sendable {
     /// its own running sum in one pass. Groups are fixed by position and sums merge exactly, so the result
     /// does not depend on the number of workers or on which worker took which group.
     private static func trainInParallel(
-        selected: [Int], edges: [Dataset], workers: [[Model]], global: [Float], plan: LocalTrainingPlan, seed: UInt64
+        selected: [Int], edges: [Dataset], workers: [[Model]], global: [Float], plan: LocalTrainingPlan, seed: UInt64, codec: PlainCodec
     ) throws(CoreError) -> ParallelRound {
         let groups = Self.groups(positions: selected.count, size: workers[0].count)
         let groupCount = groups.count
@@ -314,7 +328,7 @@ public struct Simulation: Sendable {
             while true {
                 let group = nextGroup.add(1, ordering: .relaxed).oldValue
                 guard group < groupCount else { break }
-                var done = [(model: Model, examples: Int)]()
+                var done = [(model: Model, examples: Int, position: Int)]()
                 for (slot, i) in groups[group].enumerated() {
                     let edge = selected[i], model = workers[w][slot]
                     guard edges[edge].count > 0 else {
@@ -328,14 +342,34 @@ public struct Simulation: Sendable {
                         return try LocalTraining.run(modelAtGlobal: model, global: global, data: edges[edge], plan: plan, seed: seed ^ UInt64(edge))
                     }
                     if case .success(let run) = result {
-                        done.append((model, run.examples))
+                        done.append((model, run.examples, i))
                         seconds += run.seconds
                     }
                     trained.append((i, result))
                 }
                 guard !done.isEmpty else { continue }
-                Self.withParameters(of: done.map(\.model)) { locals in
-                    global.withUnsafeBufferPointer { sum.moveIn(differences: locals, from: $0, examples: done.map(\.examples)) }
+                if case .f32 = codec {
+                    Self.withParameters(of: done.map(\.model)) { locals in
+                        global.withUnsafeBufferPointer { sum.moveIn(differences: locals, from: $0, examples: done.map(\.examples)) }
+                    }
+                    continue
+                }
+                // A compressing codec: each update goes through its encoding and the server's decoding.
+                for (model, examples, position) in done {
+                    let added = Result { () throws(CoreError) in
+                        let decoded: [Float]
+                        let local = model.parameterVector()
+                        do throws(CodecError) {
+                            decoded = try codec.roundTrip(local: local, global: global, seed: seed ^ UInt64(selected[position]) ^ 0xC0DE)
+                        } catch {
+                            throw CoreError(.invalidData, "edge-\(selected[position]): \(error.message)")
+                        }
+                        try sum.add(delta: decoded, examples: examples)
+                        try model.setParameters(global)
+                    }
+                    if case .failure(let error) = added, let at = trained.lastIndex(where: { $0.0 == position }) {
+                        trained[at].1 = .failure(error)
+                    }
                 }
             }
             return (trained, sum, seconds)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlockCompression
 import FlockCore
 import FlockEdge
 import FlockServer
@@ -26,6 +27,9 @@ struct Simulate: AsyncParsableCommand {
             only the sum over the survivors. --drop-fraction F makes a random share F of each round's edges drop \
             out, each at a random phase. With --json each round object carries "secure_aggregation": {graph, \
             neighbours, threshold, dropped_per_phase, phase_seconds, abort_reason}.
+
+            --codec compresses the updates: q{b} and rot+q{b} under secure aggregation too (their encodings add \
+            up in Z_2^32), f32 and the quantizers without it. upload_bytes counts the encoded payloads.
 
             Example: flock-server simulate --train data/mnist5k-train.csv --eval data/mnist5k-test.csv \
             --clients 20 --partition shards --fraction 0.5 --rounds 20 --model 2nn --epochs 1 --batch 10 --lr 0.05
@@ -91,6 +95,15 @@ struct Simulate: AsyncParsableCommand {
     @Option(name: .customLong("drop-fraction"), help: ArgumentHelp("Share of each round's selected edges that drop out of secure aggregation, each at a random phase.", valueName: "F"))
     var dropFraction: Double = 0
 
+    @Option(help: ArgumentHelp(
+        "Update codec: f32 (no compression; the default without secure aggregation), fixed32 (the default with it), "
+            + "q1|q2|q4|q8|q16 (stochastic quantization, a range per block of 1,024 values) or rot+q{b} (after a randomized Hadamard rotation).",
+        valueName: "ID"))
+    var codec: String?
+
+    @Option(name: .customLong("initial-range"), help: ArgumentHelp("Under secure aggregation, the first round's quantization range of every block of q{b}/rot+q{b}; later rounds adapt it.", valueName: "S"))
+    var initialRange: Float = 0.01
+
     @Flag(help: "Print one JSON object per round and a final summary.")
     var json = false
 
@@ -121,18 +134,40 @@ struct Simulate: AsyncParsableCommand {
         } catch {
             throw ValidationError(error.message)
         }
+        do throws(CodecError) {
+            let spec = try codecSpec
+            try spec.check(secureAggregation: secureAggregation == "on")
+            if transport == "grpc", spec != (secureAggregation == "on" ? .fixed32 : .f32) {
+                throw CodecError("--codec \(spec) runs with --transport direct; serve does not take codecs yet")
+            }
+        } catch {
+            throw ValidationError(error.message)
+        }
+        guard initialRange.isFinite, initialRange > 0 else { throw ValidationError("--initial-range must be a positive number") }
+    }
+
+    /// The codec asked for, or the default of the secure-aggregation setting.
+    private var codecSpec: CodecSpec {
+        get throws(CodecError) {
+            if let codec { return try CodecSpec(parsing: codec) }
+            return secureAggregation == "on" ? .fixed32 : .f32
+        }
     }
 
     func run() async throws {
-        let options = Simulation.Options(
+        let spec = try codecSpec
+        var options = Simulation.Options(
             trainPath: train, evalPath: eval, clients: clients, partition: try PartitionScheme(parsing: partition),
             fraction: fraction, clientsPerRound: clientsPerRound, rounds: rounds, model: model,
             plan: LocalTrainingPlan(epochs: epochs, batchSize: batch, learningRate: lr),
             strategy: try AggregationStrategy(parsing: strategy), seed: seed,
             threads: threads ?? ProcessInfo.processInfo.activeProcessorCount, stateFolder: stateDir,
             secureAggregation: secureAggregation == "on"
-                ? SecureAggregationOptions(complete: secureGraph == "complete", threshold: threshold, dropFraction: dropFraction)
+                ? SecureAggregationOptions(
+                    complete: secureGraph == "complete", threshold: threshold, dropFraction: dropFraction, codec: spec, initialRange: initialRange)
                 : nil)
+        if secureAggregation == "off" { options.codec = spec }
+        let rounds = options.rounds
         if secureAggregation == "off" {
             StandardError.line("warning: secure aggregation is off: the server sees every edge's update in the clear")
         }
@@ -148,7 +183,7 @@ struct Simulate: AsyncParsableCommand {
                 } else {
                     var line = String(
                         format: "round %3d/%d  accuracy %.4f  loss %.4f  edges %d  %.3f s (training %.3f s)  up %.1f MB",
-                        report.round, options.rounds, report.accuracy, report.loss, report.participants, report.seconds,
+                        report.round, rounds, report.accuracy, report.loss, report.participants, report.seconds,
                         report.trainingSeconds, Double(report.uploadBytes) / 1e6)
                     if let secure = report.secureAggregation {
                         let drops = secure.droppedPerPhase.map(String.init).joined(separator: "/")

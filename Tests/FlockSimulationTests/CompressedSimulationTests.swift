@@ -1,0 +1,57 @@
+import FlockCompression
+import FlockCore
+import FlockServer
+import FlockSimulation
+import FlockTestSupport
+import Foundation
+import Testing
+
+/// `simulate --codec` on the real mnist5k data: compressed updates, with and without secure aggregation,
+/// learn like uncompressed ones and send the bytes their wire formats state.
+@Suite struct CompressedSimulationTests {
+    static func options(rounds: Int, secure: SecureAggregationOptions?, codec: CodecSpec = .f32) -> Simulation.Options {
+        var options = SecureSimulationTests.options(rounds: rounds, secure: secure)
+        options.codec = codec
+        return options
+    }
+
+    @Test func quantizedUpdatesUnderSecureAggregationLearnLikeFixedPointAndSendTheirStatedBytes() throws {
+        let fixed = try Simulation(options: Self.options(rounds: 5, secure: SecureAggregationOptions())).run()
+        for codec in [CodecSpec.quantized(bits: 2, rotated: false), .quantized(bits: 1, rotated: true)] {
+            var reports = [Simulation.RoundReport]()
+            let summary = try Simulation(options: Self.options(rounds: 5, secure: SecureAggregationOptions(codec: codec))).run { reports.append($0) }
+            #expect(summary.accuracy > fixed.accuracy - 0.02, "\(codec): \(summary.accuracy) against fixed32's \(fixed.accuracy)")
+            // 10 summands: base 10(2^b - 1) + 1, so q2 packs 6 values per word and q1 9; the words of the
+            // masked vector dominate the upload.
+            guard case .quantized(let bits, let rotated) = codec else { continue }
+            let quantizer = try StochasticQuantizer(bits: bits, rotated: rotated, length: 199_210, seed: 0)
+            let words = try MixedRadixPacking(radix: 10 * UInt64(quantizer.topDigit) + 1).wordCount(digits: quantizer.quantizedLength)
+            for report in reports {
+                let perEdge = report.uploadBytes / report.participants
+                #expect(perEdge >= 4 * words && perEdge < 4 * words + 8_000, "\(codec): \(perEdge) bytes per edge, \(words) words")
+            }
+        }
+    }
+
+    @Test func quantizedPayloadsWithoutSecureAggregationLearnLikeFloatsAtAboutAQuarterOfTheBytes() throws {
+        let plain = try Simulation(options: Self.options(rounds: 5, secure: nil)).run()
+        var reports = [Simulation.RoundReport]()
+        let q8 = try Simulation(options: Self.options(rounds: 5, secure: nil, codec: .quantized(bits: 8, rotated: false))).run { reports.append($0) }
+        #expect(abs(q8.accuracy - plain.accuracy) <= 0.01, "q8 \(q8.accuracy), f32 \(plain.accuracy)")
+        let payload = try StochasticQuantizer(bits: 8, rotated: false, length: 199_210, seed: 0).payloadByteCount
+        #expect(reports.allSatisfy { $0.uploadBytes == $0.participants * payload })
+        // One byte per value, plus a range per block of 1,024 and the 8-byte header: 3.98x fewer than f32.
+        #expect(Double(199_210 * 4) / Double(payload) > 3.95)
+    }
+
+    @Test func aCodecThatCannotRunUnderSecureAggregationIsRefusedBeforeAnyRound() throws {
+        var options = Self.options(rounds: 1, secure: SecureAggregationOptions(codec: .topK(fraction: 0.01)))
+        #expect(throws: CoreError.self) { try Simulation(options: options).run() }
+        options = Self.options(rounds: 1, secure: nil, codec: .sketch(rows: 5, columns: 100))
+        #expect(throws: CoreError.self) { try Simulation(options: options).run() }
+        let result = try TestData.run(TestData.executable("flock-server"), ["simulate", "--rounds", "1", "--codec", "topk:0.01"])
+        #expect(result.status == 64 && result.error.contains("cannot run under secure aggregation"), "\(result.error)")
+        let bad = try TestData.run(TestData.executable("flock-server"), ["simulate", "--rounds", "1", "--codec", "q3"])
+        #expect(bad.status == 64 && bad.error.contains("1, 2, 4, 8 or 16 bits"), "\(bad.error)")
+    }
+}

@@ -9,10 +9,14 @@
 # 3. Runs `flock-server bench secagg`: client and server time per phase and bytes per edge for
 #    n in {10, 100, 500}, d in {10k, 200k, 1.6M}, 0/10/30% drop-out, secagg+ and complete
 #    (complete where n^2 d is at most 2e9), beside libsodium's ChaCha20 rate (about 2 minutes).
+# 4. Runs `flock-server bench codecs`: upload bytes per edge, ratio to f32, accuracy and coding time
+#    of each update codec on the mnist5k simulate run, iid and shards, with and without secure
+#    aggregation (about 1 minute).
 #
 # Environment: PEER_PYTHON; TORCH_BENCH_ARGS (extra arguments for peer_torch_bench.py,
 # e.g. "--threads 1 --models 2NN"); FLOCK_BENCH_ARGS (extra arguments for flock-server bench training);
-# SECAGG_BENCH_ARGS (extra arguments for flock-server bench secagg, e.g. "--bonawitz").
+# SECAGG_BENCH_ARGS (extra arguments for flock-server bench secagg, e.g. "--bonawitz");
+# CODEC_BENCH_ARGS (extra arguments for flock-server bench codecs, e.g. "--partitions iid").
 # Numbers are only comparable on an otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,3 +63,7 @@ echo "== Flock: flock-server bench training"
 echo "== Flock: flock-server bench secagg (client and server time per phase, beside libsodium's ChaCha20)"
 # shellcheck disable=SC2086
 "$BIN/flock-server" bench secagg ${SECAGG_BENCH_ARGS:-}
+
+echo "== Flock: flock-server bench codecs (upload bytes, accuracy and coding time per update codec)"
+# shellcheck disable=SC2086
+"$BIN/flock-server" bench codecs --train data/mnist5k-train.csv --eval data/mnist5k-test.csv ${CODEC_BENCH_ARGS:-}

@@ -196,15 +196,58 @@ public enum PlainCodec: Sendable {
         }
     }
 
+    /// The payload of `delta` (rounding draws from `seed`).
+    /// - Throws: ``CodecError`` for a value that is not finite or a wrong length.
+    public func encode(_ delta: [Float], seed: UInt64) throws(CodecError) -> [UInt8] {
+        switch self {
+        case .f32(let length):
+            guard delta.count == length else { throw CodecError("f32: the update has \(delta.count) values, the model \(length)") }
+            guard delta.allSatisfy(\.isFinite) else { throw CodecError("f32: the update holds NaN or infinite values") }
+            return Self.bytes(of: delta.map(\.bitPattern))
+        case .fixedPoint(let codec, let length):
+            guard delta.count == length else { throw CodecError("fixed32: the update has \(delta.count) values, the model \(length)") }
+            return Self.bytes(of: try codec.encode(delta, examples: 1, seed: seed))
+        case .quantized(let codec):
+            return try codec.encodePayload(delta, seed: seed)
+        }
+    }
+
+    /// The update a payload carries.
+    /// - Throws: ``CodecError`` for a payload of the wrong size or with values that are not finite.
+    public func decode(_ payload: [UInt8]) throws(CodecError) -> [Float] {
+        switch self {
+        case .f32(let length):
+            guard payload.count == 4 * length else { throw CodecError("f32: a payload of \(payload.count) bytes; the model takes \(4 * length)") }
+            let values = Self.words(of: payload).map { Float(bitPattern: $0) }
+            guard values.allSatisfy(\.isFinite) else { throw CodecError("f32: the payload holds NaN or infinite values") }
+            return values
+        case .fixedPoint(let codec, let length):
+            guard payload.count == 4 * FixedPointQuantizer.encodedLength(length) else {
+                throw CodecError("fixed32: a payload of \(payload.count) bytes; the model takes \(4 * FixedPointQuantizer.encodedLength(length))")
+            }
+            return try codec.decodeMean(sum: Self.words(of: payload)).mean
+        case .quantized(let codec):
+            return try codec.decodePayload(payload)
+        }
+    }
+
     /// The update as the server decodes it from the payload of `local − global` (rounding draws from `seed`).
     /// - Throws: ``CodecError`` for a value that is not finite or a wrong length.
     public func roundTrip(local: [Float], global: [Float], seed: UInt64) throws(CodecError) -> [Float] {
         guard local.count == global.count else { throw CodecError("the local and global models differ in length") }
         let delta = zip(local, global).map { $0 - $1 }
-        switch self {
-        case .f32: return delta
-        case .fixedPoint(let codec, _): return try codec.decodeMean(sum: codec.encode(delta, examples: 1, seed: seed)).mean
-        case .quantized(let codec): return try codec.decodePayload(codec.encodePayload(delta, seed: seed))
-        }
+        if case .f32 = self { return delta }
+        return try decode(encode(delta, seed: seed))
+    }
+
+    static func bytes(of words: [UInt32]) -> [UInt8] {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(4 * words.count)
+        for w in words { StochasticQuantizer.append(w, to: &bytes) }
+        return bytes
+    }
+
+    static func words(of bytes: [UInt8]) -> [UInt32] {
+        (0..<(bytes.count / 4)).map { StochasticQuantizer.word(bytes, 4 * $0) }
     }
 }

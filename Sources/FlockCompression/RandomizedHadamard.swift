@@ -1,22 +1,25 @@
 /// A seeded random rotation of R^d that spreads an update's energy evenly over its coordinates before they
-/// are quantized, so one range fits every coordinate and few are clipped (Suresh et al. 2017, "Distributed
-/// Mean Estimation with Limited Communication"; Konečný et al. 2016, "Federated Learning: Strategies for
-/// Improving Communication Efficiency").
+/// are quantized, so one range fits every coordinate of a block and few are clipped (Suresh et al. 2017,
+/// "Distributed Mean Estimation with Limited Communication"; Konečný et al. 2016, "Federated Learning:
+/// Strategies for Improving Communication Efficiency").
 ///
-/// The rotation: permute the d coordinates with a seeded permutation (so every block holds a random sample
-/// of all layers), pad with zeros to a multiple of ``blockSize``, multiply by a seeded ±1 diagonal, and apply
-/// the orthonormal Walsh–Hadamard transform H/√B to each block of B = 1,024. Every step is orthogonal, so the
-/// inverse is the transpose, and the rotation is linear: the inverse rotation of a sum of rotated updates
-/// is the sum of the updates. Edges and server build the same rotation from the seed in the round plan.
+/// The rotation: permute the d coordinates in runs of ``chunk`` (a seeded permutation of the runs, so every
+/// block holds a random sample of all layers while memory is still read a cache line at a time), pad with
+/// zeros to a multiple of ``blockSize``, multiply by a seeded ±1 diagonal, and apply the orthonormal
+/// Walsh–Hadamard transform H/√B to each block of B = 1,024. Every step is orthogonal, so the inverse is the
+/// transpose, and the rotation is linear: the inverse rotation of a sum of rotated updates is the sum of the
+/// updates. Edges and server build the same rotation from the seed in the round plan.
 public struct RandomizedHadamard: Sendable {
     /// Coordinates per Hadamard block.
     public static let blockSize = 1_024
+    /// Coordinates moved together by the permutation (one 64-byte cache line of floats).
+    public static let chunk = 16
 
     /// Length of the vectors it rotates.
     public let length: Int
     /// Length of the rotated vectors: `length` rounded up to a multiple of ``blockSize``.
     public let paddedLength: Int
-    /// Position p of the permuted vector holds coordinate `order[p]`.
+    /// Run p of the permuted vector holds run `order[p]` of the input (runs of ``chunk``).
     private let order: [Int32]
     /// The ±1 diagonal, over the padded length.
     private let signs: [Float]
@@ -28,9 +31,10 @@ public struct RandomizedHadamard: Sendable {
         self.length = length
         paddedLength = (length + Self.blockSize - 1) / Self.blockSize * Self.blockSize
         var random = SplitMix64(seed: seed)
-        var order = (0..<Int32(length)).map { $0 }
-        if length > 1 {
-            for i in stride(from: length - 1, to: 0, by: -1) {  // Fisher–Yates
+        let runs = (length + Self.chunk - 1) / Self.chunk
+        var order = (0..<Int32(runs)).map { $0 }
+        if runs > 1 {
+            for i in stride(from: runs - 1, to: 0, by: -1) {  // Fisher–Yates
                 order.swapAt(i, Int(random.next() % UInt64(i + 1)))
             }
         }
@@ -51,7 +55,10 @@ public struct RandomizedHadamard: Sendable {
         out.withUnsafeMutableBufferPointer { y in
             order.withUnsafeBufferPointer { order in
                 signs.withUnsafeBufferPointer { signs in
-                    for p in 0..<length { y[p] = value(Int(order[p])) * signs[p] }
+                    for p in 0..<order.count {
+                        let source = Int(order[p]) * Self.chunk
+                        for j in 0..<min(Self.chunk, length - source) { y[p * Self.chunk + j] = value(source + j) * signs[p * Self.chunk + j] }
+                    }
                 }
             }
             Self.transformBlocks(y)
@@ -76,7 +83,10 @@ public struct RandomizedHadamard: Sendable {
             x.withUnsafeMutableBufferPointer { x in
                 order.withUnsafeBufferPointer { order in
                     signs.withUnsafeBufferPointer { signs in
-                        for p in 0..<length { x[Int(order[p])] = z[p] * signs[p] }
+                        for p in 0..<order.count {
+                            let source = Int(order[p]) * Self.chunk
+                            for j in 0..<min(Self.chunk, length - source) { x[source + j] = z[p * Self.chunk + j] * signs[p * Self.chunk + j] }
+                        }
                     }
                 }
             }

@@ -48,7 +48,7 @@ public struct StochasticQuantizer: Sendable {
         into digits: UnsafeMutableBufferPointer<UInt32>, seed: UInt64, range: (Int, UnsafeBufferPointer<Float>) -> Float,
         value: (Int) -> Float
     ) -> (ranges: [Float], squares: [Double]) {
-        let top = Float(topDigit)
+        let top = Float(topDigit), limit = topDigit
         let key = UInt32(truncatingIfNeeded: seed ^ (seed >> 32))
         var ranges = [Float](repeating: 0, count: blockCount)
         var squares = [Double](repeating: 0, count: blockCount)
@@ -70,7 +70,8 @@ public struct StochasticQuantizer: Sendable {
                 for j in 0..<count {
                     let t = min(max((values[j] + s) * scale, 0), top)
                     let u = Float(Int32(bitPattern: FixedPointQuantizer.mix(base &+ UInt32(truncatingIfNeeded: j)) >> 8)) * 0x1p-24 - 0.5
-                    out[j] = (t + u + 0x1.8p23).bitPattern &- 0x4B40_0000
+                    // t + u is a float: at t = top it can round up to top + 1/2, which ties up to top + 1.
+                    out[j] = min((t + u + 0x1.8p23).bitPattern &- 0x4B40_0000, limit)
                 }
                 ranges[block] = s
                 squares[block] = Self.sumOfSquares(values)

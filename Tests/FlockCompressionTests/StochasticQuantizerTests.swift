@@ -78,6 +78,16 @@ private func values(_ count: Int, seed: UInt64, scale: Float = 0.05, layered: Bo
         }.dropLast()
         #expect(blocks.max()! / blocks.min()! < 2, "\(blocks.min()!) ... \(blocks.max()!)")
     }
+
+    @Test func theRotationSpreadsASpikeEvenlyOverItsBlock() {
+        // One large value: rotated, every value of the block it lands in has magnitude |spike| / sqrt(1024).
+        let d = 4_096
+        var x = [Float](repeating: 0, count: d)
+        x[1_234] = 64
+        let y = RandomizedHadamard(length: d, seed: 5).rotate(x)
+        let hit = y.firstIndex { $0 != 0 }! / 1_024
+        for i in 0..<d { #expect(abs(abs(y[i]) - (i / 1_024 == hit ? 2 : 0)) < 1e-5) }
+    }
 }
 
 @Suite struct MixedRadixPackingTests {
@@ -212,6 +222,19 @@ private func values(_ count: Int, seed: UInt64, scale: Float = 0.05, layered: Bo
             let step = 2 * 0.05 / Double((1 << bits) - 1)
             let bound = step / 2 * Double(examples.count).squareRoot() / weight
             #expect((rms / Double(d)).squareRoot() <= bound * 1.1, "q\(bits): \((rms / Double(d)).squareRoot()) > \(bound)")
+        }
+    }
+
+    @Test func valuesClippedToTheRangeStayWithinTheTopDigit() throws {
+        // Every value far beyond the range: each digit is 0 or 2^b - 1 whatever the rounding draw, and one
+        // encoding decodes as a sum of one.
+        for bits in CodecSpec.quantizerBits {
+            let quantizer = try StochasticQuantizer(bits: bits, rotated: false, length: 50_000, seed: 0)
+            let codec = try RingQuantizer(
+                quantizer: quantizer, ranges: [Float](repeating: 0.001, count: quantizer.blockCount), maximumWeight: 1, maximumSummands: 10)
+            let words = try codec.encode((0..<50_000).map { $0 % 2 == 0 ? 5 : -5 }, examples: 1, seed: 3)
+            let decoded = try codec.decodeMean(sum: words, summands: 1)
+            for i in stride(from: 0, to: 50_000, by: 997) { #expect(abs(decoded.mean[i] - (i % 2 == 0 ? 0.001 : -0.001)) < 1e-6, "q\(bits)") }
         }
     }
 

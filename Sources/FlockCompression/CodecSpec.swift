@@ -240,14 +240,22 @@ public enum PlainCodec: Sendable {
         return try decode(encode(delta, seed: seed))
     }
 
+    /// The little-endian bytes of `words`.
     static func bytes(of words: [UInt32]) -> [UInt8] {
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(4 * words.count)
-        for w in words { StochasticQuantizer.append(w, to: &bytes) }
-        return bytes
+        [UInt8](unsafeUninitializedCapacity: 4 * words.count) { out, initialized in
+            let raw = UnsafeMutableRawBufferPointer(out)
+            for (i, word) in words.enumerated() { raw.storeBytes(of: word.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
+            initialized = 4 * words.count
+        }
     }
 
+    /// The little-endian words of `bytes` (a multiple of 4 long).
     static func words(of bytes: [UInt8]) -> [UInt32] {
-        (0..<(bytes.count / 4)).map { StochasticQuantizer.word(bytes, 4 * $0) }
+        [UInt32](unsafeUninitializedCapacity: bytes.count / 4) { out, initialized in
+            bytes.withUnsafeBytes { raw in
+                for i in 0..<(bytes.count / 4) { out[i] = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) }
+            }
+            initialized = bytes.count / 4
+        }
     }
 }

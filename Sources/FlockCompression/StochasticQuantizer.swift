@@ -132,7 +132,7 @@ public struct StochasticQuantizer: Sendable {
         Self.append(UInt32(length), to: &bytes)
         bytes += [UInt8(bits), rotation == nil ? 0 : 1, 0, 0]
         for r in ranges { Self.append(r.bitPattern, to: &bytes) }
-        for w in packed { Self.append(w, to: &bytes) }
+        bytes += PlainCodec.bytes(of: packed)
         return bytes
     }
 
@@ -150,7 +150,7 @@ public struct StochasticQuantizer: Sendable {
         let ranges = (0..<blockCount).map { Float(bitPattern: Self.word(bytes, 8 + 4 * $0)) }
         guard ranges.allSatisfy({ $0.isFinite && $0 >= 0 }) else { throw CodecError("\(identifier): a block range is negative or not finite") }
         let start = 8 + 4 * blockCount
-        let words = (0..<((bytes.count - start) / 4)).map { Self.word(bytes, start + 4 * $0) }
+        let words = PlainCodec.words(of: Array(bytes[start...]))
         var sums = [Double](repeating: 0, count: quantizedLength)
         guard MixedRadixPacking(bits: bits).unpack(words[...], count: quantizedLength, { i, digit in sums[i] = Double(digit) }) else {
             throw CodecError("\(identifier): the payload's last word holds bits beyond its digits")
@@ -207,7 +207,15 @@ public struct RingQuantizer: Sendable {
 
     /// Next round's range of a block, in root-mean-squares of its values: more for finer quantizers, which
     /// can afford a wide range, fewer for coarse ones, whose rounding noise grows with the range.
-    public var rangeFactor: Double { quantizer.bits == 1 ? 2 : quantizer.bits == 2 ? 2.5 : quantizer.bits == 4 ? 3 : 4 }
+    public var rangeFactor: Double {
+        switch quantizer.bits {
+        case 1: 2
+        case 2: 2.5
+        case 4: 3
+        case 8: 8
+        default: 32
+        }
+    }
 
     /// A ring encoder for a round.
     /// - Throws: ``CodecError`` when K summands of b bits do not fit 32 bits, or for a bad range or weight.

@@ -104,20 +104,25 @@ public struct RandomizedHadamard: Sendable {
             for offset in stride(from: 4 * start, to: 4 * (start + b), by: 32) {
                 raw.storeBytes(of: transform8(raw.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)), toByteOffset: offset, as: SIMD8<Float>.self)
             }
-            let block = UnsafeMutableBufferPointer(rebasing: v[start..<(start + b)])
+            let block = raw + 4 * start
             var h = 8
-            while h < b {
+            while h < b / 2 {
                 for i in stride(from: 0, to: b, by: 2 * h) {
-                    let low = UnsafeMutableBufferPointer(rebasing: block[i..<(i + h)])
-                    let high = UnsafeMutableBufferPointer(rebasing: block[(i + h)..<(i + 2 * h)])
-                    let last = 2 * h == b
-                    for j in 0..<h {
-                        let a = low[j], c = high[j]
-                        low[j] = last ? (a + c) * norm : a + c
-                        high[j] = last ? (a - c) * norm : a - c
+                    for j in stride(from: i, to: i + h, by: 8) {
+                        let a = block.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self)
+                        let c = block.loadUnaligned(fromByteOffset: 4 * (j + h), as: SIMD8<Float>.self)
+                        block.storeBytes(of: a + c, toByteOffset: 4 * j, as: SIMD8<Float>.self)
+                        block.storeBytes(of: a - c, toByteOffset: 4 * (j + h), as: SIMD8<Float>.self)
                     }
                 }
                 h *= 2
+            }
+            // The widest span, with the 1/√B scaling.
+            for j in stride(from: 0, to: h, by: 8) {
+                let a = block.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self)
+                let c = block.loadUnaligned(fromByteOffset: 4 * (j + h), as: SIMD8<Float>.self)
+                block.storeBytes(of: (a + c) * norm, toByteOffset: 4 * j, as: SIMD8<Float>.self)
+                block.storeBytes(of: (a - c) * norm, toByteOffset: 4 * (j + h), as: SIMD8<Float>.self)
             }
         }
     }

@@ -16,7 +16,7 @@
 # Environment: PEER_PYTHON; TORCH_BENCH_ARGS (extra arguments for peer_torch_bench.py,
 # e.g. "--threads 1 --models 2NN"); FLOCK_BENCH_ARGS (extra arguments for flock-server bench training);
 # SECAGG_BENCH_ARGS (extra arguments for flock-server bench secagg, e.g. "--bonawitz");
-# CODEC_BENCH_ARGS (extra arguments for flock-server bench codecs, e.g. "--partitions iid").
+# CODEC_BENCH_ARGS (extra arguments for flock-server bench codecs, e.g. "--partitions iid --codecs f32 q1").
 # Numbers are only comparable on an otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -7,7 +7,7 @@
 /// | `q{b}` | b-bit stochastic quantization with a range per block of 1,024 values (``StochasticQuantizer``) | yes |
 /// | `rot+q{b}` | the same after a seeded randomized Hadamard rotation (``RandomizedHadamard``) | yes |
 /// | `sketch:{rows}x{cols}` | a count sketch (FetchSGD, Rothchild et al. 2020) | yes, once implemented |
-/// | `topk:{fraction}` | the largest values with error feedback (DGC, Lin et al. 2018) | no: not linear |
+/// | `topk:{fraction}[,momentum=M][,warmup=W]` | the largest values with error feedback, momentum correction and warm-up (DGC, Lin et al. 2018; ``TopKSparsifier``) | no: not linear |
 ///
 /// b is 1, 2, 4, 8 or 16.
 public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
@@ -19,14 +19,15 @@ public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
     case quantized(bits: Int, rotated: Bool)
     /// A count sketch of `rows` × `columns` cells.
     case sketch(rows: Int, columns: Int)
-    /// Top-k sparsification keeping `fraction` of the values.
-    case topK(fraction: Double)
+    /// Top-k sparsification keeping `fraction` of the values, with momentum correction `momentum` and a
+    /// warm-up over an edge's first `warmUp` participations.
+    case topK(fraction: Double, momentum: Double = 0, warmUp: Int = 0, signs: Bool = false)
 
     /// Bit widths `q{b}` accepts.
     public static let quantizerBits = [1, 2, 4, 8, 16]
 
     /// Every form `--codec` accepts, for error messages and help.
-    public static let forms = "f32, fixed32, q{1,2,4,8,16}, rot+q{1,2,4,8,16}, sketch:ROWSxCOLS, topk:FRACTION"
+    public static let forms = "f32, fixed32, q{1,2,4,8,16}, rot+q{1,2,4,8,16}, sketch:ROWSxCOLS, topk:FRACTION[,momentum=M][,warmup=W][,values=sign]"
 
     /// Parses an identifier such as `q8`, `rot+q4`, `sketch:5x20000` or `topk:0.001`.
     /// - Throws: ``CodecError`` naming the accepted forms.
@@ -51,9 +52,23 @@ public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
                 }
                 self = .sketch(rows: rows, columns: columns)
             } else if text.hasPrefix("topk:") {
-                guard let fraction = Double(text.dropFirst(5)) else { throw bad }
+                let parts = text.dropFirst(5).split(separator: ",", omittingEmptySubsequences: false)
+                guard let fraction = Double(parts[0]) else { throw bad }
                 guard fraction > 0, fraction <= 1 else { throw CodecError("codec '\(text)': the kept fraction must be in (0, 1]") }
-                self = .topK(fraction: fraction)
+                var momentum = 0.0, warmUp = 0, signs = false
+                for option in parts.dropFirst() {
+                    if option.hasPrefix("momentum="), let m = Double(option.dropFirst(9)), m >= 0, m < 1 {
+                        momentum = m
+                    } else if option.hasPrefix("warmup="), let w = Int(option.dropFirst(7)), (0...20).contains(w) {
+                        warmUp = w
+                    } else if option == "values=sign" || option == "values=f32" {
+                        signs = option == "values=sign"
+                    } else {
+                        throw CodecError(
+                            "codec '\(text)': topk takes momentum=M (0 <= M < 1), warmup=W (0-20 participations) and values=f32|sign")
+                    }
+                }
+                self = .topK(fraction: fraction, momentum: momentum, warmUp: warmUp, signs: signs)
             } else {
                 throw bad
             }
@@ -67,7 +82,9 @@ public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
         case .fixed32: "fixed32"
         case .quantized(let bits, let rotated): (rotated ? "rot+q" : "q") + String(bits)
         case .sketch(let rows, let columns): "sketch:\(rows)x\(columns)"
-        case .topK(let fraction): "topk:\(fraction)"
+        case .topK(let fraction, let momentum, let warmUp, let signs):
+            "topk:\(fraction)" + (momentum > 0 ? ",momentum=\(momentum)" : "") + (warmUp > 0 ? ",warmup=\(warmUp)" : "")
+                + (signs ? ",values=sign" : "")
         }
     }
 
@@ -95,7 +112,6 @@ public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
                     "codec '\(identifier)' cannot run under secure aggregation: top-k picks different coordinates on every edge, "
                         + "so masked sums cannot be decoded; use rot+q{b} or q{b}, or turn secure aggregation off")
             }
-            throw CodecError("codec '\(identifier)': top-k is not available yet; use q{b} or rot+q{b}")
         case .f32:
             if secureAggregation {
                 throw CodecError("codec 'f32' cannot run under secure aggregation (floats do not add up in Z_2^32); use fixed32, q{b} or rot+q{b}")
@@ -172,6 +188,8 @@ public enum PlainCodec: Sendable {
     case fixedPoint(FixedPointQuantizer, length: Int)
     /// `q{b}` or `rot+q{b}` with the edge's own block ranges.
     case quantized(StochasticQuantizer)
+    /// `topk`, with the edges' error-feedback state kept by the caller.
+    case topK(TopKSparsifier, momentum: Float, warmUp: Int)
 
     /// The round's codec for updates of `length` values (`seed` draws a rotation).
     /// - Throws: ``CodecError`` for a codec that needs secure aggregation's ring or is not available yet.
@@ -182,17 +200,28 @@ public enum PlainCodec: Sendable {
         case .fixed32: self = .fixedPoint(try FixedPointQuantizer(maximumWeight: 1, maximumSummands: 1), length: length)
         case .quantized(let bits, let rotated):
             self = .quantized(try StochasticQuantizer(bits: bits, rotated: rotated, length: length, seed: seed ^ 0x0207_A7E5))
-        case .sketch, .topK:
+        case .topK(let fraction, let momentum, let warmUp, let signs):
+            self = .topK(try TopKSparsifier(length: length, fraction: fraction, signs: signs), momentum: Float(momentum), warmUp: warmUp)
+        case .sketch:
             throw CodecError("codec '\(spec)': not available yet")
         }
     }
 
-    /// Bytes of one payload.
+    /// Whether the codec keeps state on each edge between rounds (``ErrorFeedback``).
+    public var keepsEdgeState: Bool {
+        if case .topK = self { return true }
+        return false
+    }
+
+    /// Bytes of one payload (for `topk`, at the target fraction with 1-byte index gaps).
     public var payloadBytes: Int {
         switch self {
         case .f32(let length): 4 * length
         case .fixedPoint(_, let length): 4 * FixedPointQuantizer.encodedLength(length)
         case .quantized(let codec): codec.payloadByteCount
+        case .topK(let codec, _, _):
+            8 + (codec.signs ? 4 + (codec.keptCount(fraction: codec.fraction) + 7) / 8 : 4 * codec.keptCount(fraction: codec.fraction))
+                + codec.keptCount(fraction: codec.fraction)
         }
     }
 
@@ -209,6 +238,8 @@ public enum PlainCodec: Sendable {
             return Self.bytes(of: try codec.encode(delta, examples: 1, seed: seed))
         case .quantized(let codec):
             return try codec.encodePayload(delta, seed: seed)
+        case .topK(let codec, _, _):
+            return try codec.encode(delta, keeping: codec.keptCount(fraction: codec.fraction)).payload
         }
     }
 
@@ -228,16 +259,30 @@ public enum PlainCodec: Sendable {
             return try codec.decodeMean(sum: Self.words(of: payload)).mean
         case .quantized(let codec):
             return try codec.decodePayload(payload)
+        case .topK(let codec, _, _):
+            return try codec.decode(payload)
         }
     }
 
     /// The update as the server decodes it from the payload of `local − global` (rounding draws from `seed`).
     /// - Throws: ``CodecError`` for a value that is not finite or a wrong length.
-    public func roundTrip(local: [Float], global: [Float], seed: UInt64) throws(CodecError) -> [Float] {
+    /// `feedback` is the edge's error-feedback state for `topk` (created when nil), unused otherwise.
+    /// - Returns: the decoded update and the payload's size in bytes.
+    /// - Throws: ``CodecError`` for a value that is not finite or a wrong length.
+    public func roundTrip(local: [Float], global: [Float], seed: UInt64, feedback: inout ErrorFeedback?) throws(CodecError) -> (update: [Float], bytes: Int) {
         guard local.count == global.count else { throw CodecError("the local and global models differ in length") }
         let delta = zip(local, global).map { $0 - $1 }
-        if case .f32 = self { return delta }
-        return try decode(encode(delta, seed: seed))
+        switch self {
+        case .f32: return (delta, payloadBytes)
+        case .topK(let codec, let momentum, let warmUp):
+            var state = feedback ?? ErrorFeedback(length: codec.length)
+            let payload = try state.encode(delta, with: codec, momentum: momentum, warmUp: warmUp)
+            feedback = state
+            return (try codec.decode(payload), payload.count)
+        default:
+            let payload = try encode(delta, seed: seed)
+            return (try decode(payload), payload.count)
+        }
     }
 
     /// The little-endian bytes of `words`.

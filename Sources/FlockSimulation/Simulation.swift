@@ -208,6 +208,8 @@ public struct Simulation: Sendable {
         var abortsInARow = 0
         // A quantizing codec's block ranges under secure aggregation, adapted after every round.
         var ranges: [Float]?
+        // Each edge's error-feedback state under `topk` (kept for the run; not in the checkpoint).
+        let edgeStates = EdgeCodecStates()
         while state.round < o.rounds {
             round += 1
             let start = Date()
@@ -243,13 +245,14 @@ public struct Simulation: Sendable {
                     throw CoreError(.invalidArgument, error.message)
                 }
                 let trained = try Self.trainInParallel(
-                    selected: selected, edges: edges, workers: workers, global: state.weights, plan: plan, seed: roundSeed, codec: codec)
+                    selected: selected, edges: edges, workers: workers, global: state.weights, plan: plan, seed: roundSeed, codec: codec,
+                    edgeStates: edgeStates)
                 let average = try Self.accept(trained, selected: selected, round: round)
                 state.apply(meanDelta: average.mean(), threads: o.threads)
                 report = RoundReport(
                     round: round, accuracy: 0, loss: 0, participants: average.count, seconds: Date().timeIntervalSince(start),
                     trainingSeconds: trained.trainingSeconds.max() ?? 0,
-                    uploadBytes: average.count * codec.payloadBytes, downloadBytes: selected.count * parameterCount * 4)
+                    uploadBytes: trained.uploadBytes ?? average.count * codec.payloadBytes, downloadBytes: selected.count * parameterCount * 4)
             }
             try global.setParameters(state.weights)
             let metrics = global.evaluate(eval)
@@ -307,6 +310,8 @@ public struct Simulation: Sendable {
         var sum: WeightedAverage
         /// Seconds each worker spent in local training.
         var trainingSeconds: [Double]
+        /// Payload bytes of a compressing codec's updates (nil for `f32`).
+        var uploadBytes: Int?
     }
 
     /// Trains the selected edges in groups of consecutive selection positions (one per scratch model of a
@@ -314,7 +319,8 @@ public struct Simulation: Sendable {
     /// its own running sum in one pass. Groups are fixed by position and sums merge exactly, so the result
     /// does not depend on the number of workers or on which worker took which group.
     private static func trainInParallel(
-        selected: [Int], edges: [Dataset], workers: [[Model]], global: [Float], plan: LocalTrainingPlan, seed: UInt64, codec: PlainCodec
+        selected: [Int], edges: [Dataset], workers: [[Model]], global: [Float], plan: LocalTrainingPlan, seed: UInt64, codec: PlainCodec,
+        edgeStates: EdgeCodecStates
     ) throws(CoreError) -> ParallelRound {
         let groups = Self.groups(positions: selected.count, size: workers[0].count)
         let groupCount = groups.count
@@ -324,6 +330,7 @@ public struct Simulation: Sendable {
             var sum = WeightedAverage(length: global.count)
             var trained = [(Int, Result<LocalTraining, CoreError>)]()
             var seconds = 0.0
+            var uploaded = 0
             var modelsAtGlobal = false
             while true {
                 let group = nextGroup.add(1, ordering: .relaxed).oldValue
@@ -357,14 +364,18 @@ public struct Simulation: Sendable {
                 // A compressing codec: each update goes through its encoding and the server's decoding.
                 for (model, examples, position) in done {
                     let added = Result { () throws(CoreError) in
-                        let decoded: [Float]
+                        let decoded: (update: [Float], bytes: Int)
                         let local = model.parameterVector()
+                        let edge = selected[position]
+                        var feedback = codec.keepsEdgeState ? edgeStates.take(edge) : nil
                         do throws(CodecError) {
-                            decoded = try codec.roundTrip(local: local, global: global, seed: seed ^ UInt64(selected[position]) ^ 0xC0DE)
+                            decoded = try codec.roundTrip(local: local, global: global, seed: seed ^ UInt64(edge) ^ 0xC0DE, feedback: &feedback)
                         } catch {
-                            throw CoreError(.invalidData, "edge-\(selected[position]): \(error.message)")
+                            throw CoreError(.invalidData, "edge-\(edge): \(error.message)")
                         }
-                        try sum.add(delta: decoded, examples: examples)
+                        if let feedback { edgeStates.put(feedback, for: edge) }
+                        uploaded += decoded.bytes
+                        try sum.add(delta: decoded.update, examples: examples)
                         try model.setParameters(global)
                     }
                     if case .failure(let error) = added, let at = trained.lastIndex(where: { $0.0 == position }) {
@@ -372,16 +383,19 @@ public struct Simulation: Sendable {
                     }
                 }
             }
-            return (trained, sum, seconds)
+            return (trained, sum, seconds, uploaded)
         }
         var slots = [Result<LocalTraining, CoreError>?](repeating: nil, count: selected.count)
         var total = perWorker[0].1
-        for (w, (trained, sum, _)) in perWorker.enumerated() {
+        for (w, (trained, sum, _, _)) in perWorker.enumerated() {
             for (i, result) in trained { slots[i] = result }
             if w > 0 { total.merge(sum) }
         }
         let results = try slots.map { result throws(CoreError) -> LocalTraining in try result!.get() }
-        return ParallelRound(results: results, sum: total, trainingSeconds: perWorker.map(\.2))
+        if case .f32 = codec {
+            return ParallelRound(results: results, sum: total, trainingSeconds: perWorker.map(\.2), uploadBytes: nil)
+        }
+        return ParallelRound(results: results, sum: total, trainingSeconds: perWorker.map(\.2), uploadBytes: perWorker.reduce(0) { $0 + $1.3 })
     }
 
     /// Splits selection positions `0..<positions` into consecutive groups of `size` (the last may be
@@ -419,4 +433,16 @@ extension Simulation.Summary {
             rounds: reports.count, accuracy: last.accuracy, loss: last.loss, clients: clients,
             medianRoundSeconds: median, overhead: overhead, parameters: parameters)
     }
+}
+
+/// Every edge's codec state between rounds (``ErrorFeedback`` under `topk`), shared by the worker threads:
+/// a worker takes an edge's state out while it encodes that edge's update and puts it back after.
+final class EdgeCodecStates: Sendable {
+    private let states = Mutex<[Int: ErrorFeedback]>([:])
+
+    /// Removes and returns edge `edge`'s state, if it has one.
+    func take(_ edge: Int) -> ErrorFeedback? { states.withLock { $0.removeValue(forKey: edge) } }
+
+    /// Stores edge `edge`'s state.
+    func put(_ state: ErrorFeedback, for edge: Int) { states.withLock { $0[edge] = state } }
 }

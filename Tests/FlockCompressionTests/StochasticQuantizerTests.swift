@@ -45,6 +45,7 @@ private func values(_ count: Int, seed: UInt64, scale: Float = 0.05, layered: Bo
         try CodecSpec.f32.check(secureAggregation: false)
         try CodecSpec.quantized(bits: 4, rotated: true).check(secureAggregation: true)
         try CodecSpec.quantized(bits: 8, rotated: false).check(secureAggregation: false)
+        try CodecSpec.topK(fraction: 0.01).check(secureAggregation: false)
         #expect(CodecSpec.quantized(bits: 2, rotated: false).isLinearInTheRing && !CodecSpec.topK(fraction: 0.1).isLinearInTheRing)
     }
 }

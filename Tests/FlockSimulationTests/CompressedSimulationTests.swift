@@ -44,6 +44,18 @@ import Testing
         #expect(Double(199_210 * 4) / Double(payload) > 3.95)
     }
 
+    @Test func topKWithErrorFeedbackLearnsAndSendsItsPayloads() throws {
+        var reports = [Simulation.RoundReport]()
+        let codec = CodecSpec.topK(fraction: 0.03, momentum: 0.5, signs: true)
+        let summary = try Simulation(options: Self.options(rounds: 5, secure: nil, codec: codec)).run { reports.append($0) }
+        #expect(summary.accuracy > 0.75, "\(summary.accuracy)")
+        // 5,977 kept values: 8 + 4 + 748 bytes of header and signs, then one or two bytes per index gap.
+        for report in reports {
+            let perEdge = report.uploadBytes / report.participants
+            #expect(perEdge > 760 + 5_977 && perEdge < 760 + 2 * 5_977, "\(perEdge)")
+        }
+    }
+
     @Test func aCodecThatCannotRunUnderSecureAggregationIsRefusedBeforeAnyRound() throws {
         var options = Self.options(rounds: 1, secure: SecureAggregationOptions(codec: .topK(fraction: 0.01)))
         #expect(throws: CoreError.self) { try Simulation(options: options).run() }

@@ -238,11 +238,13 @@ struct Bench: ParsableCommand {
         @Option(help: ArgumentHelp("Evaluation data.", valueName: "TEST.csv"))
         var eval = "data/mnist5k-test.csv"
 
-        @Option(help: ArgumentHelp("Codecs run without secure aggregation, comma-separated.", valueName: "ID,..."))
-        var codecs = "f32,q8,q4,rot+q4,q2,rot+q2,q1,rot+q1"
+        @Option(parsing: .upToNextOption, help: ArgumentHelp("Codecs run without secure aggregation, separated by spaces.", valueName: "ID"))
+        var codecs = ["f32", "q8", "q4", "q2", "q1", "rot+q1", "topk:0.005", "topk:0.03,momentum=0.5,values=sign"]
 
-        @Option(name: .customLong("secure-codecs"), help: ArgumentHelp("Codecs run under secure aggregation, comma-separated.", valueName: "ID,..."))
-        var secureCodecs = "fixed32,q8,rot+q4,q2,rot+q2,q1,rot+q1"
+        @Option(
+            name: .customLong("secure-codecs"), parsing: .upToNextOption,
+            help: ArgumentHelp("Codecs run under secure aggregation, separated by spaces.", valueName: "ID"))
+        var secureCodecs = ["fixed32", "q8", "rot+q4", "rot+q2", "q1", "rot+q1"]
 
         @Option(help: ArgumentHelp("Partitions, comma-separated.", valueName: "P,..."))
         var partitions = "iid,shards"
@@ -256,8 +258,8 @@ struct Bench: ParsableCommand {
         func validate() throws {
             guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
             do {
-                for id in codecs.split(separator: ",") { try CodecSpec(parsing: String(id)).check(secureAggregation: false) }
-                for id in secureCodecs.split(separator: ",") { try CodecSpec(parsing: String(id)).check(secureAggregation: true) }
+                for id in codecs { try CodecSpec(parsing: id).check(secureAggregation: false) }
+                for id in secureCodecs { try CodecSpec(parsing: id).check(secureAggregation: true) }
                 for p in partitions.split(separator: ",") { _ = try PartitionScheme(parsing: String(p)) }
             } catch let error as CodecError {
                 throw ValidationError(error.message)
@@ -270,8 +272,8 @@ struct Bench: ParsableCommand {
             var runs = [(CodecSpec, Bool, PartitionScheme)]()
             for p in partitions.split(separator: ",") {
                 let partition = try PartitionScheme(parsing: String(p))
-                for id in codecs.split(separator: ",") { runs.append((try CodecSpec(parsing: String(id)), false, partition)) }
-                for id in secureCodecs.split(separator: ",") { runs.append((try CodecSpec(parsing: String(id)), true, partition)) }
+                for id in codecs { runs.append((try CodecSpec(parsing: id), false, partition)) }
+                for id in secureCodecs { runs.append((try CodecSpec(parsing: id), true, partition)) }
             }
             var rows = [CodecBenchmark.Row]()
             do throws(CoreError) {

@@ -277,18 +277,8 @@ private func values(_ count: Int, seed: UInt64, scale: Float = 0.05, layered: Bo
             quantizer: quantizer, ranges: [Float](repeating: 0.08, count: quantizer.blockCount), maximumWeight: examples.max()!,
             maximumSummands: ids.count)
         let encoded = try encodings(codec, ids.indices.map { values(d, seed: 300 + UInt64($0)) }, examples)
-        let configuration = SecAggConfiguration.make(round: 4, participants: ids, vectorLength: codec.wordCount, graphSeed: 2)
-        var server = try SecAggServer(configuration: configuration)
-        var clients = try ids.map { try SecAggClient(id: $0, configuration: configuration) }
-        for i in clients.indices { try server.receive(clients[i].advertise()) }
-        let rosters = try server.closeAdvertising()
-        for i in clients.indices { try server.receive(shares: clients[i].shareKeys(roster: rosters[ids[i]]!), from: ids[i]) }
-        let inbox = try server.closeSharing()
         // edge-3 drops before its masked input.
-        for i in clients.indices where i != 3 { try server.receive(clients[i].maskedInput(encoded[i], shares: inbox[ids[i]]!)) }
-        let requests = try server.closeMasking()
-        for i in clients.indices where i != 3 { try server.receive(clients[i].unmask(requests[ids[i]]!)) }
-        let (masked, included) = try server.finish()
+        let (masked, included) = try secureSum(encoded, round: 4, graphSeed: 2, dropping: 3)
         let plain = sum(encoded.enumerated().filter { $0.offset != 3 }.map(\.element))
         #expect(masked == plain)
         let secure = try codec.decodeMean(sum: masked, summands: included.count)

@@ -130,6 +130,31 @@ public enum RingCodec: Sendable {
     /// `q{b}` or `rot+q{b}` with the round's ranges.
     case quantized(RingQuantizer)
 
+    /// The round's ring codec for `spec` over updates of `length` values from `participants` edges, with full
+    /// weight at `maximumWeight` examples. A quantizer takes the block `ranges` of the plan (nil: every
+    /// block at `initialRange`) and draws its rotation from `seed`; `fixed32` clips at `clip`.
+    /// - Throws: ``CodecError`` for a codec that is not linear in the ring, or parameters that do not fit.
+    public init(
+        _ spec: CodecSpec, length: Int, participants: Int, maximumWeight: Int, ranges: [Float]?, initialRange: Float = 0.01, seed: UInt64,
+        clip: Float = 8
+    ) throws(CodecError) {
+        try spec.check(secureAggregation: true)
+        switch spec {
+        case .quantized(let bits, let rotated):
+            let quantizer = try StochasticQuantizer(bits: bits, rotated: rotated, length: length, seed: seed ^ 0x0207_A7E5)
+            let ranges = ranges ?? [Float](repeating: initialRange, count: quantizer.blockCount)
+            self = .quantized(try RingQuantizer(quantizer: quantizer, ranges: ranges, maximumWeight: maximumWeight, maximumSummands: participants))
+        default:
+            self = .fixedPoint(try FixedPointQuantizer(clip: clip, maximumWeight: maximumWeight, maximumSummands: participants))
+        }
+    }
+
+    /// A quantizer's block ranges (nil for `fixed32`), which the round plan carries.
+    public var ranges: [Float]? {
+        if case .quantized(let codec) = self { return codec.ranges }
+        return nil
+    }
+
     /// The codec's identifier.
     public var identifier: String {
         switch self {
@@ -205,6 +230,14 @@ public enum PlainCodec: Sendable {
         case .sketch:
             throw CodecError("codec '\(spec)': not available yet")
         }
+    }
+
+    /// The largest payload an edge may send (``payloadBytes`` but for `topk`, whose warm-up may keep a
+    /// quarter of the values and whose index gaps take up to 5 bytes each).
+    public var maximumPayloadBytes: Int {
+        guard case .topK(let codec, _, _) = self else { return payloadBytes }
+        let k = codec.keptCount(fraction: max(codec.fraction, 0.25))
+        return 8 + (codec.signs ? 4 + (k + 7) / 8 : 4 * k) + 5 * k
     }
 
     /// Whether the codec keeps state on each edge between rounds (``ErrorFeedback``).

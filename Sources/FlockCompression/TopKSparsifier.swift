@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The `topk:F` codec: an edge sends only the k = ⌈F·d⌉ values of largest magnitude, for rounds without
 /// secure aggregation (every edge picks different coordinates, so masked sums could not be decoded).
 ///
@@ -200,4 +202,19 @@ public struct ErrorFeedback: Sendable {
         participations += 1
         return payload
     }
+}
+
+/// Error-feedback states of many edges (or of one edge across rounds), keyed by edge, shared by threads: a
+/// caller takes a state out while it encodes and puts it back after, so no two encodings share one.
+public final class ErrorFeedbackStore<Key: Hashable & Sendable>: Sendable {
+    private let states = Mutex<[Key: ErrorFeedback]>([:])
+
+    /// An empty store.
+    public init() {}
+
+    /// Removes and returns `key`'s state, if there is one.
+    public func take(_ key: Key) -> ErrorFeedback? { states.withLock { $0.removeValue(forKey: key) } }
+
+    /// Stores `key`'s state.
+    public func put(_ state: ErrorFeedback, for key: Key) { states.withLock { $0[key] = state } }
 }

@@ -1,3 +1,4 @@
+import FlockCompression
 import FlockCore
 import FlockEdge
 import FlockServer
@@ -63,6 +64,10 @@ public struct GRPCSimulation: Sendable {
             configuration.secureGraph = secure.graph
             configuration.secureThreshold = secure.threshold ?? 0
             configuration.securePhaseSeconds = 60
+            configuration.codec = secure.codec
+            configuration.codecInitialRange = secure.initialRange
+        } else {
+            configuration.codec = o.codec
         }
         configuration.federatedEvaluation = false
         configuration.epochs = o.plan.epochs

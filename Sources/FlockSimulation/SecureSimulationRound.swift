@@ -51,14 +51,9 @@ public struct SecureAggregationOptions: Sendable, Equatable {
     /// - Throws: ``CoreError/Code/invalidArgument`` when the codec cannot take that many summands.
     public func ringCodec(length: Int, participants: Int, maximumWeight: Int, ranges: [Float]?, seed: UInt64) throws(CoreError) -> RingCodec {
         do {
-            switch codec {
-            case .quantized(let bits, let rotated):
-                let quantizer = try StochasticQuantizer(bits: bits, rotated: rotated, length: length, seed: seed ^ 0x0207_A7E5)
-                let ranges = ranges ?? [Float](repeating: initialRange, count: quantizer.blockCount)
-                return .quantized(try RingQuantizer(quantizer: quantizer, ranges: ranges, maximumWeight: maximumWeight, maximumSummands: participants))
-            default:
-                return .fixedPoint(try FixedPointQuantizer(clip: clip, maximumWeight: maximumWeight, maximumSummands: participants))
-            }
+            return try RingCodec(
+                codec, length: length, participants: participants, maximumWeight: maximumWeight, ranges: ranges, initialRange: initialRange,
+                seed: seed, clip: clip)
         } catch {
             throw CoreError(.invalidArgument, error.message)
         }

@@ -209,7 +209,7 @@ public struct Simulation: Sendable {
         // A quantizing codec's block ranges under secure aggregation, adapted after every round.
         var ranges: [Float]?
         // Each edge's error-feedback state under `topk` (kept for the run; not in the checkpoint).
-        let edgeStates = EdgeCodecStates()
+        let edgeStates = ErrorFeedbackStore<Int>()
         while state.round < o.rounds {
             round += 1
             let start = Date()
@@ -320,7 +320,7 @@ public struct Simulation: Sendable {
     /// does not depend on the number of workers or on which worker took which group.
     private static func trainInParallel(
         selected: [Int], edges: [Dataset], workers: [[Model]], global: [Float], plan: LocalTrainingPlan, seed: UInt64, codec: PlainCodec,
-        edgeStates: EdgeCodecStates
+        edgeStates: ErrorFeedbackStore<Int>
     ) throws(CoreError) -> ParallelRound {
         let groups = Self.groups(positions: selected.count, size: workers[0].count)
         let groupCount = groups.count
@@ -433,16 +433,4 @@ extension Simulation.Summary {
             rounds: reports.count, accuracy: last.accuracy, loss: last.loss, clients: clients,
             medianRoundSeconds: median, overhead: overhead, parameters: parameters)
     }
-}
-
-/// Every edge's codec state between rounds (``ErrorFeedback`` under `topk`), shared by the worker threads:
-/// a worker takes an edge's state out while it encodes that edge's update and puts it back after.
-final class EdgeCodecStates: Sendable {
-    private let states = Mutex<[Int: ErrorFeedback]>([:])
-
-    /// Removes and returns edge `edge`'s state, if it has one.
-    func take(_ edge: Int) -> ErrorFeedback? { states.withLock { $0.removeValue(forKey: edge) } }
-
-    /// Stores edge `edge`'s state.
-    func put(_ state: ErrorFeedback, for edge: Int) { states.withLock { $0[edge] = state } }
 }

@@ -93,17 +93,17 @@ extension Flock_V1_SecAggReveal {
 }
 
 extension Flock_V1_SecureAggregation {
-    /// The protocol parameters of `round` this plan section describes, for updates of `parameters` values
-    /// (encoded with one more word, the weight).
+    /// The protocol parameters of `round` this plan section describes, for masked vectors of `vectorLength`
+    /// words (the round codec's encoding, its weight word included).
     /// - Throws: ``SecAggError/Kind/malformed`` for a section that is not enabled or out of range.
-    public func configuration(round: UInt64, parameters: Int) throws(SecAggError) -> SecAggConfiguration {
+    public func configuration(round: UInt64, vectorLength: Int) throws(SecAggError) -> SecAggConfiguration {
         guard enabled else { throw SecAggError(.malformed, "secure aggregation is not enabled in this plan") }
         guard participants.count <= 10_000, participants.allSatisfy(WireLimits.isValidEdgeId) else {
             throw SecAggError(.malformed, "a plan lists at most 10,000 valid edge ids")
         }
         let configuration = SecAggConfiguration(
             round: round, participants: participants, neighbourCount: Int(neighbours), threshold: Int(threshold),
-            vectorLength: parameters + 1, graphSeed: graphSeed)
+            vectorLength: vectorLength, graphSeed: graphSeed)
         try configuration.validate()
         return configuration
     }

@@ -117,6 +117,28 @@ import Testing
         #expect(table.output.contains("secagg drops") && table.output.contains("0/1/1/0"), "\(table.output)")
     }
 
+    @Test(arguments: [
+        (["--codec", "rot+q2"], 5.0),
+        (["--codec", "q8", "--secure-aggregation", "off"], 3.9),
+        (["--codec", "topk:0.03,momentum=0.5,values=sign", "--secure-aggregation", "off"], 60.0),
+    ])
+    func edgesSendCompressedUpdatesAndTheServerDecodesThem(codec: [String], fewerBytes: Double) throws {
+        let fleet = Fleet()
+        let parts = try fleet.partition(3, scheme: "iid")
+        let server = try fleet.startServer(["--rounds", "3", "--min-clients", "3", "--heartbeat", "0.3"] + codec + Self.holdout)
+        for (i, part) in parts.enumerated() { try fleet.startEdge("edge-\(i)", server: server, data: part) }
+        try fleet.wait("3 rounds") { try fleet.status()["completed_rounds"] as? Int == 3 }
+        let rounds = try fleet.rounds()
+        #expect(rounds.allSatisfy { $0["participants"] as? Int == 3 })
+        // What the edges sent, framing (and under secure aggregation keys and shares) included, against
+        // three f32 updates of the 199,210-parameter 2nn.
+        for round in rounds {
+            let ratio = Double(3 * 199_210 * 4) / Double(round["upload_bytes"] as? Int ?? 1)
+            #expect(ratio > fewerBytes, "\(codec): \(ratio)x fewer bytes than f32")
+        }
+        #expect((rounds.last?["accuracy"] as? Double ?? 0) > 0.75, "\(codec): \(rounds.last ?? [:])")
+    }
+
     @Test func theServerKilledWithSIGKILLResumesFromTheLastCompletedRoundAndEdgesReconnect() throws {
         let fleet = Fleet()
         let parts = try fleet.partition(3, scheme: "iid")

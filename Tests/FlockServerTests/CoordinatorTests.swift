@@ -76,7 +76,12 @@ final class ManualTime: Sendable {
         await #expect(throws: ServeRefusal.self) {
             _ = try await coordinator.checkUpload(id: "a", session: a.session, round: 1, codec: "f32", payloadBytes: UInt64(n * 4 - 4))
         }
-        #expect(try await coordinator.checkUpload(id: "a", session: a.session, round: 1, codec: "f32", payloadBytes: UInt64(n * 4)) == n)
+        let expectation = try await coordinator.checkUpload(id: "a", session: a.session, round: 1, codec: "f32", payloadBytes: UInt64(n * 4))
+        guard case .plain(.f32, let bytes, true) = expectation else {
+            Issue.record("an f32 upload expected \(expectation)")
+            return
+        }
+        #expect(bytes == n * 4)
 
         try await coordinator.reportEvaluation(id: "a", session: a.session, round: 1, examples: 5, loss: 1.0, accuracy: 0.4)
         await #expect(throws: ServeRefusal.self) {

@@ -60,6 +60,8 @@ public struct EdgeAgent: Sendable {
     private let log: @Sendable (String) -> Void
     /// Seed derived once from the id: the held-out split and each round's local shuffling.
     private let idSeed: UInt64
+    /// This edge's `topk` error feedback between rounds (what it has not sent yet).
+    private let feedback = ErrorFeedbackStore<String>()
 
     /// Prepares an agent over `data`, split once into training and held-out rows (seeded by the id).
     /// - Throws: ``CoreError`` for a bad id or split.
@@ -176,8 +178,15 @@ public struct EdgeAgent: Sendable {
             }
             let (update, metrics) = try await train(file: file, config: config, evaluate: plan.evaluate)
             if let metrics { try await report(metrics, round: round, session: session) }
+            let payload: [UInt8]
             do {
-                try await submit(payload: LittleEndianFloats.encode(update.delta), codec: "f32", examples: update.examples, update: update, round: round, session: session)
+                payload = try encode(update, plan: plan)
+            } catch let error as CodecError {
+                log("\(options.id): round \(round): cannot encode the update: \(error.message)")
+                return
+            }
+            do {
+                try await submit(payload: payload, codec: plan.codec.id, examples: update.examples, update: update, round: round, session: session)
                 options.onAccepted?(round, update)
                 log("\(options.id): round \(round): \(update.examples) examples, loss \(String(format: "%.4f", update.trainLoss)), "
                     + "\(String(format: "%.3f", update.seconds)) s training; update accepted")
@@ -185,6 +194,22 @@ public struct EdgeAgent: Sendable {
                 log("\(options.id): round \(round): update not taken: \(error.message)")
             }
         }
+    }
+
+    /// The payload of `update` in the plan's codec (`topk` folds in, and keeps, this edge's error feedback).
+    /// - Throws: ``CodecError`` for a codec this edge does not know or cannot use without secure aggregation.
+    private func encode(_ update: LocalUpdate, plan: Flock_V1_RoundPlan) throws(CodecError) -> [UInt8] {
+        let spec = try CodecSpec(parsing: plan.codec.id)
+        if spec == .f32 { return LittleEndianFloats.encode(update.delta) }
+        let codec = try PlainCodec(spec, length: update.delta.count, seed: plan.codec.seed)
+        guard case .topK(let sparsifier, let momentum, let warmUp) = codec else {
+            return try codec.encode(update.delta, seed: plan.training.seed ^ idSeed ^ 0xC0DE)
+        }
+        var state = feedback.take(options.id) ?? ErrorFeedback(length: sparsifier.length)
+        if state.residual.count != sparsifier.length { state = ErrorFeedback(length: sparsifier.length) }
+        let payload = try state.encode(update.delta, with: sparsifier, momentum: momentum, warmUp: warmUp)
+        feedback.put(state, for: options.id)
+        return payload
     }
 
     /// Evaluates the plan's model on the held-out split (when asked) and trains it on the training split, on
@@ -240,13 +265,16 @@ public struct EdgeAgent: Sendable {
         let round = plan.round
         let secure = plan.secureAggregation
         var client: SecAggClient
-        let quantizer: FixedPointQuantizer
+        let quantizer: RingCodec
         do {
-            let configuration = try secure.configuration(round: round, parameters: file.parameters.count)
+            let spec = try CodecSpec(parsing: plan.codec.id)
+            if case .quantized = spec, plan.codec.ranges.isEmpty { throw CodecError("the plan's \(spec) carries no block ranges") }
+            quantizer = try RingCodec(
+                spec, length: file.parameters.count, participants: secure.participants.count, maximumWeight: Int(clamping: secure.maximumWeight),
+                ranges: plan.codec.ranges.isEmpty ? nil : plan.codec.ranges, seed: plan.codec.seed, clip: secure.clip)
+            let configuration = try secure.configuration(round: round, vectorLength: quantizer.wordCount(length: file.parameters.count))
             client = try SecAggClient(id: options.id, configuration: configuration)
             client.threads = options.threads
-            quantizer = try FixedPointQuantizer(
-                clip: secure.clip, maximumWeight: Int(clamping: secure.maximumWeight), maximumSummands: configuration.participants.count)
         } catch let error as SecAggError {
             log("\(options.id): round \(round): refusing the secure-aggregation plan: \(error.message)")
             return
@@ -277,7 +305,7 @@ public struct EdgeAgent: Sendable {
             if let metrics { try await report(metrics, round: round, session: session) }
             let words = try quantizer.encode(update.delta, examples: update.examples, seed: config.seed ^ idSeed ^ 0xC0DE)
             let masked = try client.maskedInput(words, shares: inbox.shares.map { share throws(SecAggError) in try share.share(round: round) })
-            try await submit(payload: LittleEndianFloats.encodeWords(masked.words), codec: FixedPointQuantizer.identifier, examples: 0, update: update, round: round, session: session)
+            try await submit(payload: LittleEndianFloats.encodeWords(masked.words), codec: quantizer.identifier, examples: 0, update: update, round: round, session: session, masked: true)
             guard case .unmask(let request)? = try await awaitSecAgg(.unmask, round: round, session: session) else { return }
             var reveal = Flock_V1_SecAggReveal(try client.unmask(request.request(round: round)))
             reveal.session = session.token
@@ -361,7 +389,7 @@ public struct EdgeAgent: Sendable {
         return file
     }
 
-    private func submit(payload: [UInt8], codec: String, examples: Int, update: LocalUpdate, round: UInt64, session: Session) async throws {
+    private func submit(payload: [UInt8], codec: String, examples: Int, update: LocalUpdate, round: UInt64, session: Session, masked: Bool = false) async throws {
         var header = Flock_V1_UpdateHeader()
         header.edgeID = options.id
         header.session = session.token
@@ -370,9 +398,8 @@ public struct EdgeAgent: Sendable {
         header.exampleCount = UInt64(examples)
         header.payloadBytes = UInt64(payload.count)
         // A masked input says nothing about the edge in the clear, its training loss and time included.
-        let plain = codec != FixedPointQuantizer.identifier
-        header.trainLoss = plain ? update.trainLoss : 0
-        header.trainSeconds = plain ? update.seconds : 0
+        header.trainLoss = masked ? 0 : update.trainLoss
+        header.trainSeconds = masked ? 0 : update.seconds
         let first = Flock_V1_UpdateChunk.with { $0.header = header }
         let response = try await connection.edge.submitUpdate(options: EdgeConnection.options(timeout: 300)) { writer in
             try await writer.write(first)

@@ -87,6 +87,9 @@ public actor Coordinator {
     private var secAggWaiters: [String: SecAggWaiter] = [:]
     private var nextWaiterToken: UInt64 = 0
     private var onStop: (@Sendable () -> Void)?
+    /// A quantizing codec's block ranges for the next secure round, from the last one's aggregated mean
+    /// squares (nil: the initial range; not kept across restarts).
+    private var secureRanges: [Float]?
     private let journal: RoundJournal
 
     /// Loads the round checkpoint from the data directory (or starts fresh) and prepares the first model.
@@ -333,35 +336,50 @@ public actor Coordinator {
         open?.record.downloadBytes += bytes
     }
 
+    /// What an update's payload must be, as ``checkUpload(id:session:round:codec:payloadBytes:)`` found.
+    public enum UploadExpectation: Sendable {
+        /// A masked ring vector of exactly this many 32-bit words (secure aggregation).
+        case masked(words: Int)
+        /// One edge's payload of `codec`, of exactly `bytes` (at most `bytes` when not `exact`).
+        case plain(codec: PlainCodec, bytes: Int, exact: Bool)
+    }
+
     /// Checks an update's header before its payload is received.
-    /// - Returns: the number of 4-byte values the payload must hold (parameters as f32, or the words of a
-    ///   masked fixed32 vector in a secure round).
+    /// - Returns: what the payload must hold: the words of a masked vector in a secure round, or a payload
+    ///   of the round's codec.
     /// - Throws: ``ServeRefusal`` for a bad session, codec, size, round or edge.
-    public func checkUpload(id: String, session: String, round: UInt64, codec: String, payloadBytes: UInt64) throws(ServeRefusal) -> Int {
+    public func checkUpload(id: String, session: String, round: UInt64, codec: String, payloadBytes: UInt64) throws(ServeRefusal) -> UploadExpectation {
         try authenticate(id: id, session: session)
         let parameters = global.weights.count
-        if let open, open.secure != nil, UInt64(open.record.round) == round {
-            let words = FixedPointQuantizer.encodedLength(parameters)
-            guard codec == FixedPointQuantizer.identifier else {
-                throw ServeRefusal(.invalidArgument, "round \(round) uses secure aggregation: send the masked \(FixedPointQuantizer.identifier) vector, not '\(codec)'")
+        if let open, let secure = open.secure, UInt64(open.record.round) == round {
+            let words = secure.quantizer.wordCount(length: parameters)
+            guard codec == secure.quantizer.identifier else {
+                throw ServeRefusal(.invalidArgument, "round \(round) uses secure aggregation: send the masked \(secure.quantizer.identifier) vector, not '\(codec)'")
             }
             guard payloadBytes == UInt64(words) * 4 else {
                 throw ServeRefusal(.invalidArgument, "masked input of \(payloadBytes) bytes; the round expects \(words) words (\(words * 4) bytes)")
             }
-            guard open.secure?.expectsMaskedInput(from: id) == true else {
+            guard secure.expectsMaskedInput(from: id) else {
                 throw ServeRefusal(.failedPrecondition, "round \(round) takes no masked input from \(id) now")
             }
-            return words
+            return .masked(words: words)
         }
-        guard codec == "f32" else { throw ServeRefusal(.invalidArgument, "codec '\(codec)' is not used in this round; the plan asks for f32") }
-        guard payloadBytes == UInt64(parameters) * 4 else {
-            throw ServeRefusal(.invalidArgument, "update of \(payloadBytes) bytes; the model has \(parameters) parameters (\(parameters * 4) bytes as f32)")
+        let planned = open?.plan.codec.id ?? configuration.roundCodec.identifier
+        guard codec == planned else { throw ServeRefusal(.invalidArgument, "codec '\(codec)' is not used in this round; the plan asks for \(planned)") }
+        let plain: PlainCodec
+        do { plain = try PlainCodec(CodecSpec(parsing: codec), length: parameters, seed: open?.plan.codec.seed ?? 0) } catch {
+            throw ServeRefusal(.invalidArgument, error.message)
+        }
+        let exact = !plain.keepsEdgeState
+        guard exact ? payloadBytes == UInt64(plain.payloadBytes) : payloadBytes <= UInt64(plain.maximumPayloadBytes) else {
+            throw ServeRefusal(.invalidArgument, "update of \(payloadBytes) bytes; a \(codec) update of this model's \(parameters) parameters takes "
+                + (exact ? "\(plain.payloadBytes)" : "at most \(plain.maximumPayloadBytes)"))
         }
         var probe = machine ?? RoundStateMachine(configuration: .init(target: 1, minimumUpdates: 1))
         do { _ = try probe.receive(.update(round: Int(clamping: round), edge: id, now: now)) } catch {
             throw Self.refusal(error)
         }
-        return parameters
+        return .plain(codec: plain, bytes: exact ? plain.payloadBytes : Int(payloadBytes), exact: exact)
     }
 
     /// Accepts one edge's update into the open round.
@@ -502,7 +520,8 @@ public actor Coordinator {
         var training = configuration.plan
         training.seed = configuration.seed &+ UInt64(roundId) &* 1_000_003
         plan.training = Flock_V1_LocalTraining(training)
-        plan.codec.id = "f32"
+        plan.codec.id = configuration.roundCodec.identifier
+        plan.codec.seed = training.seed ^ 0xC0DE_C5EE_D
         plan.secureAggregation.enabled = false
         plan.evaluate = configuration.federatedEvaluation
         var secure: ServedSecureRound?
@@ -704,19 +723,28 @@ extension Coordinator {
     /// Sets up secure aggregation of a round over `participants` and writes its parameters into `plan`.
     private func makeSecureRound(round: Int, participants: [String], plan: inout Flock_V1_RoundPlan, now moment: Double) throws(CoreError) -> ServedSecureRound {
         let ids = participants.sorted()
-        var parameters = SecAggConfiguration.make(
-            round: UInt64(round), participants: ids, vectorLength: FixedPointQuantizer.encodedLength(global.weights.count),
-            complete: configuration.secureGraph == "complete", graphSeed: configuration.seed &+ UInt64(round),
-            threshold: configuration.secureThreshold > 0 ? configuration.secureThreshold : nil)
-        parameters.threshold = min(parameters.threshold, parameters.neighbourhoodSize)
         // The edges' registered example counts (already known to the server) set the codec's full weight.
         let maximumWeight = max(1, ids.compactMap { membership.edges[$0]?.examples }.max() ?? 1)
         do {
-            let quantizer = try FixedPointQuantizer(maximumWeight: maximumWeight, maximumSummands: ids.count)
+            let length = global.weights.count
+            var quantizer = try RingCodec(
+                configuration.roundCodec, length: length, participants: ids.count, maximumWeight: maximumWeight, ranges: nil,
+                initialRange: configuration.codecInitialRange, seed: plan.codec.seed)
+            if let ranges = secureRanges, ranges.count == quantizer.ranges?.count {
+                quantizer = try RingCodec(
+                    configuration.roundCodec, length: length, participants: ids.count, maximumWeight: maximumWeight, ranges: ranges,
+                    seed: plan.codec.seed)
+            }
+            var parameters = SecAggConfiguration.make(
+                round: UInt64(round), participants: ids, vectorLength: quantizer.wordCount(length: length),
+                complete: configuration.secureGraph == "complete", graphSeed: configuration.seed &+ UInt64(round),
+                threshold: configuration.secureThreshold > 0 ? configuration.secureThreshold : nil)
+            parameters.threshold = min(parameters.threshold, parameters.neighbourhoodSize)
             let secure = try ServedSecureRound(
                 configuration: parameters, quantizer: quantizer, threads: ProcessInfo.processInfo.activeProcessorCount,
                 now: moment, phaseLength: configuration.securePhaseSeconds)
-            plan.codec.id = FixedPointQuantizer.identifier
+            plan.codec.id = quantizer.identifier
+            plan.codec.ranges = quantizer.ranges ?? []
             plan.secureAggregation = Flock_V1_SecureAggregation.with {
                 $0.enabled = true
                 $0.graph = configuration.secureGraph
@@ -724,7 +752,7 @@ extension Coordinator {
                 $0.threshold = UInt32(parameters.threshold)
                 $0.participants = ids
                 $0.graphSeed = parameters.graphSeed
-                $0.clip = quantizer.clip
+                $0.clip = 8
                 $0.maximumWeight = UInt64(maximumWeight)
             }
             return secure
@@ -896,7 +924,7 @@ extension Coordinator {
     /// Ends phase 4 (all revealed, or its deadline): unmasks the sum, decodes it and completes the round.
     private func finishSecure(round: Int) {
         guard let finished = open, var secure = finished.secure, finished.record.round == round, secure.phase == .unmasking else { return }
-        let outcome: (meanDelta: [Float], included: [String])
+        let outcome: (meanDelta: [Float], included: [String], nextRanges: [Float]?)
         do { outcome = try secure.finish(now: now) } catch {
             abandon(round: round, reason: "secure aggregation: \(error.message)")
             return
@@ -905,6 +933,7 @@ extension Coordinator {
             abandon(round: round, reason: "the decoded sum is not finite")
             return
         }
+        secureRanges = outcome.nextRanges
         var done = finished
         done.secure = secure
         complete(done, meanDelta: outcome.meanDelta, participants: outcome.included.count)

@@ -67,6 +67,7 @@ public struct EdgeServiceHandler: Flock_V1_EdgeService.SimpleServiceProtocol {
         var header: Flock_V1_UpdateHeader?
         var payload = [UInt8]()
         var expected = 0
+        var expectation: Coordinator.UploadExpectation?
         var wireBytes = 0
         for try await message in request {
             wireBytes += Self.framedSize(message)
@@ -74,11 +75,15 @@ public struct EdgeServiceHandler: Flock_V1_EdgeService.SimpleServiceProtocol {
             case .header(let h):
                 guard header == nil else { throw RPCError(code: .invalidArgument, message: "an update stream carries one header, first") }
                 guard WireLimits.isValidEdgeId(h.edgeID) else { throw RPCError(code: .invalidArgument, message: "malformed edge id") }
-                let parameters = try await refusing { () async throws(ServeRefusal) in
+                let expecting = try await refusing { () async throws(ServeRefusal) in
                     try await coordinator.checkUpload(
                         id: h.edgeID, session: h.session, round: h.round, codec: h.codec, payloadBytes: h.payloadBytes)
                 }
-                expected = parameters * 4
+                switch expecting {
+                case .masked(let words): expected = words * 4
+                case .plain(_, let bytes, _): expected = bytes
+                }
+                expectation = expecting
                 payload.reserveCapacity(expected)
                 header = h
             case .data(let data):
@@ -98,7 +103,8 @@ public struct EdgeServiceHandler: Flock_V1_EdgeService.SimpleServiceProtocol {
         guard payload.count == expected else {
             throw RPCError(code: .invalidArgument, message: "update payload has \(payload.count) bytes; its header announced \(expected)")
         }
-        if header.codec == FixedPointQuantizer.identifier {
+        guard let expectation else { throw RPCError(code: .invalidArgument, message: "the update stream had no header") }
+        if case .masked = expectation {
             // A masked input: uniform-looking words, so nothing to check beyond the length.
             guard header.exampleCount == 0 else {
                 throw RPCError(code: .invalidArgument, message: "a masked input carries its weight inside; example_count must be 0")
@@ -109,9 +115,17 @@ public struct EdgeServiceHandler: Flock_V1_EdgeService.SimpleServiceProtocol {
             }
             return Flock_V1_SubmitUpdateResponse.with { $0.accepted = true }
         }
-        let delta = LittleEndianFloats.decode(payload)
-        if let bad = delta.firstIndex(where: { !$0.isFinite }) {
-            throw RPCError(code: .invalidArgument, message: "update value \(bad) is not finite (NaN or infinity); nothing was accepted")
+        guard case .plain(let codec, _, _) = expectation else { throw RPCError(code: .internalError, message: "unexpected upload kind") }
+        let delta: [Float]
+        if case .f32 = codec {
+            delta = LittleEndianFloats.decode(payload)
+            if let bad = delta.firstIndex(where: { !$0.isFinite }) {
+                throw RPCError(code: .invalidArgument, message: "update value \(bad) is not finite (NaN or infinity); nothing was accepted")
+            }
+        } else {
+            do { delta = try codec.decode(payload) } catch {
+                throw RPCError(code: .invalidArgument, message: "\(error.message); nothing was accepted")
+            }
         }
         try await refusing { () async throws(ServeRefusal) in
             try await coordinator.submit(

@@ -13,7 +13,7 @@ struct ServedSecureRound: Sendable {
     enum Phase: Int, Sendable { case advertising, sharing, masking, unmasking }
 
     private(set) var protocolServer: SecAggServer
-    let quantizer: FixedPointQuantizer
+    let quantizer: RingCodec
     private(set) var phase = Phase.advertising
     /// When the current key phase (advertising, sharing, unmasking) closes without the missing edges.
     private(set) var deadline: Double
@@ -30,7 +30,7 @@ struct ServedSecureRound: Sendable {
     private(set) var phaseSeconds = [0.0, 0, 0, 0]
     let phaseLength: Double
 
-    init(configuration: SecAggConfiguration, quantizer: FixedPointQuantizer, threads: Int, now: Double, phaseLength: Double) throws(SecAggError) {
+    init(configuration: SecAggConfiguration, quantizer: RingCodec, threads: Int, now: Double, phaseLength: Double) throws(SecAggError) {
         protocolServer = try SecAggServer(configuration: configuration)
         protocolServer.threads = threads
         self.quantizer = quantizer
@@ -114,12 +114,14 @@ struct ServedSecureRound: Sendable {
         return revealed.count == requests.count
     }
 
-    /// Ends the round: unmasks the sum and decodes the survivors' weighted mean update.
-    mutating func finish(now: Double) throws(SecAggError) -> (meanDelta: [Float], included: [String]) {
+    /// Ends the round: unmasks the sum and decodes the survivors' weighted mean update (and, for a
+    /// quantizer, the next round's block ranges).
+    mutating func finish(now: Double) throws(SecAggError) -> (meanDelta: [Float], included: [String], nextRanges: [Float]?) {
         let (sum, included) = try protocolServer.finish()
         phaseSeconds[Phase.unmasking.rawValue] = now - phaseStarted
         do {
-            return (try quantizer.decodeMean(sum: sum).mean, included)
+            let decoded = try quantizer.decodeMean(sum: sum, summands: included.count)
+            return (decoded.mean, included, decoded.nextRanges)
         } catch {
             throw SecAggError(.malformed, error.message)
         }

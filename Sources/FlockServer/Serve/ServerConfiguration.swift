@@ -1,3 +1,4 @@
+import FlockCompression
 import FlockCore
 import FlockWire
 
@@ -66,6 +67,13 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var secureThreshold = 0
     /// Seconds each key phase (advertise, share, unmask) waits for edges before it closes without them.
     public var securePhaseSeconds = 20.0
+    /// The update codec; nil for the default of the secure-aggregation setting (`fixed32` on, `f32` off).
+    public var codec: CodecSpec?
+    /// The first secure round's range of every block under `q{b}`/`rot+q{b}` (later rounds adapt it).
+    public var codecInitialRange: Float = 0.01
+
+    /// The codec rounds use.
+    public var roundCodec: CodecSpec { codec ?? (secureAggregation ? .fixed32 : .f32) }
 
     /// The defaults.
     public init() {}
@@ -76,7 +84,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         "clients_per_round", "fraction", "min_clients", "over_selection", "round_timeout", "heartbeat_seconds",
         "edge_timeout", "strategy", "federated_evaluation", "seed", "max_message_bytes", "long_poll_capacity",
         "local.epochs", "local.batch", "local.lr", "local.clip",
-        "secure_aggregation", "secure_graph", "secure_threshold", "secure_phase_seconds",
+        "secure_aggregation", "secure_graph", "secure_threshold", "secure_phase_seconds", "codec", "codec_initial_range",
     ]
 
     /// The defaults overridden by the keys of `file`.
@@ -117,6 +125,10 @@ public struct ServerConfiguration: Sendable, Equatable {
         if let v = try file.string("secure_graph") { secureGraph = v }
         if let v = try file.integer("secure_threshold") { secureThreshold = v }
         if let v = try file.number("secure_phase_seconds") { securePhaseSeconds = v }
+        if let v = try file.string("codec") {
+            do { codec = try CodecSpec(parsing: v) } catch { throw CoreError(.invalidData, "\(file.source): \(error.message)") }
+        }
+        if let v = try file.number("codec_initial_range") { codecInitialRange = Float(v) }
     }
 
     /// Checks every value's range.
@@ -143,6 +155,8 @@ public struct ServerConfiguration: Sendable, Equatable {
         try require(["secagg+", "complete"].contains(secureGraph), "secure_graph must be secagg+ or complete")
         try require(secureThreshold >= 0 && secureThreshold <= 255, "secure_threshold must be 0 (two thirds of a neighbourhood) to 255")
         try require(securePhaseSeconds > 0 && securePhaseSeconds <= 3_600, "secure_phase_seconds must be in (0, 3600]")
+        try require(codecInitialRange.isFinite && codecInitialRange > 0, "codec_initial_range must be positive")
+        do { try roundCodec.check(secureAggregation: secureAggregation) } catch { throw CoreError(.invalidArgument, error.message) }
         try plan.validate()
     }
 

@@ -385,6 +385,12 @@ public nonisolated struct Flock_V1_Codec: Sendable {
   /// at most 16 entries of at most 256 bytes each
   public var parameters: Dictionary<String,String> = [:]
 
+  /// q{b}/rot+q{b} under secure aggregation: each block's range
+  public var ranges: [Float] = []
+
+  /// the round's codec seed (the rotation of rot+q{b})
+  public var seed: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1474,7 +1480,7 @@ nonisolated extension Flock_V1_LocalTraining: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Flock_V1_Codec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Codec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}parameters\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}parameters\0\u{1}ranges\0\u{1}seed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1484,6 +1490,8 @@ nonisolated extension Flock_V1_Codec: SwiftProtobuf.Message, SwiftProtobuf._Mess
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
       case 2: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.parameters) }()
+      case 3: try { try decoder.decodeRepeatedFloatField(value: &self.ranges) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.seed) }()
       default: break
       }
     }
@@ -1496,12 +1504,20 @@ nonisolated extension Flock_V1_Codec: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if !self.parameters.isEmpty {
       try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.parameters, fieldNumber: 2)
     }
+    if !self.ranges.isEmpty {
+      try visitor.visitPackedFloatField(value: self.ranges, fieldNumber: 3)
+    }
+    if self.seed != 0 {
+      try visitor.visitSingularUInt64Field(value: self.seed, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Flock_V1_Codec, rhs: Flock_V1_Codec) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs.parameters != rhs.parameters {return false}
+    if lhs.ranges != rhs.ranges {return false}
+    if lhs.seed != rhs.seed {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlockCompression
 import FlockCore
 import FlockServer
 import FlockWire
@@ -89,6 +90,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("secure-threshold"), help: "Shares that reconstruct a secret; 0 for two thirds of a neighbourhood. [default: 0]")
     var secureThreshold: Int?
 
+    @Option(help: ArgumentHelp(
+        "Update codec: f32 or fixed32 (no compression; the defaults without and with secure aggregation), q1|q2|q4|q8|q16, "
+            + "rot+q{b}, or topk:F[,momentum=M][,warmup=W][,values=sign] (without secure aggregation).",
+        valueName: "ID"))
+    var codec: String?
+
     func resolved() throws(CoreError) -> ServerConfiguration {
         var c = ServerConfiguration()
         if let config { c = try ServerConfiguration(file: try ConfigFile(path: config)) }
@@ -115,6 +122,9 @@ struct Serve: AsyncParsableCommand {
         }
         if let secureGraph { c.secureGraph = secureGraph }
         if let secureThreshold { c.secureThreshold = secureThreshold }
+        if let codec {
+            do { c.codec = try CodecSpec(parsing: codec) } catch { throw CoreError(.invalidArgument, error.message) }
+        }
         try c.validate()
         return c
     }

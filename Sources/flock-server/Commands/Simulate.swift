@@ -137,9 +137,6 @@ struct Simulate: AsyncParsableCommand {
         do throws(CodecError) {
             let spec = try codecSpec
             try spec.check(secureAggregation: secureAggregation == "on")
-            if transport == "grpc", spec != (secureAggregation == "on" ? .fixed32 : .f32) {
-                throw CodecError("--codec \(spec) runs with --transport direct; serve does not take codecs yet")
-            }
         } catch {
             throw ValidationError(error.message)
         }

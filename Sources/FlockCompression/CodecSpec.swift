@@ -6,7 +6,7 @@
 /// | `fixed32` | every value in fixed point in Z_2^32 (``FixedPointQuantizer``) | yes |
 /// | `q{b}` | b-bit stochastic quantization with a range per block of 1,024 values (``StochasticQuantizer``) | yes |
 /// | `rot+q{b}` | the same after a seeded randomized Hadamard rotation (``RandomizedHadamard``) | yes |
-/// | `sketch:{rows}x{cols}` | a count sketch (FetchSGD, Rothchild et al. 2020) | yes, once implemented |
+/// | `sketch:{rows}x{cols}[,q{b}][,k=K]` | a count sketch whose cells travel as `q{b}` (default q8); the server recovers K heavy coordinates (FetchSGD, Rothchild et al. 2020; ``CountSketch``) | only (for now) |
 /// | `topk:{fraction}[,momentum=M][,warmup=W]` | the largest values with error feedback, momentum correction and warm-up (DGC, Lin et al. 2018; ``TopKSparsifier``) | no: not linear |
 ///
 /// b is 1, 2, 4, 8 or 16.
@@ -17,8 +17,9 @@ public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
     case fixed32
     /// b-bit stochastic quantization, optionally after a randomized Hadamard rotation.
     case quantized(bits: Int, rotated: Bool)
-    /// A count sketch of `rows` × `columns` cells.
-    case sketch(rows: Int, columns: Int)
+    /// A count sketch of `rows` × `columns` cells, each quantized to `cellBits`; the server applies the `k`
+    /// heaviest coordinates a round (nil: a quarter of the columns).
+    case sketch(rows: Int, columns: Int, cellBits: Int = 8, k: Int? = nil)
     /// Top-k sparsification keeping `fraction` of the values, with momentum correction `momentum` and a
     /// warm-up over an edge's first `warmUp` participations.
     case topK(fraction: Double, momentum: Double = 0, warmUp: Int = 0, signs: Bool = false)
@@ -27,7 +28,7 @@ public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
     public static let quantizerBits = [1, 2, 4, 8, 16]
 
     /// Every form `--codec` accepts, for error messages and help.
-    public static let forms = "f32, fixed32, q{1,2,4,8,16}, rot+q{1,2,4,8,16}, sketch:ROWSxCOLS, topk:FRACTION[,momentum=M][,warmup=W][,values=sign]"
+    public static let forms = "f32, fixed32, q{1,2,4,8,16}, rot+q{1,2,4,8,16}, sketch:ROWSxCOLS[,q{b}][,k=K], topk:FRACTION[,momentum=M][,warmup=W][,values=sign]"
 
     /// Parses an identifier such as `q8`, `rot+q4`, `sketch:5x20000` or `topk:0.001`.
     /// - Throws: ``CodecError`` naming the accepted forms.
@@ -45,12 +46,24 @@ public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
                 }
                 self = .quantized(bits: bits, rotated: rotated)
             } else if text.hasPrefix("sketch:") {
-                let size = text.dropFirst(7).split(separator: "x", omittingEmptySubsequences: false)
+                let parts = text.dropFirst(7).split(separator: ",", omittingEmptySubsequences: false)
+                let size = parts[0].split(separator: "x", omittingEmptySubsequences: false)
                 guard size.count == 2, let rows = Int(size[0]), let columns = Int(size[1]) else { throw bad }
                 guard (1...32).contains(rows), (1...(1 << 24)).contains(columns) else {
                     throw CodecError("codec '\(text)': a sketch has 1-32 rows and 1-16777216 columns")
                 }
-                self = .sketch(rows: rows, columns: columns)
+                var cellBits = 8
+                var k: Int?
+                for option in parts.dropFirst() {
+                    if option.hasPrefix("q"), let bits = Int(option.dropFirst()), Self.quantizerBits.contains(bits) {
+                        cellBits = bits
+                    } else if option.hasPrefix("k="), let heavy = Int(option.dropFirst(2)), heavy >= 1 {
+                        k = heavy
+                    } else {
+                        throw CodecError("codec '\(text)': a sketch takes q{1,2,4,8,16} (its cells' quantizer) and k=K (coordinates applied a round)")
+                    }
+                }
+                self = .sketch(rows: rows, columns: columns, cellBits: cellBits, k: k)
             } else if text.hasPrefix("topk:") {
                 let parts = text.dropFirst(5).split(separator: ",", omittingEmptySubsequences: false)
                 guard let fraction = Double(parts[0]) else { throw bad }
@@ -81,7 +94,8 @@ public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
         case .f32: "f32"
         case .fixed32: "fixed32"
         case .quantized(let bits, let rotated): (rotated ? "rot+q" : "q") + String(bits)
-        case .sketch(let rows, let columns): "sketch:\(rows)x\(columns)"
+        case .sketch(let rows, let columns, let cellBits, let k):
+            "sketch:\(rows)x\(columns)" + (cellBits == 8 ? "" : ",q\(cellBits)") + (k.map { ",k=\($0)" } ?? "")
         case .topK(let fraction, let momentum, let warmUp, let signs):
             "topk:\(fraction)" + (momentum > 0 ? ",momentum=\(momentum)" : "") + (warmUp > 0 ? ",warmup=\(warmUp)" : "")
                 + (signs ? ",values=sign" : "")
@@ -105,7 +119,9 @@ public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
     public func check(secureAggregation: Bool) throws(CodecError) {
         switch self {
         case .sketch:
-            throw CodecError("codec '\(identifier)': count sketches are not available yet; use q{b} or rot+q{b}")
+            if !secureAggregation {
+                throw CodecError("codec '\(identifier)': count sketches run under secure aggregation only for now; use topk or q{b} without it")
+            }
         case .topK:
             if secureAggregation {
                 throw CodecError(
@@ -129,6 +145,9 @@ public enum RingCodec: Sendable {
     case fixedPoint(FixedPointQuantizer)
     /// `q{b}` or `rot+q{b}` with the round's ranges.
     case quantized(RingQuantizer)
+    /// `sketch`: the count sketch of the update, its cells quantized with the round's ranges; decoding gives
+    /// the mean sketch, which ``FetchSGDState`` turns into an update.
+    case sketched(CountSketch, RingQuantizer, k: Int)
 
     /// The round's ring codec for `spec` over updates of `length` values from `participants` edges, with full
     /// weight at `maximumWeight` examples. A quantizer takes the block `ranges` of the plan (nil: every
@@ -144,6 +163,14 @@ public enum RingCodec: Sendable {
             let quantizer = try StochasticQuantizer(bits: bits, rotated: rotated, length: length, seed: seed ^ 0x0207_A7E5)
             let ranges = ranges ?? [Float](repeating: initialRange, count: quantizer.blockCount)
             self = .quantized(try RingQuantizer(quantizer: quantizer, ranges: ranges, maximumWeight: maximumWeight, maximumSummands: participants))
+        case .sketch(let rows, let columns, let cellBits, let k):
+            // The hashes stay the same from round to round, so that the server's sketches add up.
+            let sketch = try CountSketch(rows: rows, columns: columns, length: length, seed: CountSketch.sharedSeed)
+            let quantizer = try StochasticQuantizer(bits: cellBits, rotated: false, length: sketch.cellCount, seed: 0)
+            let ranges = ranges ?? [Float](repeating: initialRange, count: quantizer.blockCount)
+            self = .sketched(
+                sketch, try RingQuantizer(quantizer: quantizer, ranges: ranges, maximumWeight: maximumWeight, maximumSummands: participants),
+                k: k ?? max(1, columns / 4))
         default:
             self = .fixedPoint(try FixedPointQuantizer(clip: clip, maximumWeight: maximumWeight, maximumSummands: participants))
         }
@@ -151,8 +178,10 @@ public enum RingCodec: Sendable {
 
     /// A quantizer's block ranges (nil for `fixed32`), which the round plan carries.
     public var ranges: [Float]? {
-        if case .quantized(let codec) = self { return codec.ranges }
-        return nil
+        switch self {
+        case .fixedPoint: nil
+        case .quantized(let codec), .sketched(_, let codec, _): codec.ranges
+        }
     }
 
     /// The codec's identifier.
@@ -160,6 +189,8 @@ public enum RingCodec: Sendable {
         switch self {
         case .fixedPoint: FixedPointQuantizer.identifier
         case .quantized(let codec): codec.quantizer.identifier
+        case .sketched(let sketch, let codec, let k):
+            CodecSpec.sketch(rows: sketch.rows, columns: sketch.columns, cellBits: codec.quantizer.bits, k: k).identifier
         }
     }
 
@@ -167,7 +198,7 @@ public enum RingCodec: Sendable {
     public func wordCount(length: Int) -> Int {
         switch self {
         case .fixedPoint: FixedPointQuantizer.encodedLength(length)
-        case .quantized(let codec): codec.wordCount
+        case .quantized(let codec), .sketched(_, let codec, _): codec.wordCount
         }
     }
 
@@ -177,6 +208,8 @@ public enum RingCodec: Sendable {
         switch self {
         case .fixedPoint(let codec): try codec.encode(local: local, minus: global, examples: examples, seed: seed)
         case .quantized(let codec): try codec.encode(local: local, minus: global, examples: examples, seed: seed)
+        case .sketched(let sketch, let codec, _):
+            try codec.encode(sketch.sketch { local[$0] - global[$0] }, examples: examples, seed: seed)
         }
     }
 
@@ -186,18 +219,20 @@ public enum RingCodec: Sendable {
         switch self {
         case .fixedPoint(let codec): try codec.encode(delta, examples: examples, seed: seed)
         case .quantized(let codec): try codec.encode(delta, examples: examples, seed: seed)
+        case .sketched(let sketch, let codec, _): try codec.encode(sketch.sketch { delta[$0] }, examples: examples, seed: seed)
         }
     }
 
-    /// Decodes the sum of `summands` encodings: the weighted mean update, its total weight, and for the
-    /// quantizers the next round's ranges.
+    /// Decodes the sum of `summands` encodings: the weighted mean update (for `sketch`, the weighted mean
+    /// sketch, which ``FetchSGDState/step(meanSketch:)`` turns into an update), its total weight, and for
+    /// the quantizers the next round's ranges.
     /// - Throws: ``CodecError`` for a malformed sum.
     public func decodeMean(sum: [UInt32], summands: Int) throws(CodecError) -> (mean: [Float], totalWeight: Double, nextRanges: [Float]?) {
         switch self {
         case .fixedPoint(let codec):
             let (mean, weight) = try codec.decodeMean(sum: sum)
             return (mean, weight, nil)
-        case .quantized(let codec):
+        case .quantized(let codec), .sketched(_, let codec, _):
             let decoded = try codec.decodeMean(sum: sum, summands: summands)
             return (decoded.mean, decoded.totalWeight, decoded.nextRanges)
         }
@@ -228,7 +263,7 @@ public enum PlainCodec: Sendable {
         case .topK(let fraction, let momentum, let warmUp, let signs):
             self = .topK(try TopKSparsifier(length: length, fraction: fraction, signs: signs), momentum: Float(momentum), warmUp: warmUp)
         case .sketch:
-            throw CodecError("codec '\(spec)': not available yet")
+            throw CodecError("codec '\(spec)': count sketches run under secure aggregation only for now")
         }
     }
 

@@ -119,8 +119,8 @@ public struct TopKSparsifier: Sendable, Equatable {
         return out
     }
 
-    /// The k-th largest |v_i| (quickselect on a copy of the magnitudes, expected linear time).
-    static func kthLargestMagnitude(_ v: [Float], k: Int) -> Float {
+    /// The k-th largest |v_i| (quickselect on a copy of the magnitudes, expected linear time), 1 ≤ k ≤ v.count.
+    public static func kthLargestMagnitude(_ v: [Float], k: Int) -> Float {
         var m = v.map { abs($0) }
         var low = 0, high = m.count - 1
         let target = k - 1  // position in descending order

@@ -154,6 +154,9 @@ public struct Simulation: Sendable {
     /// Updates a worker adds to its running sum in one pass over it.
     static let updatesPerPass = 4
 
+    /// FetchSGD's momentum ρ in sketch space.
+    static let sketchMomentum: Float = 0
+
     /// Creates a simulation.
     public init(options: Options) { self.options = options }
 
@@ -210,6 +213,8 @@ public struct Simulation: Sendable {
         var ranges: [Float]?
         // Each edge's error-feedback state under `topk` (kept for the run; not in the checkpoint).
         let edgeStates = ErrorFeedbackStore<Int>()
+        // The server's FetchSGD momentum and error sketches under `sketch`.
+        var fetch: FetchSGDState?
         while state.round < o.rounds {
             round += 1
             let start = Date()
@@ -223,7 +228,18 @@ public struct Simulation: Sendable {
                     global: state.weights, plan: plan, seed: roundSeed, ranges: ranges
                 ).run()
                 if let next = outcome.nextRanges { ranges = next }
-                if let mean = outcome.meanDelta {
+                if var mean = outcome.meanDelta {
+                    if case .sketch(let rows, let columns, _, let k) = secure.codec {
+                        if fetch == nil {
+                            do {
+                                let sketch = try CountSketch(rows: rows, columns: columns, length: parameterCount, seed: CountSketch.sharedSeed)
+                                fetch = FetchSGDState(sketch: sketch, momentum: Self.sketchMomentum, k: k ?? max(1, columns / 4))
+                            } catch {
+                                throw CoreError(.invalidArgument, error.message)
+                            }
+                        }
+                        mean = fetch!.step(meanSketch: mean)
+                    }
                     guard mean.allSatisfy(\.isFinite) else {
                         throw CoreError(.invalidData, "round \(round): the decoded sum holds NaN or infinite values")
                     }

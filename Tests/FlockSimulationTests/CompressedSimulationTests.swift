@@ -56,6 +56,17 @@ import Testing
         }
     }
 
+    @Test func sketchedUpdatesUnderSecureAggregationLearnAtAThirtiethOfTheBytes() throws {
+        var reports = [Simulation.RoundReport]()
+        let codec = CodecSpec.sketch(rows: 5, columns: 7_000, cellBits: 2, k: 1_000)
+        let summary = try Simulation(options: Self.options(rounds: 6, secure: SecureAggregationOptions(codec: codec))).run { reports.append($0) }
+        #expect(summary.accuracy > 0.6, "\(summary.accuracy)")
+        for report in reports {
+            let ratio = Double(199_210 * 4) / Double(report.uploadBytes / report.participants)
+            #expect(ratio > 30, "\(ratio)x fewer bytes than f32")
+        }
+    }
+
     @Test func aCodecThatCannotRunUnderSecureAggregationIsRefusedBeforeAnyRound() throws {
         var options = Self.options(rounds: 1, secure: SecureAggregationOptions(codec: .topK(fraction: 0.01)))
         #expect(throws: CoreError.self) { try Simulation(options: options).run() }

@@ -97,7 +97,8 @@ struct Simulate: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp(
         "Update codec: f32 (no compression; the default without secure aggregation), fixed32 (the default with it), "
-            + "q1|q2|q4|q8|q16 (stochastic quantization, a range per block of 1,024 values) or rot+q{b} (after a randomized Hadamard rotation).",
+            + "q1|q2|q4|q8|q16 (stochastic quantization, a range per block of 1,024 values), rot+q{b} (after a randomized Hadamard rotation), "
+            + "topk:F[,momentum=M][,warmup=W][,values=sign] (without secure aggregation) or sketch:RxC[,q{b}][,k=K] (with it).",
         valueName: "ID"))
     var codec: String?
 
@@ -137,6 +138,7 @@ struct Simulate: AsyncParsableCommand {
         do throws(CodecError) {
             let spec = try codecSpec
             try spec.check(secureAggregation: secureAggregation == "on")
+            if case .sketch = spec, transport == "grpc" { throw CodecError("--codec \(spec) runs with --transport direct only for now") }
         } catch {
             throw ValidationError(error.message)
         }

@@ -42,6 +42,8 @@ public actor Coordinator {
         var evaluation = (examples: 0, loss: 0.0, correct: 0.0)
         /// Secure aggregation of this round, when on: the server then holds only masked inputs and their sum.
         var secure: ServedSecureRound?
+        /// The codec of a plain round's payloads, built once from the plan (nil for a secure round).
+        var codec: PlainCodec?
 
         /// Adds one edge's federated evaluation to the example-weighted totals.
         mutating func addEvaluation(edge: String, examples: Int, loss: Double, accuracy: Double) {
@@ -182,7 +184,8 @@ public actor Coordinator {
         }
         var reopened = OpenRound(
             record: opening.record, plan: plan, started: moment, deadline: moment + configuration.roundTimeout,
-            average: WeightedAverage(length: parameterCount), startVersion: modelVersion)
+            average: WeightedAverage(length: parameterCount), startVersion: modelVersion,
+            codec: try Self.plainCodec(of: plan, parameters: parameterCount))
         for entry in entries {
             switch entry {
             case .update(let edge, let examples, let bytes, let values):
@@ -331,6 +334,14 @@ public actor Coordinator {
         hash == modelHash ? modelBytes : nil
     }
 
+    /// The payload codec of a plain round's `plan` over `parameters` values.
+    /// - Throws: ``CoreError/Code/invalidArgument`` for a codec the plain path cannot decode.
+    private static func plainCodec(of plan: Flock_V1_RoundPlan, parameters: Int) throws(CoreError) -> PlainCodec {
+        do { return try PlainCodec(CodecSpec(parsing: plan.codec.id), length: parameters, seed: plan.codec.seed) } catch {
+            throw CoreError(.invalidArgument, error.message)
+        }
+    }
+
     /// Counts bytes of a model download toward the open round.
     public func recordDownload(bytes: Int) {
         open?.record.downloadBytes += bytes
@@ -364,18 +375,20 @@ public actor Coordinator {
             }
             return .masked(words: words)
         }
-        let planned = open?.plan.codec.id ?? configuration.roundCodec.identifier
-        guard codec == planned else { throw ServeRefusal(.invalidArgument, "codec '\(codec)' is not used in this round; the plan asks for \(planned)") }
-        let plain: PlainCodec
-        do { plain = try PlainCodec(CodecSpec(parsing: codec), length: parameters, seed: open?.plan.codec.seed ?? 0) } catch {
-            throw ServeRefusal(.invalidArgument, error.message)
+        var probe = machine ?? RoundStateMachine(configuration: .init(target: 1, minimumUpdates: 1))
+        guard let open, let plain = open.codec, UInt64(open.record.round) == round else {
+            // No plain round open under this id: the round state machine says why.
+            do { _ = try probe.receive(.update(round: Int(clamping: round), edge: id, now: now)) } catch { throw Self.refusal(error) }
+            throw ServeRefusal(.failedPrecondition, "round \(round) is not open")
+        }
+        guard codec == open.plan.codec.id else {
+            throw ServeRefusal(.invalidArgument, "codec '\(codec)' is not used in this round; the plan asks for \(open.plan.codec.id)")
         }
         let exact = !plain.keepsEdgeState
         guard exact ? payloadBytes == UInt64(plain.payloadBytes) : payloadBytes <= UInt64(plain.maximumPayloadBytes) else {
             throw ServeRefusal(.invalidArgument, "update of \(payloadBytes) bytes; a \(codec) update of this model's \(parameters) parameters takes "
                 + (exact ? "\(plain.payloadBytes)" : "at most \(plain.maximumPayloadBytes)"))
         }
-        var probe = machine ?? RoundStateMachine(configuration: .init(target: 1, minimumUpdates: 1))
         do { _ = try probe.receive(.update(round: Int(clamping: round), edge: id, now: now)) } catch {
             throw Self.refusal(error)
         }
@@ -535,9 +548,15 @@ public actor Coordinator {
             }
         }
         let record = RoundRecord.opened(round: roundId, selected: chosen.count, modelVersion: global.round)
+        let codec: PlainCodec?
+        do { codec = secure == nil ? try Self.plainCodec(of: plan, parameters: global.weights.count) : nil } catch {
+            log("error: round \(roundId): \(error.message); no round opens")
+            machine = nil
+            return
+        }
         open = OpenRound(
             record: record, plan: plan, started: moment, deadline: moment + configuration.roundTimeout,
-            average: WeightedAverage(length: global.weights.count), startVersion: global.round, secure: secure)
+            average: WeightedAverage(length: global.weights.count), startVersion: global.round, secure: secure, codec: codec)
         do {
             try journal.begin(.init(
                 record: record, selected: chosen, target: target, minimumUpdates: roundConfiguration.minimumUpdates,
@@ -727,14 +746,10 @@ extension Coordinator {
         let maximumWeight = max(1, ids.compactMap { membership.edges[$0]?.examples }.max() ?? 1)
         do {
             let length = global.weights.count
-            var quantizer = try RingCodec(
-                configuration.roundCodec, length: length, participants: ids.count, maximumWeight: maximumWeight, ranges: nil,
+            // The ranges the last secure round adapted (the codec and the model are fixed for the server's life).
+            let quantizer = try RingCodec(
+                configuration.roundCodec, length: length, participants: ids.count, maximumWeight: maximumWeight, ranges: secureRanges,
                 initialRange: configuration.codecInitialRange, seed: plan.codec.seed)
-            if let ranges = secureRanges, ranges.count == quantizer.ranges?.count {
-                quantizer = try RingCodec(
-                    configuration.roundCodec, length: length, participants: ids.count, maximumWeight: maximumWeight, ranges: ranges,
-                    seed: plan.codec.seed)
-            }
             var parameters = SecAggConfiguration.make(
                 round: UInt64(round), participants: ids, vectorLength: quantizer.wordCount(length: length),
                 complete: configuration.secureGraph == "complete", graphSeed: configuration.seed &+ UInt64(round),

@@ -54,7 +54,13 @@ public struct FixedPointQuantizer: Sendable, Equatable {
     public static func encodedLength(_ length: Int) -> Int { length + 1 }
 
     /// The weight r = min(n, W) / W of an edge with `examples` examples.
-    public func weight(examples: Int) -> Double { Double(min(max(examples, 0), maximumWeight)) / Double(maximumWeight) }
+    public func weight(examples: Int) -> Double { Self.weight(examples: examples, maximumWeight: maximumWeight) }
+
+    /// The weight r = min(n, W) / W of an edge with n = `examples` examples when W = `maximumWeight` (Flower's
+    /// `secaggplus_mod` weighting, shared by every ring codec).
+    public static func weight(examples: Int, maximumWeight: Int) -> Double {
+        Double(min(max(examples, 0), maximumWeight)) / Double(maximumWeight)
+    }
 
     /// Encodes `delta` of an edge with `examples` examples, with stochastic rounding drawn from `seed`.
     /// - Throws: ``CodecError`` for no examples or a value that is not finite.

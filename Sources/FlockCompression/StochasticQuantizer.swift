@@ -264,7 +264,7 @@ public struct RingQuantizer: Sendable {
         let id = quantizer.identifier
         guard count == quantizer.length, global == count else { throw CodecError("\(id): the update has \(count) values, the model \(quantizer.length)") }
         guard examples >= 1 else { throw CodecError("\(id): an update needs at least 1 example") }
-        let r = Double(min(examples, maximumWeight)) / Double(maximumWeight)
+        let r = FixedPointQuantizer.weight(examples: examples, maximumWeight: maximumWeight)
         let factor = Float(r)
         var digits = [UInt32](repeating: 0, count: quantizer.quantizedLength)
         let ranges = self.ranges

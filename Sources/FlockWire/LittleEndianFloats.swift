@@ -1,5 +1,5 @@
 /// The `f32` codec's payload: 32-bit IEEE floats, little-endian, back to back (and, with the same layout,
-/// the UInt32 words of a masked `fixed32` vector).
+/// the UInt32 words of a masked ring vector).
 public enum LittleEndianFloats {
     /// The bytes of `words`, little-endian.
     public static func encodeWords(_ words: [UInt32]) -> [UInt8] {

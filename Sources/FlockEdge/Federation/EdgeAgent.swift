@@ -258,7 +258,7 @@ public struct EdgeAgent: Sendable {
     }
 
     /// One round under secure aggregation (Bonawitz et al. 2017; SecAgg+): advertise keys, then train while
-    /// the keys are shared, mask the fixed32 encoding of the update, send it, and reveal the shares the
+    /// the keys are shared, mask the update's encoding in the plan's ring codec, send it, and reveal the shares the
     /// server asks for. The update itself never leaves the edge unmasked. An edge the round leaves behind
     /// (too few neighbours, a phase closed without it) drops out of this round and waits for the next.
     private func workSecurely(on plan: Flock_V1_RoundPlan, file: ModelFile, config: TrainingConfig, session: Session) async throws {

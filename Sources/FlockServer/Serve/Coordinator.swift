@@ -828,7 +828,7 @@ extension Coordinator {
         if complete { closeSecureSharing(round: Int(message.round)) }
     }
 
-    /// Phase 3: an edge's masked input (the fixed32 encoding of its update plus all its masks).
+    /// Phase 3: an edge's masked input (its update in the round's ring codec plus all its masks).
     /// - Throws: ``ServeRefusal`` (nothing changes) for a bad session, round, phase or length.
     public func submitMasked(id: String, session: String, round: UInt64, words: [UInt32], bytes: Int) throws(ServeRefusal) {
         try authenticate(id: id, session: session)

@@ -318,7 +318,8 @@ extension Flock_V1_EdgeService {
         /// >
         /// > Waits (a long poll of at most one heartbeat interval) for the next thing the edge needs: its
         /// > neighbours' keys, the shares sealed for it, or what to reveal. The masked input goes up through
-        /// > SubmitUpdate with codec "fixed32" and example_count 0 (the weight is inside the masked vector).
+        /// > SubmitUpdate with the plan's ring codec ("fixed32", "q{b}", "rot+q{b}") and example_count 0 (the
+        /// > weight is inside the masked vector).
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Flock_V1_SecAggPoll` messages.
@@ -493,7 +494,8 @@ extension Flock_V1_EdgeService {
         /// >
         /// > Waits (a long poll of at most one heartbeat interval) for the next thing the edge needs: its
         /// > neighbours' keys, the shares sealed for it, or what to reveal. The masked input goes up through
-        /// > SubmitUpdate with codec "fixed32" and example_count 0 (the weight is inside the masked vector).
+        /// > SubmitUpdate with the plan's ring codec ("fixed32", "q{b}", "rot+q{b}") and example_count 0 (the
+        /// > weight is inside the masked vector).
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Flock_V1_SecAggPoll` message.
@@ -667,7 +669,8 @@ extension Flock_V1_EdgeService {
         /// >
         /// > Waits (a long poll of at most one heartbeat interval) for the next thing the edge needs: its
         /// > neighbours' keys, the shares sealed for it, or what to reveal. The masked input goes up through
-        /// > SubmitUpdate with codec "fixed32" and example_count 0 (the weight is inside the masked vector).
+        /// > SubmitUpdate with the plan's ring codec ("fixed32", "q{b}", "rot+q{b}") and example_count 0 (the
+        /// > weight is inside the masked vector).
         ///
         /// - Parameters:
         ///   - request: A `Flock_V1_SecAggPoll` message.
@@ -1213,7 +1216,8 @@ extension Flock_V1_EdgeService {
         /// >
         /// > Waits (a long poll of at most one heartbeat interval) for the next thing the edge needs: its
         /// > neighbours' keys, the shares sealed for it, or what to reveal. The masked input goes up through
-        /// > SubmitUpdate with codec "fixed32" and example_count 0 (the weight is inside the masked vector).
+        /// > SubmitUpdate with the plan's ring codec ("fixed32", "q{b}", "rot+q{b}") and example_count 0 (the
+        /// > weight is inside the masked vector).
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Flock_V1_SecAggPoll` message.
@@ -1516,7 +1520,8 @@ extension Flock_V1_EdgeService {
         /// >
         /// > Waits (a long poll of at most one heartbeat interval) for the next thing the edge needs: its
         /// > neighbours' keys, the shares sealed for it, or what to reveal. The masked input goes up through
-        /// > SubmitUpdate with codec "fixed32" and example_count 0 (the weight is inside the masked vector).
+        /// > SubmitUpdate with the plan's ring codec ("fixed32", "q{b}", "rot+q{b}") and example_count 0 (the
+        /// > weight is inside the masked vector).
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Flock_V1_SecAggPoll` message.
@@ -1794,7 +1799,8 @@ extension Flock_V1_EdgeService.ClientProtocol {
     /// >
     /// > Waits (a long poll of at most one heartbeat interval) for the next thing the edge needs: its
     /// > neighbours' keys, the shares sealed for it, or what to reveal. The masked input goes up through
-    /// > SubmitUpdate with codec "fixed32" and example_count 0 (the weight is inside the masked vector).
+    /// > SubmitUpdate with the plan's ring codec ("fixed32", "q{b}", "rot+q{b}") and example_count 0 (the
+    /// > weight is inside the masked vector).
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Flock_V1_SecAggPoll` message.
@@ -2090,7 +2096,8 @@ extension Flock_V1_EdgeService.ClientProtocol {
     /// >
     /// > Waits (a long poll of at most one heartbeat interval) for the next thing the edge needs: its
     /// > neighbours' keys, the shares sealed for it, or what to reveal. The masked input goes up through
-    /// > SubmitUpdate with codec "fixed32" and example_count 0 (the weight is inside the masked vector).
+    /// > SubmitUpdate with the plan's ring codec ("fixed32", "q{b}", "rot+q{b}") and example_count 0 (the
+    /// > weight is inside the masked vector).
     ///
     /// - Parameters:
     ///   - message: request message to send.

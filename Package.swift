@@ -31,6 +31,11 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
 
         // Safe Swift over libsodium.
         .target(name: "FlockCrypto", dependencies: ["CSodium"]),
@@ -77,7 +82,7 @@ let package = Package(
         // Federated training of many edges in one process, through the server's and the edges' code.
         .target(name: "FlockSecAgg", dependencies: ["FlockCrypto"]),
         // Update codecs: quantization into the ring Z_2^32 of secure aggregation.
-        .target(name: "FlockCompression"),
+        .target(name: "FlockCompression", dependencies: ["CZlib"]),
         .target(
             name: "FlockSimulation",
             dependencies: [

@@ -8,6 +8,7 @@
 /// | `rot+q{b}` | the same after a seeded randomized Hadamard rotation (``RandomizedHadamard``) | yes |
 /// | `sketch:{rows}x{cols}[,q{b}][,k=K]` | a count sketch whose cells travel as `q{b}` (default q8); the server recovers K heavy coordinates (FetchSGD, Rothchild et al. 2020; ``CountSketch``) | only (for now) |
 /// | `topk:{fraction}[,momentum=M][,warmup=W]` | the largest values with error feedback, momentum correction and warm-up (DGC, Lin et al. 2018; ``TopKSparsifier``) | no: not linear |
+/// | `{codec}+deflate` | any codec above that runs without secure aggregation, its payload through a zlib stream when that is smaller (``LosslessStage``) | no: masked words do not shrink |
 ///
 /// b is 1, 2, 4, 8 or 16.
 public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
@@ -23,17 +24,28 @@ public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
     /// Top-k sparsification keeping `fraction` of the values, with momentum correction `momentum` and a
     /// warm-up over an edge's first `warmUp` participations.
     case topK(fraction: Double, momentum: Double = 0, warmUp: Int = 0, signs: Bool = false)
+    /// Another codec's payload through the lossless stage (``LosslessStage``).
+    indirect case deflated(CodecSpec)
 
     /// Bit widths `q{b}` accepts.
     public static let quantizerBits = [1, 2, 4, 8, 16]
 
     /// Every form `--codec` accepts, for error messages and help.
-    public static let forms = "f32, fixed32, q{1,2,4,8,16}, rot+q{1,2,4,8,16}, sketch:ROWSxCOLS[,q{b}][,k=K], topk:FRACTION[,momentum=M][,warmup=W][,values=sign]"
+    public static let forms = "f32, fixed32, q{1,2,4,8,16}, rot+q{1,2,4,8,16}, sketch:ROWSxCOLS[,q{b}][,k=K], topk:FRACTION[,momentum=M][,warmup=W][,values=sign], and any of them without secure aggregation +deflate"
+
+    /// The suffix that adds the lossless stage.
+    static let losslessSuffix = "+deflate"
 
     /// Parses an identifier such as `q8`, `rot+q4`, `sketch:5x20000` or `topk:0.001`.
     /// - Throws: ``CodecError`` naming the accepted forms.
     public init(parsing text: String) throws(CodecError) {
         let bad = CodecError("codec '\(text)': use one of \(Self.forms)")
+        if text.hasSuffix(Self.losslessSuffix) {
+            let inner = try CodecSpec(parsing: String(text.dropLast(Self.losslessSuffix.count)))
+            if case .deflated = inner { throw CodecError("codec '\(text)': one lossless stage is enough") }
+            self = .deflated(inner)
+            return
+        }
         switch text {
         case "f32": self = .f32
         case "fixed32": self = .fixed32
@@ -99,6 +111,7 @@ public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
         case .topK(let fraction, let momentum, let warmUp, let signs):
             "topk:\(fraction)" + (momentum > 0 ? ",momentum=\(momentum)" : "") + (warmUp > 0 ? ",warmup=\(warmUp)" : "")
                 + (signs ? ",values=sign" : "")
+        case .deflated(let inner): inner.identifier + Self.losslessSuffix
         }
     }
 
@@ -109,7 +122,7 @@ public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
     public var isLinearInTheRing: Bool {
         switch self {
         case .fixed32, .quantized, .sketch: true
-        case .f32, .topK: false
+        case .f32, .topK, .deflated: false
         }
     }
 
@@ -134,6 +147,13 @@ public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
             }
         case .fixed32, .quantized:
             break
+        case .deflated(let inner):
+            if secureAggregation {
+                throw CodecError(
+                    "codec '\(identifier)' cannot run under secure aggregation: masked words are uniformly random, so a lossless "
+                        + "stage cannot shrink them; drop \(Self.losslessSuffix), or turn secure aggregation off")
+            }
+            try inner.check(secureAggregation: false)
         }
     }
 }
@@ -250,6 +270,8 @@ public enum PlainCodec: Sendable {
     case quantized(StochasticQuantizer)
     /// `topk`, with the edges' error-feedback state kept by the caller.
     case topK(TopKSparsifier, momentum: Float, warmUp: Int)
+    /// Another plain codec's payload through the lossless stage.
+    indirect case deflated(PlainCodec)
 
     /// The round's codec for updates of `length` values (`seed` draws a rotation).
     /// - Throws: ``CodecError`` for a codec that needs secure aggregation's ring or is not available yet.
@@ -264,24 +286,42 @@ public enum PlainCodec: Sendable {
             self = .topK(try TopKSparsifier(length: length, fraction: fraction, signs: signs), momentum: Float(momentum), warmUp: warmUp)
         case .sketch:
             throw CodecError("codec '\(spec)': count sketches run under secure aggregation only for now")
+        case .deflated(let inner):
+            self = .deflated(try PlainCodec(inner, length: length, seed: seed))
         }
     }
 
     /// The largest payload an edge may send (``payloadBytes`` but for `topk`, whose warm-up may keep a
     /// quarter of the values and whose index gaps take up to 5 bytes each).
     public var maximumPayloadBytes: Int {
-        guard case .topK(let codec, _, _) = self else { return payloadBytes }
-        let k = codec.keptCount(fraction: max(codec.fraction, 0.25))
-        return 8 + (codec.signs ? 4 + (k + 7) / 8 : 4 * k) + 5 * k
+        switch self {
+        case .topK(let codec, _, _):
+            let k = codec.keptCount(fraction: max(codec.fraction, 0.25))
+            return 8 + (codec.signs ? 4 + (k + 7) / 8 : 4 * k) + 5 * k
+        case .deflated(let inner): return 1 + inner.maximumPayloadBytes
+        default: return payloadBytes
+        }
     }
 
     /// Whether the codec keeps state on each edge between rounds (``ErrorFeedback``).
     public var keepsEdgeState: Bool {
-        if case .topK = self { return true }
-        return false
+        switch self {
+        case .topK: true
+        case .deflated(let inner): inner.keepsEdgeState
+        default: false
+        }
     }
 
-    /// Bytes of one payload (for `topk`, at the target fraction with 1-byte index gaps).
+    /// Whether every payload is exactly ``payloadBytes`` long (not so for `topk` and the lossless stage).
+    public var hasFixedPayloadSize: Bool {
+        switch self {
+        case .topK, .deflated: false
+        default: true
+        }
+    }
+
+    /// Bytes of one payload (for `topk`, at the target fraction with 1-byte index gaps; with the lossless
+    /// stage, the inner payload stored as it is).
     public var payloadBytes: Int {
         switch self {
         case .f32(let length): 4 * length
@@ -290,10 +330,29 @@ public enum PlainCodec: Sendable {
         case .topK(let codec, _, _):
             8 + (codec.signs ? 4 + (codec.keptCount(fraction: codec.fraction) + 7) / 8 : 4 * codec.keptCount(fraction: codec.fraction))
                 + codec.keptCount(fraction: codec.fraction)
+        case .deflated(let inner): 1 + inner.payloadBytes
         }
     }
 
-    /// The payload of `delta` (rounding draws from `seed`).
+    /// The payload of `delta` (rounding draws from `seed`). `feedback` is the edge's error-feedback state,
+    /// which `topk` folds in and updates (created when nil); other codecs leave it alone.
+    /// - Throws: ``CodecError`` for a value that is not finite or a wrong length.
+    public func encode(_ delta: [Float], seed: UInt64, feedback: inout ErrorFeedback?) throws(CodecError) -> [UInt8] {
+        switch self {
+        case .topK(let codec, let momentum, let warmUp):
+            var state = feedback ?? ErrorFeedback(length: codec.length)
+            if state.residual.count != codec.length { state = ErrorFeedback(length: codec.length) }
+            let payload = try state.encode(delta, with: codec, momentum: momentum, warmUp: warmUp)
+            feedback = state
+            return payload
+        case .deflated(let inner):
+            return LosslessStage.wrap(try inner.encode(delta, seed: seed, feedback: &feedback))
+        default:
+            return try encode(delta, seed: seed)
+        }
+    }
+
+    /// The payload of `delta` with no error feedback (rounding draws from `seed`).
     /// - Throws: ``CodecError`` for a value that is not finite or a wrong length.
     public func encode(_ delta: [Float], seed: UInt64) throws(CodecError) -> [UInt8] {
         switch self {
@@ -308,6 +367,8 @@ public enum PlainCodec: Sendable {
             return try codec.encodePayload(delta, seed: seed)
         case .topK(let codec, _, _):
             return try codec.encode(delta, keeping: codec.keptCount(fraction: codec.fraction)).payload
+        case .deflated(let inner):
+            return LosslessStage.wrap(try inner.encode(delta, seed: seed))
         }
     }
 
@@ -329,28 +390,21 @@ public enum PlainCodec: Sendable {
             return try codec.decodePayload(payload)
         case .topK(let codec, _, _):
             return try codec.decode(payload)
+        case .deflated(let inner):
+            return try inner.decode(LosslessStage.unwrap(payload, limit: inner.maximumPayloadBytes))
         }
     }
 
     /// The update as the server decodes it from the payload of `local − global` (rounding draws from `seed`).
-    /// - Throws: ``CodecError`` for a value that is not finite or a wrong length.
     /// `feedback` is the edge's error-feedback state for `topk` (created when nil), unused otherwise.
     /// - Returns: the decoded update and the payload's size in bytes.
     /// - Throws: ``CodecError`` for a value that is not finite or a wrong length.
     public func roundTrip(local: [Float], global: [Float], seed: UInt64, feedback: inout ErrorFeedback?) throws(CodecError) -> (update: [Float], bytes: Int) {
         guard local.count == global.count else { throw CodecError("the local and global models differ in length") }
         let delta = zip(local, global).map { $0 - $1 }
-        switch self {
-        case .f32: return (delta, payloadBytes)
-        case .topK(let codec, let momentum, let warmUp):
-            var state = feedback ?? ErrorFeedback(length: codec.length)
-            let payload = try state.encode(delta, with: codec, momentum: momentum, warmUp: warmUp)
-            feedback = state
-            return (try codec.decode(payload), payload.count)
-        default:
-            let payload = try encode(delta, seed: seed)
-            return (try decode(payload), payload.count)
-        }
+        if case .f32 = self { return (delta, payloadBytes) }
+        let payload = try encode(delta, seed: seed, feedback: &feedback)
+        return (try decode(payload), payload.count)
     }
 
     /// The little-endian bytes of `words`.

@@ -121,6 +121,7 @@ import Testing
         (["--codec", "rot+q2"], 5.0),
         (["--codec", "q8", "--secure-aggregation", "off"], 3.9),
         (["--codec", "topk:0.03,momentum=0.5,values=sign", "--secure-aggregation", "off"], 60.0),
+        (["--codec", "q2+deflate", "--secure-aggregation", "off"], 20.0),
     ])
     func edgesSendCompressedUpdatesAndTheServerDecodesThem(codec: [String], fewerBytes: Double) throws {
         let fleet = Fleet()

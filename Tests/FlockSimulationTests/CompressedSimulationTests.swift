@@ -44,6 +44,20 @@ import Testing
         #expect(Double(199_210 * 4) / Double(payload) > 3.95)
     }
 
+    @Test func theLosslessStageLearnsExactlyLikeItsCodecOnFewerBytes() throws {
+        var q4Reports = [Simulation.RoundReport](), stagedReports = [Simulation.RoundReport]()
+        let q4 = try Simulation(options: Self.options(rounds: 3, secure: nil, codec: .quantized(bits: 4, rotated: false))).run { q4Reports.append($0) }
+        let staged = try Simulation(options: Self.options(rounds: 3, secure: nil, codec: .deflated(.quantized(bits: 4, rotated: false)))).run {
+            stagedReports.append($0)
+        }
+        // Lossless: the same decoded updates, so the same model to the last bit.
+        #expect(staged.accuracy == q4.accuracy && staged.loss == q4.loss)
+        for (plain, deflated) in zip(q4Reports, stagedReports) {
+            // mnist5k's blank pixels and the skew of the 4-bit digits: at least a quarter fewer bytes.
+            #expect(Double(deflated.uploadBytes) < 0.75 * Double(plain.uploadBytes), "\(deflated.uploadBytes) against \(plain.uploadBytes)")
+        }
+    }
+
     @Test func topKWithErrorFeedbackLearnsAndSendsItsPayloads() throws {
         var reports = [Simulation.RoundReport]()
         let codec = CodecSpec.topK(fraction: 0.03, momentum: 0.5, signs: true)

@@ -202,13 +202,9 @@ public struct EdgeAgent: Sendable {
         let spec = try CodecSpec(parsing: plan.codec.id)
         if spec == .f32 { return LittleEndianFloats.encode(update.delta) }
         let codec = try PlainCodec(spec, length: update.delta.count, seed: plan.codec.seed)
-        guard case .topK(let sparsifier, let momentum, let warmUp) = codec else {
-            return try codec.encode(update.delta, seed: plan.training.seed ^ idSeed ^ 0xC0DE)
-        }
-        var state = feedback.take(options.id) ?? ErrorFeedback(length: sparsifier.length)
-        if state.residual.count != sparsifier.length { state = ErrorFeedback(length: sparsifier.length) }
-        let payload = try state.encode(update.delta, with: sparsifier, momentum: momentum, warmUp: warmUp)
-        feedback.put(state, for: options.id)
+        var state = codec.keepsEdgeState ? feedback.take(options.id) : nil
+        let payload = try codec.encode(update.delta, seed: plan.training.seed ^ idSeed ^ 0xC0DE, feedback: &state)
+        if let state { feedback.put(state, for: options.id) }
         return payload
     }
 

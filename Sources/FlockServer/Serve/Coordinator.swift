@@ -384,7 +384,7 @@ public actor Coordinator {
         guard codec == open.plan.codec.id else {
             throw ServeRefusal(.invalidArgument, "codec '\(codec)' is not used in this round; the plan asks for \(open.plan.codec.id)")
         }
-        let exact = !plain.keepsEdgeState
+        let exact = plain.hasFixedPayloadSize
         guard exact ? payloadBytes == UInt64(plain.payloadBytes) : payloadBytes <= UInt64(plain.maximumPayloadBytes) else {
             throw ServeRefusal(.invalidArgument, "update of \(payloadBytes) bytes; a \(codec) update of this model's \(parameters) parameters takes "
                 + (exact ? "\(plain.payloadBytes)" : "at most \(plain.maximumPayloadBytes)"))

@@ -239,7 +239,10 @@ struct Bench: ParsableCommand {
         var eval = "data/mnist5k-test.csv"
 
         @Option(parsing: .upToNextOption, help: ArgumentHelp("Codecs run without secure aggregation, separated by spaces.", valueName: "ID"))
-        var codecs = ["f32", "q8", "q4", "q2", "q1", "rot+q1", "topk:0.005", "topk:0.03,momentum=0.5,values=sign"]
+        var codecs = [
+            "f32", "f32+deflate", "q8", "q4", "q4+deflate", "q2", "q2+deflate", "q1", "rot+q1", "topk:0.005", "topk:0.03,momentum=0.5,values=sign",
+            "topk:0.03,momentum=0.5,values=sign+deflate",
+        ]
 
         @Option(
             name: .customLong("secure-codecs"), parsing: .upToNextOption,

@@ -82,7 +82,7 @@ let package = Package(
         // Federated training of many edges in one process, through the server's and the edges' code.
         .target(name: "FlockSecAgg", dependencies: ["FlockCrypto"]),
         // Update codecs: quantization into the ring Z_2^32 of secure aggregation.
-        .target(name: "FlockCompression", dependencies: ["CZlib"]),
+        .target(name: "FlockCompression", dependencies: ["FlockCore", "CZlib"]),
         .target(
             name: "FlockSimulation",
             dependencies: [
@@ -113,7 +113,7 @@ let package = Package(
         .testTarget(name: "FlockCoreTests", dependencies: ["FlockCore", "FlockTestSupport"]),
         // The edge tests also run the built flock-edge binary as a process (listed so it is built first).
         .testTarget(name: "FlockEdgeTests", dependencies: ["FlockEdge", "FlockCore", "FlockTestSupport", "flock-edge"]),
-        .testTarget(name: "FlockServerTests", dependencies: ["FlockServer", "FlockCore", "FlockTestSupport"]),
+        .testTarget(name: "FlockServerTests", dependencies: ["FlockServer", "FlockCore", "FlockCompression", "FlockTestSupport"]),
         .testTarget(name: "FlockWireTests", dependencies: ["FlockWire", "FlockCore"]),
         // Real flock-server and flock-edge processes on 127.0.0.1, and raw gRPC calls against them.
         .testTarget(
@@ -125,7 +125,7 @@ let package = Package(
         ),
         // The simulation tests also run the built flock-server binary (kill -9 and resume).
         .testTarget(name: "FlockSecAggTests", dependencies: ["FlockSecAgg", "FlockCrypto"]),
-        .testTarget(name: "FlockCompressionTests", dependencies: ["FlockCompression", "FlockSecAgg"]),
+        .testTarget(name: "FlockCompressionTests", dependencies: ["FlockCompression", "FlockCore", "FlockSecAgg"]),
         .testTarget(name: "FlockSimulationTests", dependencies: ["FlockSimulation", "FlockServer", "FlockEdge", "FlockCore", "FlockTestSupport", "flock-server"]),
     ]
 )

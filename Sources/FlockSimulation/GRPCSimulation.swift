@@ -69,6 +69,7 @@ public struct GRPCSimulation: Sendable {
         } else {
             configuration.codec = o.codec
         }
+        configuration.downloadCodec = o.downloadCodec
         configuration.federatedEvaluation = false
         configuration.epochs = o.plan.epochs
         configuration.batchSize = o.plan.batchSize

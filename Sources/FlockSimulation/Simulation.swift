@@ -47,6 +47,8 @@ public struct Simulation: Sendable {
         /// The update codec of plain rounds (`f32`, `fixed32`, `q{b}`, `rot+q{b}`); secure rounds use
         /// ``SecureAggregationOptions/codec``.
         public var codec: CodecSpec = .f32
+        /// How the global model travels to the edges: they train from the model it decodes to.
+        public var downloadCodec: ModelDownload = .f32
 
         /// Creates options with the defaults of `flock-server simulate`.
         public init(
@@ -221,11 +223,23 @@ public struct Simulation: Sendable {
             let selected = Array(selection.permutation(o.clients).prefix(k)).sorted()
             let parameterCount = state.weights.count
             let roundSeed = o.seed &+ UInt64(round) &* 1_000_003
+            // The model the edges receive: the global itself, or what the download codec decodes to.
+            var served = state.weights
+            var downloadBytes = selected.count * parameterCount * 4
+            if o.downloadCodec != .f32 {
+                do {
+                    let prepared = try o.downloadCodec.prepare(ModelFile(spec: spec, scaling: scaling, parameters: state.weights))
+                    served = prepared.served.parameters
+                    downloadBytes = selected.count * prepared.payload.count
+                } catch {
+                    throw CoreError(.invalidData, "round \(round): the download codec: \(error.message)")
+                }
+            }
             var report: RoundReport
             if let secure = o.secureAggregation {
                 let outcome = try SecureSimulationRound(
                     options: secure, round: round, selected: selected, edges: edges, workers: workers.map { $0[0] },
-                    global: state.weights, plan: plan, seed: roundSeed, ranges: ranges
+                    global: served, plan: plan, seed: roundSeed, ranges: ranges
                 ).run()
                 if let next = outcome.nextRanges { ranges = next }
                 if var mean = outcome.meanDelta {
@@ -254,21 +268,21 @@ public struct Simulation: Sendable {
                 report = RoundReport(
                     round: round, accuracy: 0, loss: 0, participants: outcome.included, seconds: Date().timeIntervalSince(start),
                     trainingSeconds: outcome.trainingSeconds, uploadBytes: outcome.uploadBytes,
-                    downloadBytes: selected.count * parameterCount * 4, secureAggregation: outcome.report)
+                    downloadBytes: downloadBytes, secureAggregation: outcome.report)
             } else {
                 let codec: PlainCodec
                 do { codec = try PlainCodec(o.codec, length: parameterCount, seed: roundSeed) } catch {
                     throw CoreError(.invalidArgument, error.message)
                 }
                 let trained = try Self.trainInParallel(
-                    selected: selected, edges: edges, workers: workers, global: state.weights, plan: plan, seed: roundSeed, codec: codec,
+                    selected: selected, edges: edges, workers: workers, global: served, plan: plan, seed: roundSeed, codec: codec,
                     edgeStates: edgeStates)
                 let average = try Self.accept(trained, selected: selected, round: round)
                 state.apply(meanDelta: average.mean(), threads: o.threads)
                 report = RoundReport(
                     round: round, accuracy: 0, loss: 0, participants: average.count, seconds: Date().timeIntervalSince(start),
                     trainingSeconds: trained.trainingSeconds.max() ?? 0,
-                    uploadBytes: trained.uploadBytes ?? average.count * codec.payloadBytes, downloadBytes: selected.count * parameterCount * 4)
+                    uploadBytes: trained.uploadBytes ?? average.count * codec.payloadBytes, downloadBytes: downloadBytes)
             }
             try global.setParameters(state.weights)
             let metrics = global.evaluate(eval)

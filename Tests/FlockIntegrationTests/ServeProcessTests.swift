@@ -140,6 +140,27 @@ import Testing
         #expect((rounds.last?["accuracy"] as? Double ?? 0) > 0.75, "\(codec): \(rounds.last ?? [:])")
     }
 
+    @Test func edgesRebuildAQuantizedDownloadCheckItsHashAndTrainFromIt() throws {
+        let fleet = Fleet()
+        let parts = try fleet.partition(3, scheme: "iid")
+        let server = try fleet.startServer(
+            ["--rounds", "3", "--min-clients", "3", "--heartbeat", "0.3", "--secure-aggregation", "off", "--download-codec", "q8+deflate"]
+                + Self.holdout)
+        for (i, part) in parts.enumerated() { try fleet.startEdge("edge-\(i)", server: server, data: part) }
+        try fleet.wait("3 rounds") { try fleet.status()["completed_rounds"] as? Int == 3 }
+        let rounds = try fleet.rounds()
+        #expect(rounds.allSatisfy { $0["participants"] as? Int == 3 })
+        // Three downloads a round, framing included, against three f32 model files of about 797 KB.
+        for round in rounds {
+            let bytes = round["download_bytes"] as? Int ?? 0
+            #expect(bytes > 3 * 190_000 && bytes < 3 * 210_000, "\(round)")
+        }
+        #expect((rounds.last?["accuracy"] as? Double ?? 0) > 0.75, "\(rounds.last ?? [:])")
+        // What the server keeps is its own full-precision model, not the served one.
+        let saved = try ModelFile.read(from: fleet.dataDirectory + "/global.flockmdl")
+        #expect(saved.hash.hex != (try fleet.status()["model_hash"] as? String))
+    }
+
     @Test func theServerKilledWithSIGKILLResumesFromTheLastCompletedRoundAndEdgesReconnect() throws {
         let fleet = Fleet()
         let parts = try fleet.partition(3, scheme: "iid")

@@ -1,3 +1,4 @@
+import FlockCompression
 import FlockCore
 import FlockServer
 import FlockTestSupport
@@ -283,11 +284,13 @@ final class ManualTime: Sendable {
             fraction = 0.5
             strategy = "fedadam:0.02"
             federated_evaluation = false
+            download_codec = "q8+deflate"
             [local]
             epochs = 2
             lr = 0.1
             """
         let c = try ServerConfiguration(file: try ConfigFile(text: text, source: "t.toml"))
+        #expect(c.downloadCodec == (try ModelDownload(parsing: "q8+deflate")))
         #expect(c.listen == ServerAddress(host: "0.0.0.0", port: 9000) && c.model == "cnn" && c.rounds == 20 && c.fraction == 0.5)
         #expect(c.strategy == .fedAdam(eta: 0.02, beta1: 0.9, beta2: 0.99, tau: 1e-3) && !c.federatedEvaluation && c.epochs == 2 && c.learningRate == 0.1)
         try c.validate()
@@ -297,6 +300,7 @@ final class ManualTime: Sendable {
             ("rounds = 1\nrounds = 2", "t.toml:2: 'rounds' is set twice"),
             ("[local\nepochs = 1", "t.toml:1: malformed section header"),
             ("model 2nn", "t.toml:1: expected 'key = value'"),
+            ("download_codec = \"topk:0.1\"", "t.toml: download codec 'topk:0.1'"),
         ] {
             #expect {
                 _ = try ServerConfiguration(file: try ConfigFile(text: bad, source: "t.toml"))

@@ -58,6 +58,21 @@ import Testing
         }
     }
 
+    @Test func edgesTrainingFromAnEightBitDownloadLearnLikeFloatsOnAQuarterOfTheDownload() throws {
+        var plainReports = [Simulation.RoundReport](), q8Reports = [Simulation.RoundReport]()
+        let plain = try Simulation(options: Self.options(rounds: 5, secure: nil)).run { plainReports.append($0) }
+        var options = Self.options(rounds: 5, secure: nil)
+        options.downloadCodec = try ModelDownload(parsing: "q8")
+        let q8 = try Simulation(options: options).run { q8Reports.append($0) }
+        #expect(abs(q8.accuracy - plain.accuracy) <= 0.01, "q8 download \(q8.accuracy), f32 \(plain.accuracy)")
+        // The edges trained from another model than the global, so the runs differ.
+        #expect(q8.loss != plain.loss)
+        for (f32, quantized) in zip(plainReports, q8Reports) {
+            let ratio = Double(f32.downloadBytes) / Double(quantized.downloadBytes)
+            #expect(ratio > 3.9 && ratio < 4.0, "\(ratio)")
+        }
+    }
+
     @Test func topKWithErrorFeedbackLearnsAndSendsItsPayloads() throws {
         var reports = [Simulation.RoundReport]()
         let codec = CodecSpec.topK(fraction: 0.03, momentum: 0.5, signs: true)

@@ -354,7 +354,11 @@ public struct EdgeAgent: Sendable {
         request.edgeID = options.id
         request.session = session.token
         request.modelHash = plan.modelHash
-        let bytes = try await connection.edge.fetchModel(request, options: EdgeConnection.options(timeout: 300)) { response in
+        let download: ModelDownload
+        do { download = plan.downloadCodec.isEmpty ? .f32 : try ModelDownload(parsing: plan.downloadCodec) } catch {
+            throw RPCError(code: .invalidArgument, message: "the plan's download codec: \(error.message)")
+        }
+        let received = try await connection.edge.fetchModel(request, options: EdgeConnection.options(timeout: 300)) { response in
             var bytes = [UInt8]()
             bytes.reserveCapacity(limit)
             for try await chunk in response.messages {
@@ -365,7 +369,12 @@ public struct EdgeAgent: Sendable {
             }
             return bytes
         }
-        // decode verifies the file's own SHA-256 trailer; the content hash must also be the plan's.
+        // A compressed download is rebuilt into the served model's file first; decoding verifies the file's
+        // own SHA-256 trailer, and the content hash must also be the plan's.
+        let bytes: [UInt8]
+        do { bytes = download == .f32 ? received : try download.decode(received, source: "model \(plan.modelHash.prefix(12))").encoded().bytes } catch {
+            throw RPCError(code: .dataLoss, message: "the \(download.identifier) download: \(error.message)")
+        }
         let (file, hash) = try ModelFile.decode(bytes: bytes, source: "model \(plan.modelHash.prefix(12))")
         guard hash.hex == plan.modelHash else {
             throw RPCError(code: .dataLoss, message: "downloaded model does not match hash \(plan.modelHash)")

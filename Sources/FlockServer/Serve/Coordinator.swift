@@ -83,7 +83,11 @@ public actor Coordinator {
     private var pace: SeededGenerator
     private var history: [RoundRecord]
     private var control: Control
+    /// The global model's file, as `global.flockmdl` holds it.
+    private var modelFileBytes: [UInt8] = []
+    /// What FetchModel streams: the model in the download codec.
     private var modelBytes: [UInt8] = []
+    /// SHA-256 (hex) of the model file the edges rebuild from ``modelBytes`` (the plan's model hash).
     private var modelHash = ""
     private var waiters: [String: Waiter] = [:]
     private var secAggWaiters: [String: SecAggWaiter] = [:]
@@ -147,8 +151,8 @@ public actor Coordinator {
         }
         control = waitForStart ? .idle : .running
         if configuration.rounds > 0, global.round >= configuration.rounds { control = .finished }
-        modelBytes = []
-        (modelBytes, modelHash) = Self.encodeModel(spec: spec, scaling: scaling, weights: global.weights, version: global.round)
+        (modelFileBytes, modelBytes, modelHash) = try Self.encodeModel(
+            spec: spec, scaling: scaling, weights: global.weights, version: global.round, download: configuration.downloadCodec)
         let moment = clock.seconds()
         if let (fresh, reopened, selected) = try Self.reopenJournaledRound(
             journal: journal, expectedRound: (history.last?.round ?? 0) + 1, modelVersion: global.round, modelHash: modelHash,
@@ -201,10 +205,19 @@ public actor Coordinator {
         return (fresh, reopened, opening.selected)
     }
 
-    private static func encodeModel(spec: ModelSpec, scaling: FeatureScaling, weights: [Float], version: Int) -> ([UInt8], String) {
+    /// Encodes the global model of `version`: its file, and the bytes and hash of what the edges receive in
+    /// the `download` codec.
+    /// - Throws: ``CoreError/Code/invalidData`` for weights the download codec cannot encode (not finite).
+    private static func encodeModel(
+        spec: ModelSpec, scaling: FeatureScaling, weights: [Float], version: Int, download: ModelDownload
+    ) throws(CoreError) -> (file: [UInt8], payload: [UInt8], hash: String) {
         let file = ModelFile(spec: spec, scaling: scaling, metadata: ["model_version": String(version)], parameters: weights)
-        let (bytes, hash) = file.encoded()
-        return (bytes, hash.hex)
+        do {
+            let prepared = try download.prepare(file)
+            return (download == .f32 ? prepared.payload : file.encoded().bytes, prepared.payload, prepared.servedHash)
+        } catch {
+            throw CoreError(.invalidData, "the global model of version \(version): \(error.message)")
+        }
     }
 
     private var now: Double { clock.seconds() }
@@ -530,6 +543,7 @@ public actor Coordinator {
         plan.round = UInt64(roundId)
         plan.modelHash = modelHash
         plan.modelBytes = UInt64(modelBytes.count)
+        plan.downloadCodec = configuration.downloadCodec.identifier
         var training = configuration.plan
         training.seed = configuration.seed &+ UInt64(roundId) &* 1_000_003
         plan.training = Flock_V1_LocalTraining(training)
@@ -600,7 +614,12 @@ public actor Coordinator {
                 open.record.loss = metrics.loss
             }
         }
-        (modelBytes, modelHash) = Self.encodeModel(spec: spec, scaling: scaling, weights: global.weights, version: global.round)
+        do {
+            (modelFileBytes, modelBytes, modelHash) = try Self.encodeModel(
+                spec: spec, scaling: scaling, weights: global.weights, version: global.round, download: configuration.downloadCodec)
+        } catch {
+            log("error: \(error.message); the edges keep the previous model")
+        }
         close(open)
         guard let r = history.last else { return }
         log("round \(round): \(r.participants) updates aggregated, \(r.dropped) dropped, "
@@ -650,7 +669,7 @@ public actor Coordinator {
         let lines = history.map { JSONOutput.line($0) }
         do {
             try RoundCheckpoint(model: global, spec: spec, selectionState: selection.state, history: lines).write(toFolder: folder)
-            try FileIO.writeAtomically(modelBytes, to: folder + "/global.flockmdl")
+            try FileIO.writeAtomically(modelFileBytes, to: folder + "/global.flockmdl")
             return true
         } catch {
             log("error: cannot write the round checkpoint: \(error.message); the last completed round is not durable until this is fixed")

@@ -72,6 +72,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// The first secure round's range of every block under `q{b}`/`rot+q{b}` (later rounds adapt it).
     public var codecInitialRange: Float = 0.01
 
+    /// How the global model travels to the edges (`f32`: the model file as it is).
+    public var downloadCodec = ModelDownload.f32
+
     /// The codec rounds use.
     public var roundCodec: CodecSpec { codec ?? (secureAggregation ? .fixed32 : .f32) }
 
@@ -85,6 +88,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         "edge_timeout", "strategy", "federated_evaluation", "seed", "max_message_bytes", "long_poll_capacity",
         "local.epochs", "local.batch", "local.lr", "local.clip",
         "secure_aggregation", "secure_graph", "secure_threshold", "secure_phase_seconds", "codec", "codec_initial_range",
+        "download_codec",
     ]
 
     /// The defaults overridden by the keys of `file`.
@@ -129,6 +133,9 @@ public struct ServerConfiguration: Sendable, Equatable {
             do { codec = try CodecSpec(parsing: v) } catch { throw CoreError(.invalidData, "\(file.source): \(error.message)") }
         }
         if let v = try file.number("codec_initial_range") { codecInitialRange = Float(v) }
+        if let v = try file.string("download_codec") {
+            do { downloadCodec = try ModelDownload(parsing: v) } catch { throw CoreError(.invalidData, "\(file.source): \(error.message)") }
+        }
     }
 
     /// Checks every value's range.

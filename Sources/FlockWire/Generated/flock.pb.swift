@@ -343,6 +343,12 @@ public nonisolated struct Flock_V1_RoundPlan: @unchecked Sendable {
     set {_uniqueStorage()._evaluate = newValue}
   }
 
+  /// how FetchModel's bytes carry the model: "" or "f32" (the file), "q8+deflate", ...
+  public var downloadCodec: String {
+    get {_storage._downloadCodec}
+    set {_uniqueStorage()._downloadCodec = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1306,7 +1312,7 @@ nonisolated extension Flock_V1_RetryAfter: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Flock_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RoundPlan"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}round\0\u{3}model_hash\0\u{3}model_bytes\0\u{1}training\0\u{1}codec\0\u{3}secure_aggregation\0\u{3}deadline_seconds\0\u{1}evaluate\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}round\0\u{3}model_hash\0\u{3}model_bytes\0\u{1}training\0\u{1}codec\0\u{3}secure_aggregation\0\u{3}deadline_seconds\0\u{1}evaluate\0\u{3}download_codec\0")
 
   fileprivate class _StorageClass {
     var _round: UInt64 = 0
@@ -1317,6 +1323,7 @@ nonisolated extension Flock_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf._
     var _secureAggregation: Flock_V1_SecureAggregation? = nil
     var _deadlineSeconds: Double = 0
     var _evaluate: Bool = false
+    var _downloadCodec: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1335,6 +1342,7 @@ nonisolated extension Flock_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf._
       _secureAggregation = source._secureAggregation
       _deadlineSeconds = source._deadlineSeconds
       _evaluate = source._evaluate
+      _downloadCodec = source._downloadCodec
     }
   }
 
@@ -1361,6 +1369,7 @@ nonisolated extension Flock_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf._
         case 6: try { try decoder.decodeSingularMessageField(value: &_storage._secureAggregation) }()
         case 7: try { try decoder.decodeSingularDoubleField(value: &_storage._deadlineSeconds) }()
         case 8: try { try decoder.decodeSingularBoolField(value: &_storage._evaluate) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._downloadCodec) }()
         default: break
         }
       }
@@ -1397,6 +1406,9 @@ nonisolated extension Flock_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf._
       if _storage._evaluate != false {
         try visitor.visitSingularBoolField(value: _storage._evaluate, fieldNumber: 8)
       }
+      if !_storage._downloadCodec.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._downloadCodec, fieldNumber: 9)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1414,6 +1426,7 @@ nonisolated extension Flock_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf._
         if _storage._secureAggregation != rhs_storage._secureAggregation {return false}
         if _storage._deadlineSeconds != rhs_storage._deadlineSeconds {return false}
         if _storage._evaluate != rhs_storage._evaluate {return false}
+        if _storage._downloadCodec != rhs_storage._downloadCodec {return false}
         return true
       }
       if !storagesAreEqual {return false}

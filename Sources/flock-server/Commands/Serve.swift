@@ -92,9 +92,16 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp(
         "Update codec: f32 or fixed32 (no compression; the defaults without and with secure aggregation), q1|q2|q4|q8|q16, "
-            + "rot+q{b}, or topk:F[,momentum=M][,warmup=W][,values=sign] (without secure aggregation).",
+            + "rot+q{b}, or topk:F[,momentum=M][,warmup=W][,values=sign] (without secure aggregation); "
+            + "+deflate adds the lossless stage (without secure aggregation).",
         valueName: "ID"))
     var codec: String?
+
+    @Option(name: .customLong("download-codec"), help: ArgumentHelp(
+        "How the global model travels to the edges: f32 (the model file), or q4|q8|q16|rot+q{b} (edges train from the "
+            + "decoded model), each optionally +deflate. [default: f32]",
+        valueName: "ID"))
+    var downloadCodec: String?
 
     func resolved() throws(CoreError) -> ServerConfiguration {
         var c = ServerConfiguration()
@@ -124,6 +131,9 @@ struct Serve: AsyncParsableCommand {
         if let secureThreshold { c.secureThreshold = secureThreshold }
         if let codec {
             do { c.codec = try CodecSpec(parsing: codec) } catch { throw CoreError(.invalidArgument, error.message) }
+        }
+        if let downloadCodec {
+            do { c.downloadCodec = try ModelDownload(parsing: downloadCodec) } catch { throw CoreError(.invalidArgument, error.message) }
         }
         try c.validate()
         return c

@@ -98,9 +98,16 @@ struct Simulate: AsyncParsableCommand {
     @Option(help: ArgumentHelp(
         "Update codec: f32 (no compression; the default without secure aggregation), fixed32 (the default with it), "
             + "q1|q2|q4|q8|q16 (stochastic quantization, a range per block of 1,024 values), rot+q{b} (after a randomized Hadamard rotation), "
-            + "topk:F[,momentum=M][,warmup=W][,values=sign] (without secure aggregation) or sketch:RxC[,q{b}][,k=K] (with it).",
+            + "topk:F[,momentum=M][,warmup=W][,values=sign] (without secure aggregation) or sketch:RxC[,q{b}][,k=K] (with it); "
+            + "+deflate adds the lossless stage (without secure aggregation).",
         valueName: "ID"))
     var codec: String?
+
+    @Option(name: .customLong("download-codec"), help: ArgumentHelp(
+        "How the global model travels to the edges: f32 (as it is), or q4|q8|q16|rot+q{b} (edges train from the decoded "
+            + "model), each optionally +deflate. [default: f32]",
+        valueName: "ID"))
+    var downloadCodec = "f32"
 
     @Option(name: .customLong("initial-range"), help: ArgumentHelp("Under secure aggregation, the first round's quantization range of every block of q{b}/rot+q{b}; later rounds adapt it.", valueName: "S"))
     var initialRange: Float = 0.01
@@ -139,6 +146,7 @@ struct Simulate: AsyncParsableCommand {
             let spec = try codecSpec
             try spec.check(secureAggregation: secureAggregation == "on")
             if case .sketch = spec, transport == "grpc" { throw CodecError("--codec \(spec) runs with --transport direct only for now") }
+            _ = try ModelDownload(parsing: downloadCodec)
         } catch {
             throw ValidationError(error.message)
         }
@@ -166,6 +174,7 @@ struct Simulate: AsyncParsableCommand {
                     complete: secureGraph == "complete", threshold: threshold, dropFraction: dropFraction, codec: spec, initialRange: initialRange)
                 : nil)
         if secureAggregation == "off" { options.codec = spec }
+        options.downloadCodec = try ModelDownload(parsing: downloadCodec)
         let rounds = options.rounds
         if secureAggregation == "off" {
             StandardError.line("warning: secure aggregation is off: the server sees every edge's update in the clear")

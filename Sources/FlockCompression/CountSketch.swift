@@ -103,6 +103,28 @@ public struct FetchSGDState: Sendable {
         accumulatedError = [Float](repeating: 0, count: sketch.cellCount)
     }
 
+    /// FetchSGD's momentum ρ in sketch space as Flock runs it: 0, since with ρ = 0.5 small sketches diverged
+    /// on mnist5k.
+    public static let defaultMomentum: Float = 0
+
+    /// The update a round applies from the decoded mean of its ring codec `spec` over `length` values: the
+    /// mean itself, or for `sketch` FetchSGD's step over `state` (created at the first sketched round).
+    /// - Throws: ``CodecError`` for sketch dimensions that do not fit.
+    public static func update(fromDecodedMean mean: [Float], of spec: CodecSpec, length: Int, state: inout FetchSGDState?) throws(CodecError) -> [Float] {
+        guard case .sketch(let rows, let columns, _, let k) = spec else { return mean }
+        var fetch: FetchSGDState
+        if let state { fetch = state } else {
+            let sketch = try CountSketch(rows: rows, columns: columns, length: length, seed: CountSketch.sharedSeed)
+            fetch = FetchSGDState(sketch: sketch, momentum: defaultMomentum, k: k ?? max(1, columns / 4))
+        }
+        guard mean.count == fetch.sketch.cellCount else {
+            throw CodecError("a decoded sketch of \(mean.count) cells; \(spec) has \(fetch.sketch.cellCount)")
+        }
+        let update = fetch.step(meanSketch: mean)
+        state = fetch
+        return update
+    }
+
     /// Folds in the round's mean sketch and returns the dense update to apply (k nonzero values).
     public mutating func step(meanSketch: [Float]) -> [Float] {
         for c in 0..<meanSketch.count {

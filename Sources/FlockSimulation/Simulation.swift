@@ -156,9 +156,6 @@ public struct Simulation: Sendable {
     /// Updates a worker adds to its running sum in one pass over it.
     static let updatesPerPass = 4
 
-    /// FetchSGD's momentum ρ in sketch space.
-    static let sketchMomentum: Float = 0
-
     /// Creates a simulation.
     public init(options: Options) { self.options = options }
 
@@ -242,17 +239,10 @@ public struct Simulation: Sendable {
                     global: served, plan: plan, seed: roundSeed, ranges: ranges
                 ).run()
                 if let next = outcome.nextRanges { ranges = next }
-                if var mean = outcome.meanDelta {
-                    if case .sketch(let rows, let columns, _, let k) = secure.codec {
-                        if fetch == nil {
-                            do {
-                                let sketch = try CountSketch(rows: rows, columns: columns, length: parameterCount, seed: CountSketch.sharedSeed)
-                                fetch = FetchSGDState(sketch: sketch, momentum: Self.sketchMomentum, k: k ?? max(1, columns / 4))
-                            } catch {
-                                throw CoreError(.invalidArgument, error.message)
-                            }
-                        }
-                        mean = fetch!.step(meanSketch: mean)
+                if let decoded = outcome.meanDelta {
+                    let mean: [Float]
+                    do { mean = try FetchSGDState.update(fromDecodedMean: decoded, of: secure.codec, length: parameterCount, state: &fetch) } catch {
+                        throw CoreError(.invalidArgument, error.message)
                     }
                     guard mean.allSatisfy(\.isFinite) else {
                         throw CoreError(.invalidData, "round \(round): the decoded sum holds NaN or infinite values")

@@ -76,4 +76,18 @@ import Testing
             }
         }
     }
+
+    @Test func theRoundUpdateIsTheMeanOrFetchSGDsStepForASketch() throws {
+        var state: FetchSGDState?
+        let mean: [Float] = [0.5, -1, 2]
+        #expect(try FetchSGDState.update(fromDecodedMean: mean, of: .quantized(bits: 2, rotated: true), length: 3, state: &state) == mean)
+        #expect(state == nil)
+        // A sketch: the state is made at the first round, and a planted heavy coordinate comes back.
+        let spec = CodecSpec.sketch(rows: 5, columns: 400, k: 1)
+        let sketch = try CountSketch(rows: 5, columns: 400, length: 10_000, seed: CountSketch.sharedSeed)
+        let planted = sketch.sketch { $0 == 1_234 ? 3 : 0 }
+        let update = try FetchSGDState.update(fromDecodedMean: planted, of: spec, length: 10_000, state: &state)
+        #expect(state != nil && update[1_234] == 3 && update.filter { $0 != 0 }.count == 1)
+        #expect(throws: CodecError.self) { try FetchSGDState.update(fromDecodedMean: mean, of: spec, length: 10_000, state: &state) }
+    }
 }

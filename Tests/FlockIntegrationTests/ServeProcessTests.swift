@@ -122,6 +122,7 @@ import Testing
         (["--codec", "q8", "--secure-aggregation", "off"], 3.9),
         (["--codec", "topk:0.03,momentum=0.5,values=sign", "--secure-aggregation", "off"], 60.0),
         (["--codec", "q2+deflate", "--secure-aggregation", "off"], 20.0),
+        (["--codec", "sketch:5x20000,q4"], 7.0),
     ])
     func edgesSendCompressedUpdatesAndTheServerDecodesThem(codec: [String], fewerBytes: Double) throws {
         let fleet = Fleet()

@@ -96,6 +96,9 @@ public actor Coordinator {
     /// A quantizing codec's block ranges for the next secure round, from the last one's aggregated mean
     /// squares (nil: the initial range; not kept across restarts).
     private var secureRanges: [Float]?
+    /// FetchSGD's momentum and error sketches under `sketch` (nil until the first sketched round; not kept
+    /// across restarts).
+    private var fetch: FetchSGDState?
     private let journal: RoundJournal
 
     /// Loads the round checkpoint from the data directory (or starts fresh) and prepares the first model.
@@ -967,9 +970,17 @@ extension Coordinator {
             abandon(round: round, reason: "the decoded sum is not finite")
             return
         }
+        // A sketch's sum decodes to the mean sketch; FetchSGD's server step turns it into the update.
+        let update: [Float]
+        do {
+            update = try FetchSGDState.update(fromDecodedMean: outcome.meanDelta, of: configuration.roundCodec, length: global.weights.count, state: &fetch)
+        } catch {
+            abandon(round: round, reason: "secure aggregation: \(error.message)")
+            return
+        }
         secureRanges = outcome.nextRanges
         var done = finished
         done.secure = secure
-        complete(done, meanDelta: outcome.meanDelta, participants: outcome.included.count)
+        complete(done, meanDelta: update, participants: outcome.included.count)
     }
 }

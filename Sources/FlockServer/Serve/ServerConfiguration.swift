@@ -164,9 +164,6 @@ public struct ServerConfiguration: Sendable, Equatable {
         try require(securePhaseSeconds > 0 && securePhaseSeconds <= 3_600, "secure_phase_seconds must be in (0, 3600]")
         try require(codecInitialRange.isFinite && codecInitialRange > 0, "codec_initial_range must be positive")
         do { try roundCodec.check(secureAggregation: secureAggregation) } catch { throw CoreError(.invalidArgument, error.message) }
-        if case .sketch = roundCodec {
-            throw CoreError(.invalidArgument, "codec '\(roundCodec)': count sketches run in `flock-server simulate` only for now; serve with rot+q{b}")
-        }
         try plan.validate()
     }
 

@@ -92,7 +92,8 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp(
         "Update codec: f32 or fixed32 (no compression; the defaults without and with secure aggregation), q1|q2|q4|q8|q16, "
-            + "rot+q{b}, or topk:F[,momentum=M][,warmup=W][,values=sign] (without secure aggregation); "
+            + "rot+q{b}, sketch:RxC[,q{b}][,k=K] (with secure aggregation), or topk:F[,momentum=M][,warmup=W][,values=sign] "
+            + "(without it); "
             + "+deflate adds the lossless stage (without secure aggregation).",
         valueName: "ID"))
     var codec: String?

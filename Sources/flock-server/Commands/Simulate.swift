@@ -145,7 +145,6 @@ struct Simulate: AsyncParsableCommand {
         do throws(CodecError) {
             let spec = try codecSpec
             try spec.check(secureAggregation: secureAggregation == "on")
-            if case .sketch = spec, transport == "grpc" { throw CodecError("--codec \(spec) runs with --transport direct only for now") }
             _ = try ModelDownload(parsing: downloadCodec)
         } catch {
             throw ValidationError(error.message)

@@ -6,7 +6,7 @@
 /// | `fixed32` | every value in fixed point in Z_2^32 (``FixedPointQuantizer``) | yes |
 /// | `q{b}` | b-bit stochastic quantization with a range per block of 1,024 values (``StochasticQuantizer``) | yes |
 /// | `rot+q{b}` | the same after a seeded randomized Hadamard rotation (``RandomizedHadamard``) | yes |
-/// | `sketch:{rows}x{cols}[,q{b}][,k=K]` | a count sketch whose cells travel as `q{b}` (default q8); the server recovers K heavy coordinates (FetchSGD, Rothchild et al. 2020; ``CountSketch``) | only (for now) |
+/// | `sketch:{rows}x{cols}[,q{b}][,k=K]` | a count sketch whose cells travel as `q{b}` (default q8); the server recovers K heavy coordinates (FetchSGD, Rothchild et al. 2020; ``CountSketch``) | yes |
 /// | `topk:{fraction}[,momentum=M][,warmup=W]` | the largest values with error feedback, momentum correction and warm-up (DGC, Lin et al. 2018; ``TopKSparsifier``) | no: not linear |
 /// | `{codec}+deflate` | any codec above that runs without secure aggregation, its payload through a zlib stream when that is smaller (``LosslessStage``) | no: masked words do not shrink |
 ///
@@ -118,6 +118,12 @@ public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
     /// The identifier.
     public var description: String { identifier }
 
+    /// The codec without its lossless stage (itself when it has none).
+    public var withoutLosslessStage: CodecSpec {
+        if case .deflated(let inner) = self { return inner }
+        return self
+    }
+
     /// Whether sums of encodings in Z_2^32 decode to the sum of the updates, as secure aggregation needs.
     public var isLinearInTheRing: Bool {
         switch self {
@@ -131,10 +137,6 @@ public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
     /// - Throws: ``CodecError`` that says what to choose instead.
     public func check(secureAggregation: Bool) throws(CodecError) {
         switch self {
-        case .sketch:
-            if !secureAggregation {
-                throw CodecError("codec '\(identifier)': count sketches run under secure aggregation only for now; use topk or q{b} without it")
-            }
         case .topK:
             if secureAggregation {
                 throw CodecError(
@@ -145,7 +147,7 @@ public enum CodecSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
             if secureAggregation {
                 throw CodecError("codec 'f32' cannot run under secure aggregation (floats do not add up in Z_2^32); use fixed32, q{b} or rot+q{b}")
             }
-        case .fixed32, .quantized:
+        case .fixed32, .quantized, .sketch:
             break
         case .deflated(let inner):
             if secureAggregation {
@@ -270,6 +272,9 @@ public enum PlainCodec: Sendable {
     case quantized(StochasticQuantizer)
     /// `topk`, with the edges' error-feedback state kept by the caller.
     case topK(TopKSparsifier, momentum: Float, warmUp: Int)
+    /// `sketch`: the count sketch of the update, its cells in the `q{b}` payload format with their own
+    /// ranges; decoding gives the sketch, which ``FetchSGDState`` turns into an update once summed.
+    case sketched(CountSketch, StochasticQuantizer)
     /// Another plain codec's payload through the lossless stage.
     indirect case deflated(PlainCodec)
 
@@ -284,8 +289,10 @@ public enum PlainCodec: Sendable {
             self = .quantized(try StochasticQuantizer(bits: bits, rotated: rotated, length: length, seed: seed ^ 0x0207_A7E5))
         case .topK(let fraction, let momentum, let warmUp, let signs):
             self = .topK(try TopKSparsifier(length: length, fraction: fraction, signs: signs), momentum: Float(momentum), warmUp: warmUp)
-        case .sketch:
-            throw CodecError("codec '\(spec)': count sketches run under secure aggregation only for now")
+        case .sketch(let rows, let columns, let cellBits, _):
+            // The hashes stay the same from round to round, so that the server's sketches add up.
+            let sketch = try CountSketch(rows: rows, columns: columns, length: length, seed: CountSketch.sharedSeed)
+            self = .sketched(sketch, try StochasticQuantizer(bits: cellBits, rotated: false, length: sketch.cellCount, seed: 0))
         case .deflated(let inner):
             self = .deflated(try PlainCodec(inner, length: length, seed: seed))
         }
@@ -300,6 +307,17 @@ public enum PlainCodec: Sendable {
             return 8 + (codec.signs ? 4 + (k + 7) / 8 : 4 * k) + 5 * k
         case .deflated(let inner): return 1 + inner.maximumPayloadBytes
         default: return payloadBytes
+        }
+    }
+
+    /// Values a payload decodes to: the update's length, or a sketch's cells.
+    public var decodedLength: Int {
+        switch self {
+        case .f32(let length), .fixedPoint(_, let length): length
+        case .quantized(let codec): codec.length
+        case .topK(let codec, _, _): codec.length
+        case .sketched(let sketch, _): sketch.cellCount
+        case .deflated(let inner): inner.decodedLength
         }
     }
 
@@ -326,7 +344,7 @@ public enum PlainCodec: Sendable {
         switch self {
         case .f32(let length): 4 * length
         case .fixedPoint(_, let length): 4 * FixedPointQuantizer.encodedLength(length)
-        case .quantized(let codec): codec.payloadByteCount
+        case .quantized(let codec), .sketched(_, let codec): codec.payloadByteCount
         case .topK(let codec, _, _):
             8 + (codec.signs ? 4 + (codec.keptCount(fraction: codec.fraction) + 7) / 8 : 4 * codec.keptCount(fraction: codec.fraction))
                 + codec.keptCount(fraction: codec.fraction)
@@ -365,6 +383,9 @@ public enum PlainCodec: Sendable {
             return Self.bytes(of: try codec.encode(delta, examples: 1, seed: seed))
         case .quantized(let codec):
             return try codec.encodePayload(delta, seed: seed)
+        case .sketched(let sketch, let codec):
+            guard delta.count == sketch.length else { throw CodecError("sketch: the update has \(delta.count) values, the model \(sketch.length)") }
+            return try codec.encodePayload(sketch.sketch { delta[$0] }, seed: seed)
         case .topK(let codec, _, _):
             return try codec.encode(delta, keeping: codec.keptCount(fraction: codec.fraction)).payload
         case .deflated(let inner):
@@ -386,7 +407,7 @@ public enum PlainCodec: Sendable {
                 throw CodecError("fixed32: a payload of \(payload.count) bytes; the model takes \(4 * FixedPointQuantizer.encodedLength(length))")
             }
             return try codec.decodeMean(sum: Self.words(of: payload)).mean
-        case .quantized(let codec):
+        case .quantized(let codec), .sketched(_, let codec):
             return try codec.decodePayload(payload)
         case .topK(let codec, _, _):
             return try codec.decode(payload)
@@ -395,7 +416,8 @@ public enum PlainCodec: Sendable {
         }
     }
 
-    /// The update as the server decodes it from the payload of `local − global` (rounding draws from `seed`).
+    /// The update as the server decodes it from the payload of `local − global` (rounding draws from `seed`;
+    /// for `sketch`, the sketch the server decodes).
     /// `feedback` is the edge's error-feedback state for `topk` (created when nil), unused otherwise.
     /// - Returns: the decoded update and the payload's size in bytes.
     /// - Throws: ``CodecError`` for a value that is not finite or a wrong length.

@@ -111,7 +111,7 @@ public struct FetchSGDState: Sendable {
     /// mean itself, or for `sketch` FetchSGD's step over `state` (created at the first sketched round).
     /// - Throws: ``CodecError`` for sketch dimensions that do not fit.
     public static func update(fromDecodedMean mean: [Float], of spec: CodecSpec, length: Int, state: inout FetchSGDState?) throws(CodecError) -> [Float] {
-        guard case .sketch(let rows, let columns, _, let k) = spec else { return mean }
+        guard case .sketch(let rows, let columns, _, let k) = spec.withoutLosslessStage else { return mean }
         var fetch: FetchSGDState
         if let state { fetch = state } else {
             let sketch = try CountSketch(rows: rows, columns: columns, length: length, seed: CountSketch.sharedSeed)

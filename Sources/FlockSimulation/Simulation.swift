@@ -268,7 +268,11 @@ public struct Simulation: Sendable {
                     selected: selected, edges: edges, workers: workers, global: served, plan: plan, seed: roundSeed, codec: codec,
                     edgeStates: edgeStates)
                 let average = try Self.accept(trained, selected: selected, round: round)
-                state.apply(meanDelta: average.mean(), threads: o.threads)
+                let mean: [Float]
+                do { mean = try FetchSGDState.update(fromDecodedMean: average.mean(), of: o.codec, length: parameterCount, state: &fetch) } catch {
+                    throw CoreError(.invalidArgument, error.message)
+                }
+                state.apply(meanDelta: mean, threads: o.threads)
                 report = RoundReport(
                     round: round, accuracy: 0, loss: 0, participants: average.count, seconds: Date().timeIntervalSince(start),
                     trainingSeconds: trained.trainingSeconds.max() ?? 0,
@@ -347,7 +351,7 @@ public struct Simulation: Sendable {
         let workerCount = min(workers.count, groupCount)
         let nextGroup = Atomic<Int>(0)
         let perWorker = Parallel.map(workerCount) { w in
-            var sum = WeightedAverage(length: global.count)
+            var sum = WeightedAverage(length: codec.decodedLength)
             var trained = [(Int, Result<LocalTraining, CoreError>)]()
             var seconds = 0.0
             var uploaded = 0

@@ -123,6 +123,7 @@ import Testing
         (["--codec", "topk:0.03,momentum=0.5,values=sign", "--secure-aggregation", "off"], 60.0),
         (["--codec", "q2+deflate", "--secure-aggregation", "off"], 20.0),
         (["--codec", "sketch:5x20000,q4"], 7.0),
+        (["--codec", "sketch:5x20000,q4", "--secure-aggregation", "off"], 14.0),
     ])
     func edgesSendCompressedUpdatesAndTheServerDecodesThem(codec: [String], fewerBytes: Double) throws {
         let fleet = Fleet()

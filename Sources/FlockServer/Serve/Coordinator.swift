@@ -193,6 +193,8 @@ public actor Coordinator {
             record: opening.record, plan: plan, started: moment, deadline: moment + configuration.roundTimeout,
             average: WeightedAverage(length: parameterCount), startVersion: modelVersion,
             codec: try Self.plainCodec(of: plan, parameters: parameterCount))
+        // A sketch's updates are sketches: the round sums those.
+        if let codec = reopened.codec { reopened.average = WeightedAverage(length: codec.decodedLength) }
         for entry in entries {
             switch entry {
             case .update(let edge, let examples, let bytes, let values):
@@ -418,8 +420,8 @@ public actor Coordinator {
         guard var open, var probe = machine else { throw ServeRefusal(.failedPrecondition, "round \(round) is not open") }
         guard open.secure == nil else { throw ServeRefusal(.failedPrecondition, "round \(round) uses secure aggregation: send a masked input") }
         guard examples >= 1, examples <= 1 << 40 else { throw ServeRefusal(.invalidArgument, "example count must be 1 or more") }
-        guard delta.count == global.weights.count else {
-            throw ServeRefusal(.invalidArgument, "update has \(delta.count) values; the model has \(global.weights.count)")
+        guard delta.count == open.average.length else {
+            throw ServeRefusal(.invalidArgument, "update has \(delta.count) values; the round's codec decodes to \(open.average.length)")
         }
         do { _ = try probe.receive(.update(round: Int(clamping: round), edge: id, now: now)) } catch {
             throw Self.refusal(error)
@@ -573,7 +575,7 @@ public actor Coordinator {
         }
         open = OpenRound(
             record: record, plan: plan, started: moment, deadline: moment + configuration.roundTimeout,
-            average: WeightedAverage(length: global.weights.count), startVersion: global.round, secure: secure, codec: codec)
+            average: WeightedAverage(length: codec?.decodedLength ?? global.weights.count), startVersion: global.round, secure: secure, codec: codec)
         do {
             try journal.begin(.init(
                 record: record, selected: chosen, target: target, minimumUpdates: roundConfiguration.minimumUpdates,
@@ -600,10 +602,18 @@ public actor Coordinator {
         complete(open, meanDelta: open.average.mean(), participants: open.average.count)
     }
 
-    /// Applies the round's mean update, records the round and writes the checkpoint.
-    private func complete(_ finished: OpenRound, meanDelta: [Float], participants: Int) {
+    /// Applies the round's mean update (for a sketch, FetchSGD's step over the mean sketch), records the
+    /// round and writes the checkpoint.
+    private func complete(_ finished: OpenRound, meanDelta decoded: [Float], participants: Int) {
         var open = finished
         let round = open.record.round
+        let meanDelta: [Float]
+        do {
+            meanDelta = try FetchSGDState.update(fromDecodedMean: decoded, of: configuration.roundCodec, length: global.weights.count, state: &fetch)
+        } catch {
+            abandon(round: round, reason: error.message)
+            return
+        }
         global.apply(meanDelta: meanDelta, threads: 2)
         _ = try? machine?.receive(.aggregated(round: round))
         open.record.state = "completed"
@@ -970,17 +980,9 @@ extension Coordinator {
             abandon(round: round, reason: "the decoded sum is not finite")
             return
         }
-        // A sketch's sum decodes to the mean sketch; FetchSGD's server step turns it into the update.
-        let update: [Float]
-        do {
-            update = try FetchSGDState.update(fromDecodedMean: outcome.meanDelta, of: configuration.roundCodec, length: global.weights.count, state: &fetch)
-        } catch {
-            abandon(round: round, reason: "secure aggregation: \(error.message)")
-            return
-        }
         secureRanges = outcome.nextRanges
         var done = finished
         done.secure = secure
-        complete(done, meanDelta: update, participants: outcome.included.count)
+        complete(done, meanDelta: outcome.meanDelta, participants: outcome.included.count)
     }
 }

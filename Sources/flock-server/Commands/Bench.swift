@@ -241,7 +241,7 @@ struct Bench: ParsableCommand {
         @Option(parsing: .upToNextOption, help: ArgumentHelp("Codecs run without secure aggregation, separated by spaces.", valueName: "ID"))
         var codecs = [
             "f32", "f32+deflate", "q8", "q4", "q4+deflate", "q2", "q2+deflate", "q1", "rot+q1", "topk:0.005", "topk:0.03,momentum=0.5,values=sign",
-            "topk:0.03,momentum=0.5,values=sign+deflate",
+            "topk:0.03,momentum=0.5,values=sign+deflate", "sketch:5x7000,q2,k=1000",
         ]
 
         @Option(

@@ -91,8 +91,10 @@ public struct FetchSGDState: Sendable {
     public let momentum: Float
     /// Coordinates applied per round.
     public let k: Int
-    private var accumulatedMomentum: [Float]
-    private var accumulatedError: [Float]
+    /// The momentum sketch S_u.
+    public private(set) var accumulatedMomentum: [Float]
+    /// The error sketch S_e: what was not applied yet.
+    public private(set) var accumulatedError: [Float]
 
     /// Empty state.
     public init(sketch: CountSketch, momentum: Float, k: Int) {
@@ -101,6 +103,21 @@ public struct FetchSGDState: Sendable {
         self.k = k
         accumulatedMomentum = [Float](repeating: 0, count: sketch.cellCount)
         accumulatedError = [Float](repeating: 0, count: sketch.cellCount)
+    }
+
+    /// Saved state: the momentum and error sketches of a run of `spec` over `length` values.
+    /// - Throws: ``CodecError`` for a codec that is not a sketch, or sketches of the wrong size or not finite.
+    public init(restoring spec: CodecSpec, length: Int, momentum: [Float], error: [Float]) throws(CodecError) {
+        guard case .sketch(let rows, let columns, _, let k) = spec.withoutLosslessStage else {
+            throw CodecError("a saved FetchSGD state for codec '\(spec)', which is not a sketch")
+        }
+        let sketch = try CountSketch(rows: rows, columns: columns, length: length, seed: CountSketch.sharedSeed)
+        guard momentum.count == sketch.cellCount, error.count == sketch.cellCount, momentum.allSatisfy(\.isFinite), error.allSatisfy(\.isFinite) else {
+            throw CodecError("a saved FetchSGD state that does not fit \(spec)")
+        }
+        self.init(sketch: sketch, momentum: Self.defaultMomentum, k: k ?? max(1, columns / 4))
+        accumulatedMomentum = momentum
+        accumulatedError = error
     }
 
     /// FetchSGD's momentum ρ in sketch space as Flock runs it: 0, since with ρ = 0.5 small sketches diverged

@@ -168,6 +168,18 @@ public struct ErrorFeedback: Sendable {
         momentum = [Float](repeating: 0, count: length)
     }
 
+    /// Saved state.
+    /// - Throws: ``CodecError`` when the vectors differ in length, hold values that are not finite, or the
+    ///   count is negative.
+    public init(residual: [Float], momentum: [Float], participations: Int) throws(CodecError) {
+        guard residual.count == momentum.count, participations >= 0, residual.allSatisfy(\.isFinite), momentum.allSatisfy(\.isFinite) else {
+            throw CodecError("topk: a saved error-feedback state that does not hold together")
+        }
+        self.residual = residual
+        self.momentum = momentum
+        self.participations = participations
+    }
+
     /// The fraction kept in this participation: 4^-(p+1) during the first `warmUp` participations (but never
     /// below the target), then the target.
     public func fraction(target: Double, warmUp: Int) -> Double {
@@ -217,4 +229,7 @@ public final class ErrorFeedbackStore<Key: Hashable & Sendable>: Sendable {
 
     /// Stores `key`'s state.
     public func put(_ state: ErrorFeedback, for key: Key) { states.withLock { $0[key] = state } }
+
+    /// Every stored state.
+    public var all: [Key: ErrorFeedback] { states.withLock { $0 } }
 }

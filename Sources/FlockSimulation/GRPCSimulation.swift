@@ -86,7 +86,7 @@ public struct GRPCSimulation: Sendable {
         let trainingSeconds = Mutex<[UInt64: Double]>([:])
         let agents = try shares.enumerated().map { index, rows throws(CoreError) -> EdgeAgent in
             let agentOptions = EdgeAgent.Options(
-                id: "edge-\(index)", stateDirectory: configuration.dataDirectory, holdout: 0, threads: 1, cacheModels: false,
+                id: "edge-\(index)", stateDirectory: configuration.dataDirectory, holdout: 0, threads: 1, cacheModels: false, persistCodecState: false,
                 onAccepted: { round, update in trainingSeconds.withLock { $0[round, default: 0] += update.seconds } })
             return try EdgeAgent(options: agentOptions, data: train.subset(rows), connection: connection, slots: slots, log: { _ in })
         }

@@ -181,11 +181,13 @@ public struct Simulation: Sendable {
         var state = GlobalModelState(strategy: o.strategy, weights: global.parameterVector())
         var selection = SeededGenerator(seed: o.seed ^ 0x5E1E_C7ED)
         var reports = [RoundReport]()
+        var savedCodec = CodecState()
         if let folder = o.stateFolder, let saved = try RoundCheckpoint.read(fromFolder: folder) {
             guard saved.spec == spec, saved.model.strategy == o.strategy, saved.model.weights.count == global.parameterCount else {
                 throw CoreError(.modelMismatch, "\(folder) holds rounds of a different model or strategy; use another --state-dir")
             }
             state = saved.model
+            savedCodec = try saved.codecState(spec: o.secureAggregation?.codec ?? o.codec, length: global.parameterCount)
             selection = SeededGenerator(state: saved.selectionState)
             reports = try saved.history.map { line throws(CoreError) -> RoundReport in
                 do { return try JSONDecoder().decode(RoundReport.self, from: Data(line.utf8)) } catch {
@@ -209,11 +211,12 @@ public struct Simulation: Sendable {
         var round = reports.count
         var abortsInARow = 0
         // A quantizing codec's block ranges under secure aggregation, adapted after every round.
-        var ranges: [Float]?
-        // Each edge's error-feedback state under `topk` (kept for the run; not in the checkpoint).
+        var ranges = savedCodec.ranges
+        // Each edge's error-feedback state under `topk`, by edge number.
         let edgeStates = ErrorFeedbackStore<Int>()
+        for (id, feedback) in savedCodec.feedback { if let edge = Int(id) { edgeStates.put(feedback, for: edge) } }
         // The server's FetchSGD momentum and error sketches under `sketch`.
-        var fetch: FetchSGDState?
+        var fetch = savedCodec.fetch
         while state.round < o.rounds {
             round += 1
             let start = Date()
@@ -285,8 +288,9 @@ public struct Simulation: Sendable {
             reports.append(report)
             if let folder = o.stateFolder {
                 // After this write the round is complete for good: a restart resumes with round + 1.
+                let codec = CodecState(ranges: ranges, fetch: fetch, feedback: Dictionary(uniqueKeysWithValues: edgeStates.all.map { (String($0.key), $0.value) }))
                 let checkpoint = RoundCheckpoint(
-                    model: state, spec: spec, selectionState: selection.state, history: reports.map { JSONOutput.line($0) })
+                    model: state, spec: spec, selectionState: selection.state, history: reports.map { JSONOutput.line($0) }, codec: codec)
                 try checkpoint.write(toFolder: folder)
             }
             onRound(report)

@@ -163,6 +163,30 @@ import Testing
         #expect(saved.hash.hex != (try fleet.status()["model_hash"] as? String))
     }
 
+    @Test func anEdgeKilledWithSIGKILLKeepsItsTopKErrorFeedback() throws {
+        let fleet = Fleet()
+        let parts = try fleet.partition(3, scheme: "iid")
+        let server = try fleet.startServer(
+            ["--rounds", "8", "--min-clients", "2", "--heartbeat", "0.3", "--secure-aggregation", "off", "--codec", "topk:0.03,momentum=0.5,values=sign"]
+                + Self.holdout)
+        for (i, part) in parts.enumerated() { try fleet.startEdge("edge-\(i)", server: server, data: part) }
+        try fleet.wait("2 rounds") { try fleet.status()["completed_rounds"] as? Int ?? 0 >= 2 }
+        fleet.kill9("edge-0")
+        let before = fleet.log("edge-0").components(separatedBy: "update accepted").count - 1
+        try fleet.startEdge("edge-0", server: server, data: parts[0])
+        try fleet.wait("8 rounds") { try fleet.status()["completed_rounds"] as? Int == 8 }
+        fleet.stopAll()
+        let after = fleet.log("edge-0").components(separatedBy: "update accepted").count - 1
+        // The file counts every accepted update of edge-0, those before the kill included: the restarted
+        // process read what the killed one had not sent.
+        let path = fleet.folder + "/edge-0/topk-feedback-edge-0.flockefb"
+        let (archive, _) = try Archive.read(path: path, magic: "FLOCKEFB", kind: "error-feedback file")
+        let header = try JSONDecoder().decode([String: Int].self, from: archive.header)
+        #expect(before >= 1 && after >= 1, "\(before) updates before the kill, \(after) after")
+        #expect(header["participations"] == before + after, "\(header) against \(before) + \(after)")
+        #expect(try archive.section("residual", path: path).contains { $0 != 0 })
+    }
+
     @Test func theServerKilledWithSIGKILLResumesFromTheLastCompletedRoundAndEdgesReconnect() throws {
         let fleet = Fleet()
         let parts = try fleet.partition(3, scheme: "iid")

@@ -110,6 +110,30 @@ import Testing
         #expect(reports.allSatisfy { $0.uploadBytes == $0.participants * payload })
     }
 
+    /// A run stopped after round 3 and resumed from its checkpoint ends exactly where a straight run ends:
+    /// the checkpoint carries each edge's `topk` residual, the secure quantizer's ranges and the sketch's
+    /// FetchSGD state.
+    @Test(arguments: [
+        (CodecSpec.topK(fraction: 0.03, momentum: 0.5, signs: true), false),
+        (CodecSpec.quantized(bits: 1, rotated: true), true),
+        (CodecSpec.sketch(rows: 5, columns: 7_000, cellBits: 2, k: 1_000), true),
+    ])
+    func aResumedRunKeepsItsCodecState(codec: CodecSpec, secure: Bool) throws {
+        func options(rounds: Int) -> Simulation.Options {
+            Self.options(rounds: rounds, secure: secure ? SecureAggregationOptions(codec: codec) : nil, codec: secure ? .f32 : codec)
+        }
+        let straight = try Simulation(options: options(rounds: 6)).run()
+        var first = options(rounds: 3)
+        first.stateFolder = TestData.temporaryFolder()
+        _ = try Simulation(options: first).run()
+        let saved = try #require(try RoundCheckpoint.read(fromFolder: first.stateFolder!))
+        #expect(!saved.codecSections.isEmpty, "\(codec): no codec state in the checkpoint")
+        var second = options(rounds: 6)
+        second.stateFolder = first.stateFolder
+        let resumed = try Simulation(options: second).run()
+        #expect(resumed.accuracy == straight.accuracy && resumed.loss == straight.loss, "\(codec): \(resumed) against \(straight)")
+    }
+
     @Test func aCodecThatCannotRunUnderSecureAggregationIsRefusedBeforeAnyRound() throws {
         var options = Self.options(rounds: 1, secure: SecureAggregationOptions(codec: .topK(fraction: 0.01)))
         #expect(throws: CoreError.self) { try Simulation(options: options).run() }

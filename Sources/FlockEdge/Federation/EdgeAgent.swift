@@ -29,6 +29,9 @@ public struct EdgeAgent: Sendable {
         /// Keep downloaded models in `stateDirectory/models` and reuse them (off for in-process
         /// simulation, where every edge downloads, as a device would).
         public var cacheModels: Bool
+        /// Keep the `topk` error feedback in `stateDirectory` too, so that a restarted edge still sends what
+        /// it had not sent (off for in-process simulation).
+        public var persistCodecState: Bool
         /// Called after the server accepted an update, with its round and the local training outcome.
         public var onAccepted: (@Sendable (_ round: UInt64, _ update: LocalUpdate) -> Void)?
         /// A failure drill: the point of a secure round where the process kills itself (`--crash-at`).
@@ -37,8 +40,8 @@ public struct EdgeAgent: Sendable {
         /// Creates options.
         public init(
             id: String, stateDirectory: String, holdout: Double = 0.1, threads: Int = 1, maximumBackoff: Double = 30,
-            cacheModels: Bool = true, onAccepted: (@Sendable (_ round: UInt64, _ update: LocalUpdate) -> Void)? = nil,
-            crash: CrashPoint? = nil
+            cacheModels: Bool = true, persistCodecState: Bool = true,
+            onAccepted: (@Sendable (_ round: UInt64, _ update: LocalUpdate) -> Void)? = nil, crash: CrashPoint? = nil
         ) {
             self.id = id
             self.stateDirectory = stateDirectory
@@ -46,6 +49,7 @@ public struct EdgeAgent: Sendable {
             self.threads = threads
             self.maximumBackoff = maximumBackoff
             self.cacheModels = cacheModels
+            self.persistCodecState = persistCodecState
             self.onAccepted = onAccepted
             self.crash = crash
         }
@@ -179,14 +183,17 @@ public struct EdgeAgent: Sendable {
             let (update, metrics) = try await train(file: file, config: config, evaluate: plan.evaluate)
             if let metrics { try await report(metrics, round: round, session: session) }
             let payload: [UInt8]
+            let nextFeedback: ErrorFeedback?
             do {
-                payload = try encode(update, plan: plan)
+                (payload, nextFeedback) = try encode(update, plan: plan)
             } catch let error as CodecError {
                 log("\(options.id): round \(round): cannot encode the update: \(error.message)")
                 return
             }
             do {
                 try await submit(payload: payload, codec: plan.codec.id, examples: update.examples, update: update, round: round, session: session)
+                // Only an accepted update leaves the error feedback; a refused one stays in the residual.
+                if let nextFeedback { keep(nextFeedback) }
                 options.onAccepted?(round, update)
                 log("\(options.id): round \(round): \(update.examples) examples, loss \(String(format: "%.4f", update.trainLoss)), "
                     + "\(String(format: "%.3f", update.seconds)) s training; update accepted")
@@ -196,17 +203,58 @@ public struct EdgeAgent: Sendable {
         }
     }
 
-    /// The payload of `update` in the plan's codec (`topk` folds in, and keeps, this edge's error feedback).
+    /// The payload of `update` in the plan's codec, and for `topk` the error feedback it leaves once the
+    /// server accepts it.
     /// - Throws: ``CodecError`` for a codec this edge does not know or cannot use without secure aggregation.
-    private func encode(_ update: LocalUpdate, plan: Flock_V1_RoundPlan) throws(CodecError) -> [UInt8] {
+    private func encode(_ update: LocalUpdate, plan: Flock_V1_RoundPlan) throws(CodecError) -> (payload: [UInt8], feedback: ErrorFeedback?) {
         let spec = try CodecSpec(parsing: plan.codec.id)
-        if spec == .f32 { return LittleEndianFloats.encode(update.delta) }
+        if spec == .f32 { return (LittleEndianFloats.encode(update.delta), nil) }
         let codec = try PlainCodec(spec, length: update.delta.count, seed: plan.codec.seed)
-        var state = codec.keepsEdgeState ? feedback.take(options.id) : nil
+        var state = codec.keepsEdgeState ? currentFeedback() : nil
         let payload = try codec.encode(update.delta, seed: plan.training.seed ^ idSeed ^ 0xC0DE, feedback: &state)
-        if let state { feedback.put(state, for: options.id) }
-        return payload
+        return (payload, state)
     }
+
+    /// Where this edge keeps its `topk` error feedback.
+    private var feedbackPath: String { options.stateDirectory + "/topk-feedback-\(options.id).flockefb" }
+
+    /// This edge's error feedback: in memory, else as the state directory holds it (after a restart), else nil.
+    private func currentFeedback() -> ErrorFeedback? {
+        if let state = feedback.take(options.id) {
+            feedback.put(state, for: options.id)
+            return state
+        }
+        guard options.persistCodecState, FileManager.default.fileExists(atPath: feedbackPath) else { return nil }
+        do {
+            let (archive, _) = try Archive.read(path: feedbackPath, magic: Self.feedbackMagic, kind: "error-feedback file")
+            let header = try JSONDecoder().decode([String: Int].self, from: archive.header)
+            let state = try ErrorFeedback(
+                residual: try archive.section("residual", path: feedbackPath), momentum: try archive.section("momentum", path: feedbackPath),
+                participations: header["participations"] ?? -1)
+            feedback.put(state, for: options.id)
+            return state
+        } catch {
+            log("\(options.id): \(feedbackPath) is unreadable (\(error)); the error feedback starts over")
+            return nil
+        }
+    }
+
+    /// Keeps `state` as this edge's error feedback, in memory and (atomically) in the state directory.
+    private func keep(_ state: ErrorFeedback) {
+        feedback.put(state, for: options.id)
+        guard options.persistCodecState else { return }
+        do {
+            try FileManager.default.createDirectory(atPath: options.stateDirectory, withIntermediateDirectories: true)
+            let header = try JSONEncoder().encode(["participations": state.participations])
+            try Archive(header: header, sections: [("residual", state.residual), ("momentum", state.momentum)])
+                .write(path: feedbackPath, magic: Self.feedbackMagic)
+        } catch {
+            log("\(options.id): cannot save the error feedback to \(feedbackPath): \(error); a restart would lose it")
+        }
+    }
+
+    /// The 8 magic bytes of the error-feedback file.
+    static let feedbackMagic = "FLOCKEFB"
 
     /// Evaluates the plan's model on the held-out split (when asked) and trains it on the training split, on
     /// a training slot.

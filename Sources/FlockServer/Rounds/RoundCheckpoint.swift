@@ -1,3 +1,4 @@
+import FlockCompression
 import FlockCore
 import Foundation
 
@@ -6,8 +7,9 @@ import Foundation
 /// it had accepted as complete.
 ///
 /// Stored in FlockCore's verified ``Archive`` format (magic `FLOCKSRV`): a JSON header with the round
-/// counter, the strategy, the model spec, the selection generator's state and the round history, and
-/// Float32 sections for the global weights and the server optimizer's moments.
+/// counter, the strategy, the model spec, the selection generator's state, the round history and the codec
+/// state's counters, and Float32 sections for the global weights, the server optimizer's moments and the
+/// codec state (``CodecState``).
 public struct RoundCheckpoint: Sendable, Equatable {
     /// The 8 magic bytes.
     public static let magic = "FLOCKSRV"
@@ -22,13 +24,27 @@ public struct RoundCheckpoint: Sendable, Equatable {
     public var selectionState: [UInt64]
     /// One JSON object per completed round (whatever the runner records), oldest first.
     public var history: [String]
+    /// The codec's state between rounds, as ``CodecState/sections`` and ``CodecState/counters``.
+    public var codecSections: [String: [Float]]
+    /// See ``codecSections``.
+    public var codecCounters: [String: Int]
 
     /// Creates a checkpoint.
-    public init(model: GlobalModelState, spec: ModelSpec, selectionState: [UInt64], history: [String]) {
+    public init(model: GlobalModelState, spec: ModelSpec, selectionState: [UInt64], history: [String], codec: CodecState = CodecState()) {
         self.model = model
         self.spec = spec
         self.selectionState = selectionState
         self.history = history
+        codecSections = codec.sections
+        codecCounters = codec.counters
+    }
+
+    /// The codec state saved for a run of `spec` over updates of `length` values.
+    /// - Throws: ``CoreError/Code/corruptFile`` when it does not fit the codec.
+    public func codecState(spec codec: CodecSpec, length: Int) throws(CoreError) -> CodecState {
+        do { return try CodecState(sections: codecSections, counters: codecCounters, spec: codec, length: length) } catch {
+            throw CoreError(.corruptFile, "the round checkpoint's codec state: \(error.message)")
+        }
     }
 
     private struct Header: Codable {
@@ -38,6 +54,8 @@ public struct RoundCheckpoint: Sendable, Equatable {
         var spec: ModelSpec
         var selectionState: [UInt64]
         var history: [String]
+        /// Absent in checkpoints written before codec state was saved.
+        var codecCounters: [String: Int]?
     }
 
     /// Writes the checkpoint atomically into `folder` (created if missing).
@@ -53,13 +71,13 @@ public struct RoundCheckpoint: Sendable, Equatable {
         do {
             header = try encoder.encode(Header(
                 format: "flock-rounds", round: model.round, strategy: model.strategy, spec: spec,
-                selectionState: selectionState, history: history))
+                selectionState: selectionState, history: history, codecCounters: codecCounters))
         } catch {
             throw CoreError(.io, "cannot encode the round checkpoint")
         }
         try Archive(header: header, sections: [
             ("weights", model.weights), ("first", model.firstMoment), ("second", model.secondMoment),
-        ]).write(path: folder + "/" + Self.fileName, magic: Self.magic)
+        ] + codecSections.sorted { $0.key < $1.key }.map { (name: $0.key, values: $0.value) }).write(path: folder + "/" + Self.fileName, magic: Self.magic)
     }
 
     /// Reads the checkpoint in `folder`, or nil when there is none.
@@ -78,7 +96,10 @@ public struct RoundCheckpoint: Sendable, Equatable {
         let model = try GlobalModelState(
             restoring: header.strategy, round: header.round, weights: try archive.section("weights", path: path),
             firstMoment: try archive.section("first", path: path), secondMoment: try archive.section("second", path: path))
-        return RoundCheckpoint(model: model, spec: header.spec, selectionState: header.selectionState, history: header.history)
+        var checkpoint = RoundCheckpoint(model: model, spec: header.spec, selectionState: header.selectionState, history: header.history)
+        checkpoint.codecSections = Dictionary(archive.sections.filter { CodecState.owns($0.name) }.map { ($0.name, $0.values) }) { first, _ in first }
+        checkpoint.codecCounters = header.codecCounters ?? [:]
+        return checkpoint
     }
 }
 

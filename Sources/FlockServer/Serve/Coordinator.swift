@@ -94,10 +94,10 @@ public actor Coordinator {
     private var nextWaiterToken: UInt64 = 0
     private var onStop: (@Sendable () -> Void)?
     /// A quantizing codec's block ranges for the next secure round, from the last one's aggregated mean
-    /// squares (nil: the initial range; not kept across restarts).
+    /// squares (nil: the initial range; in the round checkpoint).
     private var secureRanges: [Float]?
-    /// FetchSGD's momentum and error sketches under `sketch` (nil until the first sketched round; not kept
-    /// across restarts).
+    /// FetchSGD's momentum and error sketches under `sketch` (nil until the first sketched round; in the
+    /// round checkpoint).
     private var fetch: FetchSGDState?
     private let journal: RoundJournal
 
@@ -142,6 +142,14 @@ public actor Coordinator {
             }
             global = saved.model
             selection = SeededGenerator(state: saved.selectionState)
+            // The codec's state carries over when the codec is the one it was saved for.
+            if let codec = try? saved.codecState(spec: configuration.roundCodec, length: global.weights.count) {
+                let fresh = try? RingCodec(configuration.roundCodec, length: global.weights.count, participants: 1, maximumWeight: 1, ranges: nil, seed: 0)
+                if let ranges = codec.ranges, ranges.count == fresh?.ranges?.count { secureRanges = ranges }
+                fetch = codec.fetch
+            } else {
+                log("the saved codec state does not fit codec \(configuration.roundCodec); it starts over")
+            }
             history = try saved.history.map { line throws(CoreError) -> RoundRecord in
                 do { return try JSONDecoder().decode(RoundRecord.self, from: Data(line.utf8)) } catch {
                     throw CoreError(.corruptFile, "\(configuration.dataDirectory): unreadable round history")
@@ -681,7 +689,9 @@ public actor Coordinator {
         let folder = configuration.dataDirectory
         let lines = history.map { JSONOutput.line($0) }
         do {
-            try RoundCheckpoint(model: global, spec: spec, selectionState: selection.state, history: lines).write(toFolder: folder)
+            try RoundCheckpoint(
+                model: global, spec: spec, selectionState: selection.state, history: lines, codec: CodecState(ranges: secureRanges, fetch: fetch)
+            ).write(toFolder: folder)
             try FileIO.writeAtomically(modelFileBytes, to: folder + "/global.flockmdl")
             return true
         } catch {

@@ -119,7 +119,7 @@ let package = Package(
         .testTarget(
             name: "FlockIntegrationTests",
             dependencies: [
-                "FlockCore", "FlockEdge", "FlockWire", "FlockTestSupport", "flock-server", "flock-edge",
+                "FlockCore", "FlockEdge", "FlockServer", "FlockWire", "FlockTestSupport", "flock-server", "flock-edge",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
             ]
         ),

@@ -1,4 +1,5 @@
 import FlockCore
+import FlockServer
 import FlockTestSupport
 import Foundation
 import Testing
@@ -185,6 +186,26 @@ import Testing
         #expect(before >= 1 && after >= 1, "\(before) updates before the kill, \(after) after")
         #expect(header["participations"] == before + after, "\(header) against \(before) + \(after)")
         #expect(try archive.section("residual", path: path).contains { $0 != 0 })
+    }
+
+    @Test func theServerKilledWithSIGKILLKeepsItsSketchAndRangeState() throws {
+        let fleet = Fleet()
+        let parts = try fleet.partition(3, scheme: "iid")
+        let arguments = ["--min-clients", "3", "--heartbeat", "0.3", "--edge-timeout", "2", "--codec", "sketch:5x20000,q4"] + Self.holdout
+        let server = try fleet.startServer(["--rounds", "2"] + arguments)
+        for (i, part) in parts.enumerated() { try fleet.startEdge("edge-\(i)", server: server, data: part) }
+        try fleet.wait("2 rounds") { try fleet.status()["completed_rounds"] as? Int == 2 }
+        fleet.kill9("server")
+        // The checkpoint holds the FetchSGD sketches (100,000 cells each) and the cells' 98 block ranges.
+        let saved = try #require(try RoundCheckpoint.read(fromFolder: fleet.dataDirectory))
+        #expect(saved.codecSections["codec.fetch.error"]?.count == 100_000 && saved.codecSections["codec.fetch.momentum"]?.count == 100_000)
+        #expect(saved.codecSections["codec.ranges"]?.count == 98)
+        #expect(saved.codecSections["codec.fetch.error"]?.contains { $0 != 0 } == true)
+
+        try fleet.startServer(["--rounds", "3", "--listen", server] + arguments, name: "server")
+        try fleet.wait("round 3") { try fleet.status()["completed_rounds"] as? Int == 3 }
+        #expect(!fleet.log("server").contains("starts over"), "\(fleet.log("server"))")
+        #expect((try fleet.rounds().last?["accuracy"] as? Double ?? 0) > 0.75)
     }
 
     @Test func theServerKilledWithSIGKILLResumesFromTheLastCompletedRoundAndEdgesReconnect() throws {

@@ -247,7 +247,7 @@ struct Bench: ParsableCommand {
         @Option(
             name: .customLong("secure-codecs"), parsing: .upToNextOption,
             help: ArgumentHelp("Codecs run under secure aggregation, separated by spaces.", valueName: "ID"))
-        var secureCodecs = ["fixed32", "q8", "rot+q4", "rot+q2", "q1", "rot+q1", "sketch:5x7000,q2,k=1000"]
+        var secureCodecs = ["fixed32", "q8", "rot+q4", "rot+q2", "q1", "rot+q1", "sketch:5x10800,q1,k=1000"]
 
         @Option(help: ArgumentHelp("Partitions, comma-separated.", valueName: "P,..."))
         var partitions = "iid,shards"

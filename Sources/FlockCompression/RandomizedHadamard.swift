@@ -23,6 +23,11 @@ public struct RandomizedHadamard: Sendable {
     private let order: [Int32]
     /// The ±1 diagonal, over the padded length.
     private let signs: [Float]
+    /// Run q of the input lands in run `position[q]` of the permuted vector (the inverse of `order`).
+    private let position: [Int32]
+    /// The diagonal's sign of each input coordinate (`signs` read in input order), so that rotating reads
+    /// the input, and these, sequentially.
+    private let inputSigns: [Float]
 
     /// Builds the rotation of vectors of `length` drawn from `seed`.
     /// - Precondition: 1 ≤ `length` < 2^31.
@@ -47,30 +52,49 @@ public struct RandomizedHadamard: Sendable {
             bits >>= 1
         }
         self.signs = signs
+        var position = [Int32](repeating: 0, count: runs)
+        var inputSigns = [Float](repeating: 1, count: length)
+        for (p, run) in order.enumerated() {
+            position[Int(run)] = Int32(p)
+            let source = Int(run) * Self.chunk
+            for j in 0..<min(Self.chunk, length - source) { inputSigns[source + j] = signs[p * Self.chunk + j] }
+        }
+        self.position = position
+        self.inputSigns = inputSigns
     }
 
-    /// The rotated vector (``paddedLength`` values) of the vector whose coordinate i is `value(i)`.
-    public func rotate(_ value: (Int) -> Float) -> [Float] {
-        var out = [Float](repeating: 0, count: paddedLength)
-        out.withUnsafeMutableBufferPointer { y in
-            order.withUnsafeBufferPointer { order in
-                signs.withUnsafeBufferPointer { signs in
-                    for p in 0..<order.count {
-                        let source = Int(order[p]) * Self.chunk
-                        for j in 0..<min(Self.chunk, length - source) { y[p * Self.chunk + j] = value(source + j) * signs[p * Self.chunk + j] }
+    /// The rotation of `factor · (local − global)` (`global` nil: zero), from plain buffers with no
+    /// per-value calls. The input is read in order and each run is scattered to its place (stores do not
+    /// wait for memory the way loads from random places do).
+    /// - Precondition: `local` (and `global`) hold ``length`` values.
+    public func rotate(factor: Float, local: UnsafeBufferPointer<Float>, minus global: UnsafeBufferPointer<Float>?) -> [Float] {
+        precondition(local.count == length && (global?.count ?? length) == length, "vectors of the wrong length")
+        return [Float](unsafeUninitializedCapacity: paddedLength) { y, initialized in
+            // Runs fill [0, runs · chunk) below; the padding after them, and the rest of the last (short)
+            // input run's place, are zero.
+            for i in (position.count * Self.chunk)..<paddedLength { y[i] = 0 }
+            position.withUnsafeBufferPointer { position in
+                inputSigns.withUnsafeBufferPointer { signs in
+                    for q in 0..<position.count {
+                        let source = q * Self.chunk, target = Int(position[q]) * Self.chunk
+                        let run = min(Self.chunk, length - source)
+                        if let global {
+                            for j in 0..<run { y[target + j] = (local[source + j] - global[source + j]) * factor * signs[source + j] }
+                        } else {
+                            for j in 0..<run { y[target + j] = local[source + j] * factor * signs[source + j] }
+                        }
+                        for j in run..<Self.chunk { y[target + j] = 0 }
                     }
                 }
             }
             Self.transformBlocks(y)
+            initialized = paddedLength
         }
-        return out
     }
 
-    /// The rotated vector of `x`.
-    /// - Precondition: `x.count == length`.
     public func rotate(_ x: [Float]) -> [Float] {
         precondition(x.count == length, "a vector of the wrong length")
-        return x.withUnsafeBufferPointer { x in rotate { x[$0] } }
+        return x.withUnsafeBufferPointer { x in rotate(factor: 1, local: x, minus: nil) }
     }
 
     /// The vector whose rotation is `y`, written into `x` (the padding's share is dropped).

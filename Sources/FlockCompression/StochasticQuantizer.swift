@@ -41,41 +41,38 @@ public struct StochasticQuantizer: Sendable {
     /// The largest digit, 2^b − 1.
     public var topDigit: UInt32 { UInt32((1 << bits) - 1) }
 
-    /// Quantizes the values `value(0) … value(quantizedLength − 1)` block by block: each block is gathered
-    /// into a scratch buffer, `range(block, values)` gives its range s, and its digits go to `digits`.
+    /// Quantizes `input` (``quantizedLength`` values) block by block: `range(block, values)` gives each
+    /// block's range s, and its digits go to `digits`.
     /// - Returns: each block's range and Σ x² (not finite when a value is not).
     func quantize(
         into digits: UnsafeMutableBufferPointer<UInt32>, seed: UInt64, range: (Int, UnsafeBufferPointer<Float>) -> Float,
-        value: (Int) -> Float
+        input: UnsafeBufferPointer<Float>
     ) -> (ranges: [Float], squares: [Double]) {
+        precondition(input.count == quantizedLength && digits.count == quantizedLength, "vectors of the wrong length")
         let top = Float(topDigit), limit = topDigit
         let key = UInt32(truncatingIfNeeded: seed ^ (seed >> 32))
         var ranges = [Float](repeating: 0, count: blockCount)
         var squares = [Double](repeating: 0, count: blockCount)
-        var scratch = [Float](repeating: 0, count: Self.blockSize)
-        scratch.withUnsafeMutableBufferPointer { scratch in
-            for block in 0..<blockCount {
-                let first = block * Self.blockSize
-                let count = min(Self.blockSize, quantizedLength - first)
-                for j in 0..<count { scratch[j] = value(first + j) }
-                let values = UnsafeBufferPointer(rebasing: scratch[0..<count])
-                let s = range(block, values)
-                let scale = s > 0 ? top / (2 * s) : 0
-                let out = UnsafeMutableBufferPointer(rebasing: digits[first..<(first + count)])
-                // ⌊t + u⌋ for t in [0, top] and u in [0, 1) from 24 hashed bits, computed as t + u − 1/2 rounded
-                // to nearest by adding 1.5 · 2^23: the sum lies in [2^23, 2^24), where floats are the integers,
-                // and its bit pattern minus that of 1.5 · 2^23 is the digit (equal but for ties of probability
-                // 2^-24; draws resolve 2^-(24 − b) of a step). The loop vectorizes.
-                let base = UInt32(truncatingIfNeeded: first) &+ key
-                for j in 0..<count {
-                    let t = min(max((values[j] + s) * scale, 0), top)
-                    let u = Float(Int32(bitPattern: FixedPointQuantizer.mix(base &+ UInt32(truncatingIfNeeded: j)) >> 8)) * 0x1p-24 - 0.5
-                    // t + u is a float: at t = top it can round up to top + 1/2, which ties up to top + 1.
-                    out[j] = min((t + u + 0x1.8p23).bitPattern &- 0x4B40_0000, limit)
-                }
-                ranges[block] = s
-                squares[block] = Self.sumOfSquares(values)
+        for block in 0..<blockCount {
+            let first = block * Self.blockSize
+            let count = min(Self.blockSize, quantizedLength - first)
+            let values = UnsafeBufferPointer(rebasing: input[first..<(first + count)])
+            let s = range(block, values)
+            let scale = s > 0 ? top / (2 * s) : 0
+            let out = UnsafeMutableBufferPointer(rebasing: digits[first..<(first + count)])
+            // ⌊t + u⌋ for t in [0, top] and u in [0, 1) from 24 hashed bits, computed as t + u − 1/2 rounded
+            // to nearest by adding 1.5 · 2^23: the sum lies in [2^23, 2^24), where floats are the integers,
+            // and its bit pattern minus that of 1.5 · 2^23 is the digit (equal but for ties of probability
+            // 2^-24; draws resolve 2^-(24 − b) of a step). The loop vectorizes.
+            let base = UInt32(truncatingIfNeeded: first) &+ key
+            for j in 0..<count {
+                let t = min(max((values[j] + s) * scale, 0), top)
+                let u = Float(Int32(bitPattern: FixedPointQuantizer.mix(base &+ UInt32(truncatingIfNeeded: j)) >> 8)) * 0x1p-24 - 0.5
+                // t + u is a float: at t = top it can round up to top + 1/2, which ties up to top + 1.
+                out[j] = min((t + u + 0x1.8p23).bitPattern &- 0x4B40_0000, limit)
             }
+            ranges[block] = s
+            squares[block] = Self.sumOfSquares(values)
         }
         return (ranges, squares)
     }
@@ -98,9 +95,19 @@ public struct StochasticQuantizer: Sendable {
         return total
     }
 
-    /// The vector that is quantized, for a rotating codec: `value` scaled by `factor`, rotated.
-    func rotated(factor: Float, _ value: (Int) -> Float) -> [Float]? {
-        rotation?.rotate { value($0) * factor }
+    /// The vector that is quantized: `factor · (local − global)` (`global` nil: zero), rotated by a rotating
+    /// codec. One pass over plain buffers, no per-value calls.
+    /// - Precondition: `local` (and `global`) hold ``length`` values.
+    func input(factor: Float, local: UnsafeBufferPointer<Float>, minus global: UnsafeBufferPointer<Float>?) -> [Float] {
+        if let rotation { return rotation.rotate(factor: factor, local: local, minus: global) }
+        return [Float](unsafeUninitializedCapacity: length) { out, initialized in
+            if let global {
+                for i in 0..<length { out[i] = (local[i] - global[i]) * factor }
+            } else {
+                for i in 0..<length { out[i] = local[i] * factor }
+            }
+            initialized = length
+        }
     }
 
     // MARK: - One edge's payload
@@ -116,10 +123,10 @@ public struct StochasticQuantizer: Sendable {
         guard delta.count == length else { throw CodecError("\(identifier): the update has \(delta.count) values, the model \(length)") }
         var digits = [UInt32](repeating: 0, count: quantizedLength)
         let (ranges, squares) = delta.withUnsafeBufferPointer { d in
-            let y = rotated(factor: 1) { d[$0] }
+            let y = rotation == nil ? nil : input(factor: 1, local: d, minus: nil)
             return digits.withUnsafeMutableBufferPointer { digits in
                 y.withOptionalBuffer { y in
-                    quantize(into: digits, seed: seed, range: { _, block in block.reduce(0) { max($0, abs($1)) } }) { i in y.map { $0[i] } ?? d[i] }
+                    quantize(into: digits, seed: seed, range: { _, block in block.reduce(0) { max($0, abs($1)) } }, input: y ?? d)
                 }
             }
         }
@@ -249,30 +256,29 @@ public struct RingQuantizer: Sendable {
     /// Encodes the update `local − global` of an edge with `examples` examples (rounding draws from `seed`).
     /// - Throws: ``CodecError`` for no examples, a wrong length or a value that is not finite.
     public func encode(local: UnsafeBufferPointer<Float>, minus global: UnsafeBufferPointer<Float>, examples: Int, seed: UInt64) throws(CodecError) -> [UInt32] {
-        try encode(count: local.count, global: global.count, examples: examples, seed: seed) { local[$0] - global[$0] }
+        guard global.count == local.count else { throw CodecError("\(quantizer.identifier): the local and global models differ in length") }
+        return try encode(local: local, minus: Optional(global), examples: examples, seed: seed)
     }
 
     /// Encodes `delta` of an edge with `examples` examples.
     /// - Throws: as ``encode(local:minus:examples:seed:)``.
     public func encode(_ delta: [Float], examples: Int, seed: UInt64) throws(CodecError) -> [UInt32] {
         try delta.withUnsafeBufferPointer { d throws(CodecError) in
-            try encode(count: d.count, global: d.count, examples: examples, seed: seed) { d[$0] }
+            try encode(local: d, minus: nil, examples: examples, seed: seed)
         }
     }
 
-    private func encode(count: Int, global: Int, examples: Int, seed: UInt64, value: (Int) -> Float) throws(CodecError) -> [UInt32] {
+    private func encode(local: UnsafeBufferPointer<Float>, minus global: UnsafeBufferPointer<Float>?, examples: Int, seed: UInt64) throws(CodecError) -> [UInt32] {
         let id = quantizer.identifier
-        guard count == quantizer.length, global == count else { throw CodecError("\(id): the update has \(count) values, the model \(quantizer.length)") }
+        guard local.count == quantizer.length else { throw CodecError("\(id): the update has \(local.count) values, the model \(quantizer.length)") }
         guard examples >= 1 else { throw CodecError("\(id): an update needs at least 1 example") }
         let r = FixedPointQuantizer.weight(examples: examples, maximumWeight: maximumWeight)
         let factor = Float(r)
         var digits = [UInt32](repeating: 0, count: quantizer.quantizedLength)
         let ranges = self.ranges
+        let input = quantizer.input(factor: factor, local: local, minus: global)
         let squares = digits.withUnsafeMutableBufferPointer { digits in
-            if let y = quantizer.rotated(factor: factor, value) {
-                return y.withUnsafeBufferPointer { y in quantizer.quantize(into: digits, seed: seed, range: { block, _ in ranges[block] }) { y[$0] } }.squares
-            }
-            return quantizer.quantize(into: digits, seed: seed, range: { block, _ in ranges[block] }) { value($0) * factor }.squares
+            input.withUnsafeBufferPointer { input in quantizer.quantize(into: digits, seed: seed, range: { block, _ in ranges[block] }, input: input) }.squares
         }
         guard squares.allSatisfy(\.isFinite) else {
             throw CodecError("\(id): the update holds NaN or infinite values (local training diverged; lower the learning rate)")

@@ -98,6 +98,15 @@ final class Fleet: @unchecked Sendable {
         return (0..<clients).map { out + "/client-\($0).csv" }
     }
 
+    /// Starts a server with `arguments` and three edges `edge-0` … `edge-2` on an iid partition of
+    /// mnist5k-train; returns the server's address and the edges' data files.
+    func startServerWithThreeEdges(_ arguments: [String]) throws -> (server: String, parts: [String]) {
+        let parts = try partition(3, scheme: "iid")
+        let server = try startServer(arguments)
+        for (i, part) in parts.enumerated() { try startEdge("edge-\(i)", server: server, data: part) }
+        return (server, parts)
+    }
+
     /// Writes the first `rows` rows of mnist5k-train to a file; returns its path.
     func slice(_ name: String, from: Int, rows: Int) throws -> String {
         let lines = try String(contentsOfFile: TestData.path("mnist5k-train.csv"), encoding: .utf8).split(separator: "\n")

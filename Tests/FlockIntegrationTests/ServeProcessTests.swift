@@ -11,9 +11,7 @@ import Testing
 
     @Test func edgesTrainRoundsAndAdminReportsThem() throws {
         let fleet = Fleet()
-        let parts = try fleet.partition(3, scheme: "iid")
-        let server = try fleet.startServer(["--rounds", "3", "--min-clients", "3", "--heartbeat", "0.5"] + Self.holdout)
-        for (i, part) in parts.enumerated() { try fleet.startEdge("edge-\(i)", server: server, data: part) }
+        let (server, _) = try fleet.startServerWithThreeEdges(["--rounds", "3", "--min-clients", "3", "--heartbeat", "0.5"] + Self.holdout)
         try fleet.wait("3 rounds") { try fleet.status()["completed_rounds"] as? Int == 3 }
 
         let rounds = try fleet.rounds()
@@ -128,9 +126,7 @@ import Testing
     ])
     func edgesSendCompressedUpdatesAndTheServerDecodesThem(codec: [String], fewerBytes: Double) throws {
         let fleet = Fleet()
-        let parts = try fleet.partition(3, scheme: "iid")
-        let server = try fleet.startServer(["--rounds", "3", "--min-clients", "3", "--heartbeat", "0.3"] + codec + Self.holdout)
-        for (i, part) in parts.enumerated() { try fleet.startEdge("edge-\(i)", server: server, data: part) }
+        _ = try fleet.startServerWithThreeEdges(["--rounds", "3", "--min-clients", "3", "--heartbeat", "0.3"] + codec + Self.holdout)
         try fleet.wait("3 rounds") { try fleet.status()["completed_rounds"] as? Int == 3 }
         let rounds = try fleet.rounds()
         #expect(rounds.allSatisfy { $0["participants"] as? Int == 3 })
@@ -145,11 +141,9 @@ import Testing
 
     @Test func edgesRebuildAQuantizedDownloadCheckItsHashAndTrainFromIt() throws {
         let fleet = Fleet()
-        let parts = try fleet.partition(3, scheme: "iid")
-        let server = try fleet.startServer(
+        _ = try fleet.startServerWithThreeEdges(
             ["--rounds", "3", "--min-clients", "3", "--heartbeat", "0.3", "--secure-aggregation", "off", "--download-codec", "q8+deflate"]
                 + Self.holdout)
-        for (i, part) in parts.enumerated() { try fleet.startEdge("edge-\(i)", server: server, data: part) }
         try fleet.wait("3 rounds") { try fleet.status()["completed_rounds"] as? Int == 3 }
         let rounds = try fleet.rounds()
         #expect(rounds.allSatisfy { $0["participants"] as? Int == 3 })
@@ -166,11 +160,9 @@ import Testing
 
     @Test func anEdgeKilledWithSIGKILLKeepsItsTopKErrorFeedback() throws {
         let fleet = Fleet()
-        let parts = try fleet.partition(3, scheme: "iid")
-        let server = try fleet.startServer(
+        let (server, parts) = try fleet.startServerWithThreeEdges(
             ["--rounds", "8", "--min-clients", "2", "--heartbeat", "0.3", "--secure-aggregation", "off", "--codec", "topk:0.03,momentum=0.5,values=sign"]
                 + Self.holdout)
-        for (i, part) in parts.enumerated() { try fleet.startEdge("edge-\(i)", server: server, data: part) }
         try fleet.wait("2 rounds") { try fleet.status()["completed_rounds"] as? Int ?? 0 >= 2 }
         fleet.kill9("edge-0")
         let before = fleet.log("edge-0").components(separatedBy: "update accepted").count - 1

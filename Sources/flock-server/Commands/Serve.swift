@@ -90,18 +90,10 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("secure-threshold"), help: "Shares that reconstruct a secret; 0 for two thirds of a neighbourhood. [default: 0]")
     var secureThreshold: Int?
 
-    @Option(help: ArgumentHelp(
-        "Update codec: f32 or fixed32 (no compression; the defaults without and with secure aggregation), q1|q2|q4|q8|q16, "
-            + "rot+q{b}, sketch:RxC[,q{b}][,k=K] (with secure aggregation), or topk:F[,momentum=M][,warmup=W][,values=sign] "
-            + "(without it); "
-            + "+deflate adds the lossless stage (without secure aggregation).",
-        valueName: "ID"))
+    @Option(help: CodecHelp.codec)
     var codec: String?
 
-    @Option(name: .customLong("download-codec"), help: ArgumentHelp(
-        "How the global model travels to the edges: f32 (the model file), or q4|q8|q16|rot+q{b} (edges train from the "
-            + "decoded model), each optionally +deflate. [default: f32]",
-        valueName: "ID"))
+    @Option(name: .customLong("download-codec"), help: CodecHelp.downloadCodec)
     var downloadCodec: String?
 
     func resolved() throws(CoreError) -> ServerConfiguration {

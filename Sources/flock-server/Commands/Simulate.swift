@@ -95,18 +95,10 @@ struct Simulate: AsyncParsableCommand {
     @Option(name: .customLong("drop-fraction"), help: ArgumentHelp("Share of each round's selected edges that drop out of secure aggregation, each at a random phase.", valueName: "F"))
     var dropFraction: Double = 0
 
-    @Option(help: ArgumentHelp(
-        "Update codec: f32 (no compression; the default without secure aggregation), fixed32 (the default with it), "
-            + "q1|q2|q4|q8|q16 (stochastic quantization, a range per block of 1,024 values), rot+q{b} (after a randomized Hadamard rotation), "
-            + "topk:F[,momentum=M][,warmup=W][,values=sign] (without secure aggregation) or sketch:RxC[,q{b}][,k=K] (with it); "
-            + "+deflate adds the lossless stage (without secure aggregation).",
-        valueName: "ID"))
+    @Option(help: CodecHelp.codec)
     var codec: String?
 
-    @Option(name: .customLong("download-codec"), help: ArgumentHelp(
-        "How the global model travels to the edges: f32 (as it is), or q4|q8|q16|rot+q{b} (edges train from the decoded "
-            + "model), each optionally +deflate. [default: f32]",
-        valueName: "ID"))
+    @Option(name: .customLong("download-codec"), help: CodecHelp.downloadCodec)
     var downloadCodec = "f32"
 
     @Option(name: .customLong("initial-range"), help: ArgumentHelp("Under secure aggregation, the first round's quantization range of every block of q{b}/rot+q{b}; later rounds adapt it.", valueName: "S"))

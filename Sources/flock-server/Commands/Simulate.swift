@@ -99,7 +99,7 @@ struct Simulate: AsyncParsableCommand {
     var codec: String?
 
     @Option(name: .customLong("download-codec"), help: CodecHelp.downloadCodec)
-    var downloadCodec = "f32"
+    var downloadCodec: String?
 
     @Option(name: .customLong("initial-range"), help: ArgumentHelp("Under secure aggregation, the first round's quantization range of every block of q{b}/rot+q{b}; later rounds adapt it.", valueName: "S"))
     var initialRange: Float = 0.01
@@ -137,7 +137,7 @@ struct Simulate: AsyncParsableCommand {
         do throws(CodecError) {
             let spec = try codecSpec
             try spec.check(secureAggregation: secureAggregation == "on")
-            _ = try ModelDownload(parsing: downloadCodec)
+            _ = try ModelDownload(parsing: downloadCodec ?? "f32")
         } catch {
             throw ValidationError(error.message)
         }
@@ -165,7 +165,7 @@ struct Simulate: AsyncParsableCommand {
                     complete: secureGraph == "complete", threshold: threshold, dropFraction: dropFraction, codec: spec, initialRange: initialRange)
                 : nil)
         if secureAggregation == "off" { options.codec = spec }
-        options.downloadCodec = try ModelDownload(parsing: downloadCodec)
+        options.downloadCodec = try ModelDownload(parsing: downloadCodec ?? "f32")
         let rounds = options.rounds
         if secureAggregation == "off" {
             StandardError.line("warning: secure aggregation is off: the server sees every edge's update in the clear")

@@ -153,6 +153,15 @@ import Testing
             #expect(bytes > 3 * 190_000 && bytes < 3 * 210_000, "\(round)")
         }
         #expect((rounds.last?["accuracy"] as? Double ?? 0) > 0.75, "\(rounds.last ?? [:])")
+        // `admin rounds` shows the download per selected edge: about 199 KB.
+        // Columns are right-aligned under their headers.
+        let lines = try fleet.admin(["rounds"]).output.split(separator: "\n").map { Array($0) }
+        let header = String(try #require(lines.first))
+        let end = try #require(header.range(of: "down KB/edge")).upperBound.utf16Offset(in: header)
+        for line in lines.dropFirst() {
+            let perEdge = Double(String(line[(end - 12)..<end]).trimmingCharacters(in: .whitespaces)) ?? 0
+            #expect(perEdge > 190 && perEdge < 210, "\(String(line))")
+        }
         // What the server keeps is its own full-precision model, not the served one.
         let saved = try ModelFile.read(from: fleet.dataDirectory + "/global.flockmdl")
         #expect(saved.hash.hex != (try fleet.status()["model_hash"] as? String))

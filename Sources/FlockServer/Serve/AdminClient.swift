@@ -85,7 +85,7 @@ public enum AdminClient {
         TextTable(
             header: [
                 "round", "state", "selected", "participants", "dropped", "accuracy", "fed. accuracy", "seconds", "upload MB", "download MB",
-                "up KB/edge", "secagg drops", "secagg phase s",
+                "up KB/edge", "down KB/edge", "secagg drops", "secagg phase s",
             ],
             rows: rounds.map { r in
                 [String(r.round), r.state, String(r.selected), String(r.participants), String(r.dropped),
@@ -93,7 +93,8 @@ public enum AdminClient {
                  r.hasFederatedAccuracy ? String(format: "%.4f", r.federatedAccuracy) : "-",
                  String(format: "%.3f", r.seconds), String(format: "%.2f", Double(r.uploadBytes) / 1e6),
                  String(format: "%.2f", Double(r.downloadBytes) / 1e6),
-                 r.participants > 0 ? String(format: "%.1f", Double(r.uploadBytes) / Double(r.participants) / 1e3) : "-"] + securePhases(r)
+                 r.participants > 0 ? String(format: "%.1f", Double(r.uploadBytes) / Double(r.participants) / 1e3) : "-",
+                 r.selected > 0 ? String(format: "%.1f", Double(r.downloadBytes) / Double(r.selected) / 1e3) : "-"] + securePhases(r)
             }
         ).render()
     }

@@ -1,6 +1,5 @@
 import FlockCompression
 import FlockCore
-import FlockCrypto
 import FlockEdge
 import FlockSecAgg
 import Foundation
@@ -85,9 +84,9 @@ public struct SecureRoundReport: Sendable, Codable, Equatable {
     }
 }
 
-/// One round of in-process federated training under secure aggregation: the selected edges run
-/// ``SecAggClient`` and the server ``SecAggServer`` with every message passed in memory, so the server's
-/// code sees only masked vectors and their sum. Drop-outs are injected at random phases.
+/// One round of in-process federated training under secure aggregation: the selected edges train, encode
+/// their updates in the round's ring codec and run the protocol through ``InProcessSecureRound``, so the
+/// server's code sees only masked vectors and their sum. Drop-outs are injected at random phases.
 struct SecureSimulationRound {
     /// The round's outcome.
     struct Outcome {
@@ -128,142 +127,46 @@ struct SecureSimulationRound {
 
     func run() throws(CoreError) -> Outcome {
         let ids = selected.map { "edge-\($0)" }
-        let edgeOf = Dictionary(uniqueKeysWithValues: zip(ids, selected))
         let drops = Self.dropPhases(ids: ids, fraction: options.dropFraction, seed: seed)
-        let stays = { (id: String, phase: Int) in (drops[id] ?? 4) > phase }
         let maximumWeight = max(1, selected.map { edges[$0].count }.max() ?? 1)
         let quantizer = try options.ringCodec(length: global.count, participants: ids.count, maximumWeight: maximumWeight, ranges: ranges, seed: seed)
         let configuration = SecAggConfiguration.make(
             round: UInt64(round), participants: ids, vectorLength: quantizer.wordCount(length: global.count),
             complete: options.complete, graphSeed: seed, threshold: options.threshold)
-        var report = SecureRoundReport(
-            graph: options.graph, neighbours: configuration.neighbourCount, threshold: configuration.threshold,
-            droppedPerPhase: [0, 0, 0, 0], phaseSeconds: [0, 0, 0, 0])
-        var upload = 0
-        var clock = Date()
-        func lap(_ phase: Int) {
-            report.phaseSeconds[phase] = Date().timeIntervalSince(clock)
-            clock = Date()
+        // Participants are the selected edges, sorted by id.
+        let edgeOf = Dictionary(uniqueKeysWithValues: zip(ids, selected))
+        let trainingSeconds = Mutex([Double](repeating: 0, count: workers.count))
+        let driver = InProcessSecureRound(configuration: configuration, workers: workers.count, serverThreads: workers.count) { id, phase in (drops[id] ?? 4) > phase }
+        // Phase 3's input: local training on the worker's model, then the round's ring encoding.
+        let outcome = try driver.run { participant, w throws(CoreError) -> [UInt32]? in
+            let id = configuration.participants[participant], edge = edgeOf[id]!
+            let run = try LocalTraining.run(model: workers[w], global: global, data: edges[edge], plan: plan, seed: seed ^ UInt64(edge))
+            trainingSeconds.withLock { $0[w] += run.seconds }
+            do {
+                return try workers[w].withParameters { local in
+                    try global.withUnsafeBufferPointer { start in
+                        try quantizer.encode(local: UnsafeBufferPointer(local), minus: start, examples: run.examples, seed: seed ^ UInt64(edge) ^ 0xC0DE)
+                    }
+                }
+            } catch let error as CodecError {
+                throw CoreError(.invalidData, "round \(round): \(id): \(error.message)")
+            } catch {
+                throw CoreError(.invalidData, "round \(round): \(id): \(error)")
+            }
         }
-        func aborted(_ error: SecAggError, server: SecAggServer?) -> Outcome {
-            report.abortReason = error.message
-            if let server { report.droppedPerPhase = server.droppedPerPhase }
+        let report = SecureRoundReport(
+            graph: options.graph, neighbours: configuration.neighbourCount, threshold: configuration.threshold,
+            droppedPerPhase: outcome.droppedPerPhase, phaseSeconds: outcome.phaseSeconds, abortReason: outcome.abortReason)
+        let upload = outcome.bytes.reduce(0, +)
+        guard let result = outcome.result else {
             return Outcome(meanDelta: nil, included: 0, trainingSeconds: 0, uploadBytes: upload, report: report, nextRanges: nil)
         }
-        do {
-            var server = try SecAggServer(configuration: configuration)
-            server.threads = workers.count
-            // Phase 1: advertise keys.
-            var clients = [String: SecAggClient]()
-            for id in configuration.participants where stays(id, 0) {
-                var client = try SecAggClient(id: id, configuration: configuration)
-                try server.receive(client.advertise())
-                upload += 64
-                clients[id] = client
-            }
-            let rosters: [String: [KeyAdvertisement]]
-            do { rosters = try server.closeAdvertising() } catch { return aborted(error, server: server) }
-            lap(0)
-
-            // Phase 2: share keys (X25519, Shamir and AEAD per neighbour: spread over the workers).
-            let sharing = configuration.participants.filter { stays($0, 1) && rosters[$0] != nil }
-            let shared = Parallel.map(sharing.count) { i -> Result<(SecAggClient, [EncryptedShare]), SecAggError> in
-                var client = clients[sharing[i]]!
-                return Result { () throws(SecAggError) in
-                    let shares = try client.shareKeys(roster: rosters[sharing[i]]!)
-                    return (client, shares)
-                }
-            }
-            for (id, result) in zip(sharing, shared) {
-                // An edge whose neighbourhood is below the threshold cannot go on: it drops out here.
-                if case .failure(let error) = result, error.kind == .tooFewSurvivors { continue }
-                let (client, shares) = try result.get()
-                clients[id] = client
-                try server.receive(shares: shares, from: id)
-                upload += shares.reduce(0) { $0 + $1.box.count }
-            }
-            let inbox: [String: [EncryptedShare]]
-            do { inbox = try server.closeSharing() } catch { return aborted(error, server: server) }
-            lap(1)
-
-            // Phase 3: local training, encoding and masking, on the workers; the server adds each masked vector.
-            let masking = configuration.participants.filter { stays($0, 2) && inbox[$0] != nil }
-            let next = Atomic<Int>(0)
-            let perWorker = Parallel.map(min(workers.count, masking.count)) { w -> ([(Int, Result<(SecAggClient, MaskedInput)?, CoreError>)], Double) in
-                var done = [(Int, Result<(SecAggClient, MaskedInput)?, CoreError>)]()
-                var seconds = 0.0
-                while true {
-                    let i = next.add(1, ordering: .relaxed).oldValue
-                    guard i < masking.count else { break }
-                    let id = masking[i], edge = edgeOf[id]!
-                    done.append((i, Result { () throws(CoreError) -> (SecAggClient, MaskedInput)? in
-                        let run = try LocalTraining.run(model: workers[w], global: global, data: edges[edge], plan: plan, seed: seed ^ UInt64(edge))
-                        seconds += run.seconds
-                        var client = clients[id]!
-                        do {
-                            let words = try workers[w].withParameters { local in
-                                try global.withUnsafeBufferPointer { start in
-                                    try quantizer.encode(
-                                        local: UnsafeBufferPointer(local), minus: start, examples: run.examples, seed: seed ^ UInt64(edge) ^ 0xC0DE)
-                                }
-                            }
-                            let masked = try client.maskedInput(words, shares: inbox[id]!)
-                            return (client, masked)
-                        } catch let error as CodecError {
-                            throw CoreError(.invalidData, "round \(round): \(id): \(error.message)")
-                        } catch let error as SecAggError where error.kind == .tooFewSurvivors {
-                            return nil  // too few of its neighbours shared keys: it drops out here
-                        } catch let error as SecAggError {
-                            throw CoreError(.invalidData, "round \(round): \(id): \(error.message)")
-                        } catch {
-                            throw CoreError(.invalidData, "round \(round): \(id): \(error)")
-                        }
-                    }))
-                }
-                return (done, seconds)
-            }
-            var inputs = [(Int, SecAggClient, MaskedInput)]()
-            for (done, _) in perWorker {
-                for (i, result) in done {
-                    if let pair = try result.get() { inputs.append((i, pair.0, pair.1)) }
-                }
-            }
-            for (i, client, masked) in inputs.sorted(by: { $0.0 < $1.0 }) {
-                clients[masking[i]] = client
-                try server.receive(masked)
-                upload += masked.words.count * 4
-            }
-            let requests: [String: UnmaskRequest]
-            do { requests = try server.closeMasking() } catch { return aborted(error, server: server) }
-            lap(2)
-
-            // Phase 4: survivors reveal shares; the server removes the masks.
-            for id in configuration.participants where stays(id, 3) {
-                guard let request = requests[id], var client = clients[id] else { continue }
-                let answer = Result { () throws(SecAggError) in try client.unmask(request) }
-                if case .failure(let error) = answer, error.kind == .tooFewSurvivors { continue }
-                let response = try answer.get()
-                try server.receive(response)
-                upload += (1 + MaskStream.seedBytes) * (response.seedShares.count + response.keyShares.count)
-            }
-            let result: (sum: [UInt32], included: [String])
-            do { result = try server.finish() } catch { return aborted(error, server: server) }
-            lap(3)
-            report.droppedPerPhase = server.droppedPerPhase
-            let decoded: (mean: [Float], totalWeight: Double, nextRanges: [Float]?)
-            do { decoded = try quantizer.decodeMean(sum: result.sum, summands: result.included.count) } catch {
-                throw CoreError(.invalidData, "round \(round): \(error.message)")
-            }
-            return Outcome(
-                meanDelta: decoded.mean, included: result.included.count,
-                trainingSeconds: perWorker.map(\.1).max() ?? 0, uploadBytes: upload, report: report, nextRanges: decoded.nextRanges)
-        } catch let error as SecAggError {
-            // Every message here comes from honest in-process edges: a refusal is a bug, not a drop-out.
-            throw CoreError(.invalidData, "round \(round): secure aggregation refused a message: \(error.message)")
-        } catch let error as CoreError {
-            throw error
-        } catch {
-            throw CoreError(.invalidData, "round \(round): \(error)")
+        let decoded: (mean: [Float], totalWeight: Double, nextRanges: [Float]?)
+        do throws(CodecError) { decoded = try quantizer.decodeMean(sum: result.sum, summands: result.included.count) } catch {
+            throw CoreError(.invalidData, "round \(round): \(error.message)")
         }
+        return Outcome(
+            meanDelta: decoded.mean, included: result.included.count, trainingSeconds: trainingSeconds.withLock { $0.max() ?? 0 },
+            uploadBytes: upload, report: report, nextRanges: decoded.nextRanges)
     }
 }

@@ -1,5 +1,5 @@
 import FlockCore
-import FlockServer
+import FlockSimulation
 import Testing
 
 /// `bench secagg` runs the real protocol with every edge and checks the unmasked sum against the plain one

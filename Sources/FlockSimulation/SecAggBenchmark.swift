@@ -1,0 +1,125 @@
+import FlockCore
+import FlockSecAgg
+import FlockServer
+import Foundation
+
+/// `flock-server bench secagg`: the cost of one round of secure aggregation, per phase, for the client and
+/// the server, with every edge running the real protocol (real keys, shares, masks) on one core each.
+///
+/// Drop-outs happen where they cost the server most, as in Bonawitz et al. 2017 (§7): after sharing keys
+/// and before the masked input, so the server must rebuild each dropped edge's pairwise masks. Every run
+/// checks that the unmasked sum equals the survivors' plain sum exactly.
+public struct SecAggBenchmark: Sendable {
+    /// One configuration's measurements.
+    public struct Row: Sendable, Codable {
+        /// Edges.
+        public var n: Int
+        /// Words per input.
+        public var length: Int
+        /// Share of edges that dropped.
+        public var dropFraction: Double
+        /// `complete` or `secagg+`.
+        public var graph: String
+        /// Neighbours per edge.
+        public var neighbours: Int
+        /// Threshold.
+        public var threshold: Int
+        /// Median client seconds per phase (advertise, share keys, masked input, unmask).
+        public var clientSeconds: [Double]
+        /// Server seconds per phase, on one core.
+        public var serverSeconds: [Double]
+        /// Median bytes one edge sends in the round.
+        public var bytesPerEdge: Int
+        /// Mask words a client expanded per second in the masked-input phase, as bytes per second.
+        public var maskBytesPerSecond: Double
+
+        enum CodingKeys: String, CodingKey {
+            case n, length, graph, neighbours, threshold
+            case dropFraction = "drop_fraction"
+            case clientSeconds = "client_seconds"
+            case serverSeconds = "server_seconds"
+            case bytesPerEdge = "bytes_per_edge"
+            case maskBytesPerSecond = "mask_bytes_per_second"
+        }
+    }
+
+    /// Runs one configuration.
+    /// - Parameters:
+    ///   - threshold: t, or nil for the default (two thirds of a neighbourhood, lowered to the fewest survivors
+    ///     of any neighbourhood when that is less).
+    ///   - workers: clients run at once (each on one core).
+    /// - Throws: ``CoreError`` with code ``CoreError/Code/invalidArgument`` when fewer than t survived somewhere
+    ///   (the round aborted), ``CoreError/Code/invalidData`` when the protocol refused something or the sum
+    ///   is not exact (a bug).
+    public static func run(
+        n: Int, length: Int, dropFraction: Double, complete: Bool, threshold: Int? = nil, workers: Int, seed: UInt64 = 1
+    ) throws(CoreError) -> Row {
+        let ids = (0..<n).map { String(format: "edge-%04d", $0) }
+        var rng = SeededGenerator(seed: seed)
+        let dropped = Set(rng.permutation(n).prefix(Int((dropFraction * Double(n)).rounded())).map { ids[$0] })
+        var configuration = SecAggConfiguration.make(round: 1, participants: ids, vectorLength: length, complete: complete, graphSeed: seed, threshold: threshold)
+        if threshold == nil {
+            // The default t (2/3 of a neighbourhood) aborts the round when some neighbourhood keeps fewer
+            // survivors; then t is the fewest survivors of any neighbourhood, as the t column shows.
+            let fewest = ids.filter { !dropped.contains($0) }.map { id in
+                (configuration.neighbours(of: id) + [id]).filter { !dropped.contains($0) }.count
+            }.min() ?? 1
+            if fewest < configuration.threshold { configuration.threshold = max(1, fewest) }
+        }
+        // Every edge's input: words of its own linear congruential stream; their plain sum checks the unmasked one.
+        func words(_ i: Int) -> [UInt32] {
+            var x = UInt32(truncatingIfNeeded: i &* 2_654_435_761)
+            return (0..<length).map { _ in
+                x = x &* 1_664_525 &+ 1_013_904_223
+                return x
+            }
+        }
+        let driver = InProcessSecureRound(configuration: configuration, workers: workers, serverThreads: 1) { id, phase in phase < 2 || !dropped.contains(id) }
+        let outcome = try driver.run { i, _ throws(CoreError) -> [UInt32]? in words(i) }
+        guard let result = outcome.result else {
+            throw CoreError(.invalidArgument, "secagg bench n=\(n) d=\(length): the round aborted: \(outcome.abortReason ?? "too few survivors")")
+        }
+        var plain = [UInt32](repeating: 0, count: length)
+        for id in result.included {
+            let input = words(configuration.participants.firstIndex(of: id)!)
+            for w in 0..<length { plain[w] &+= input[w] }
+        }
+        guard result.sum == plain else { throw CoreError(.invalidData, "the unmasked sum differs from the survivors' plain sum") }
+
+        func median(_ values: [Double]) -> Double {
+            let sorted = values.sorted()
+            return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+        }
+        let survivors = configuration.participants.indices.filter { !dropped.contains(configuration.participants[$0]) }
+        let maskSeconds = median(survivors.map { outcome.clientSeconds[2][$0] })
+        let streams = Double(configuration.neighbourCount + 1)
+        return Row(
+            n: n, length: length, dropFraction: dropFraction, graph: complete ? "complete" : "secagg+",
+            neighbours: configuration.neighbourCount, threshold: configuration.threshold,
+            clientSeconds: [
+                median(outcome.clientSeconds[0]), median(outcome.clientSeconds[1]), maskSeconds,
+                median(survivors.map { outcome.clientSeconds[3][$0] }),
+            ],
+            serverSeconds: outcome.serverSeconds, bytesPerEdge: survivors.map { outcome.bytes[$0] }.sorted()[survivors.count / 2],
+            maskBytesPerSecond: maskSeconds > 0 ? streams * Double(length) * 4 / maskSeconds : 0)
+    }
+
+    /// The table of `rows`, with the ChaCha20 keystream rate of this machine for the ratio column.
+    public static func render(_ rows: [Row], chachaBytesPerSecond: Double) -> String {
+        func ms(_ s: Double) -> String { String(format: s < 0.01 ? "%.2f" : "%.0f", s * 1000) }
+        let table = TextTable(
+            header: [
+                "n", "d", "drop", "graph", "k", "t", "client ms adv/share/mask/unmask", "server ms adv/share/mask/unmask",
+                "KB/edge", "mask GB/s", "of ChaCha20",
+            ],
+            rows: rows.map { r in
+                [
+                    "\(r.n)", "\(r.length)", String(format: "%.0f%%", r.dropFraction * 100), r.graph, "\(r.neighbours)", "\(r.threshold)",
+                    r.clientSeconds.map(ms).joined(separator: " / "), r.serverSeconds.map(ms).joined(separator: " / "),
+                    String(format: "%.0f", Double(r.bytesPerEdge) / 1000), String(format: "%.2f", r.maskBytesPerSecond / 1e9),
+                    String(format: "%.2f", r.maskBytesPerSecond / chachaBytesPerSecond),
+                ]
+            })
+        return String(format: "libsodium ChaCha20 keystream on this machine: %.2f GB/s per core\n", chachaBytesPerSecond / 1e9) + table.render()
+    }
+}

@@ -21,12 +21,10 @@ public struct RandomizedHadamard: Sendable {
     public let paddedLength: Int
     /// Run p of the permuted vector holds run `order[p]` of the input (runs of ``chunk``).
     private let order: [Int32]
-    /// The ±1 diagonal, over the padded length.
-    private let signs: [Float]
     /// Run q of the input lands in run `position[q]` of the permuted vector (the inverse of `order`).
     private let position: [Int32]
-    /// The diagonal's sign of each input coordinate (`signs` read in input order), so that rotating reads
-    /// the input, and these, sequentially.
+    /// The ±1 diagonal, kept by input coordinate (the sign applied where that coordinate lands), so that
+    /// rotating reads the input, and these, sequentially.
     private let inputSigns: [Float]
 
     /// Builds the rotation of vectors of `length` drawn from `seed`.
@@ -51,7 +49,6 @@ public struct RandomizedHadamard: Sendable {
             if bits & 1 == 1 { signs[i] = -1 }
             bits >>= 1
         }
-        self.signs = signs
         var position = [Int32](repeating: 0, count: runs)
         var inputSigns = [Float](repeating: 1, count: length)
         for (p, run) in order.enumerated() {
@@ -106,10 +103,10 @@ public struct RandomizedHadamard: Sendable {
             Self.transformBlocks(z)
             x.withUnsafeMutableBufferPointer { x in
                 order.withUnsafeBufferPointer { order in
-                    signs.withUnsafeBufferPointer { signs in
+                    inputSigns.withUnsafeBufferPointer { signs in
                         for p in 0..<order.count {
                             let source = Int(order[p]) * Self.chunk
-                            for j in 0..<min(Self.chunk, length - source) { x[source + j] = z[p * Self.chunk + j] * signs[p * Self.chunk + j] }
+                            for j in 0..<min(Self.chunk, length - source) { x[source + j] = z[p * Self.chunk + j] * signs[source + j] }
                         }
                     }
                 }

@@ -230,6 +230,9 @@ public final class ErrorFeedbackStore<Key: Hashable & Sendable>: Sendable {
     /// Stores `key`'s state.
     public func put(_ state: ErrorFeedback, for key: Key) { states.withLock { $0[key] = state } }
 
+    /// `key`'s state, left in the store.
+    public func state(of key: Key) -> ErrorFeedback? { states.withLock { $0[key] } }
+
     /// Every stored state.
     public var all: [Key: ErrorFeedback] { states.withLock { $0 } }
 }

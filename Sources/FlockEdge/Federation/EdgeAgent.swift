@@ -220,10 +220,7 @@ public struct EdgeAgent: Sendable {
 
     /// This edge's error feedback: in memory, else as the state directory holds it (after a restart), else nil.
     private func currentFeedback() -> ErrorFeedback? {
-        if let state = feedback.take(options.id) {
-            feedback.put(state, for: options.id)
-            return state
-        }
+        if let state = feedback.state(of: options.id) { return state }
         guard options.persistCodecState, FileManager.default.fileExists(atPath: feedbackPath) else { return nil }
         do {
             let (archive, _) = try Archive.read(path: feedbackPath, magic: Self.feedbackMagic, kind: "error-feedback file")

@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // C libraries, each behind exactly one Swift wrapper module.
@@ -74,7 +75,7 @@ let package = Package(
         .target(
             name: "FlockServer",
             dependencies: [
-                "FlockCore", "FlockCrypto", "FlockWire", "FlockSecAgg", "FlockCompression",
+                "FlockCore", "FlockCrypto", "FlockWire", "FlockSecAgg", "FlockCompression", "FlockRegistry",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
@@ -83,6 +84,11 @@ let package = Package(
         .target(name: "FlockSecAgg", dependencies: ["FlockCrypto"]),
         // Update codecs: quantization into the ring Z_2^32 of secure aggregation.
         .target(name: "FlockCompression", dependencies: ["FlockCore", "CZlib"]),
+        // The model registry: versions, artifacts, aliases, audit log and the promotion analyses, on SQLite.
+        .target(
+            name: "FlockRegistry",
+            dependencies: ["FlockCore", "FlockCrypto", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         .target(
             name: "FlockSimulation",
             dependencies: [
@@ -100,7 +106,7 @@ let package = Package(
         .executableTarget(
             name: "flock-server",
             dependencies: [
-                "FlockServer", "FlockSimulation", "FlockWire", "FlockCrypto", "FlockCompression",
+                "FlockServer", "FlockSimulation", "FlockWire", "FlockCrypto", "FlockCompression", "FlockRegistry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -124,6 +130,7 @@ let package = Package(
             ]
         ),
         // The simulation tests also run the built flock-server binary (kill -9 and resume).
+        .testTarget(name: "FlockRegistryTests", dependencies: ["FlockRegistry", "FlockCore", "FlockCrypto", "FlockTestSupport"]),
         .testTarget(name: "FlockSecAggTests", dependencies: ["FlockSecAgg", "FlockCrypto"]),
         .testTarget(name: "FlockCompressionTests", dependencies: ["FlockCompression", "FlockCore", "FlockSecAgg"]),
         .testTarget(name: "FlockSimulationTests", dependencies: ["FlockSimulation", "FlockServer", "FlockEdge", "FlockCore", "FlockTestSupport", "flock-server"]),

@@ -3,9 +3,9 @@
 #
 #   apt (Debian/Ubuntu): libsodium-dev libopenblas-dev libsqlite3-dev pkg-config
 #                        protobuf-compiler python3 python3-pip zlib1g-dev
-#   pip (for $PYTHON):   mlxtend scikit-learn
+#   pip (for $PYTHON):   mlxtend scikit-learn onnx onnxruntime (onnx export tests)
 #
-# Checks first (`dpkg -s`, `$PYTHON -c 'import mlxtend, sklearn'`); runs `apt-get update`
+# Checks first (`dpkg -s`, `$PYTHON -c 'import mlxtend, sklearn, onnx, onnxruntime'`); runs `apt-get update`
 # once and installs only when something is missing. Uses sudo only when not root.
 # The Swift toolchain itself is not installed here (see swift.org/install).
 #
@@ -14,7 +14,7 @@ set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
 APT_PACKAGES=(libsodium-dev libopenblas-dev libsqlite3-dev pkg-config protobuf-compiler python3 python3-pip zlib1g-dev)
-PIP_PACKAGES=(mlxtend scikit-learn)
+PIP_PACKAGES=(mlxtend scikit-learn onnx onnxruntime)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -53,7 +53,7 @@ if ! command -v "$PYTHON" >/dev/null 2>&1; then
     echo "deps: $PYTHON not found; install Python 3 or set PYTHON=/path/to/python3." >&2
     exit 1
 fi
-if ! "$PYTHON" -c 'import mlxtend, sklearn' >/dev/null 2>&1; then
+if ! "$PYTHON" -c 'import mlxtend, sklearn, onnx, onnxruntime' >/dev/null 2>&1; then
     if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
         "$PYTHON" -m ensurepip --upgrade >/dev/null 2>&1 || {
             echo "deps: pip is missing for $PYTHON (and ensurepip is unavailable); install python3-pip." >&2
@@ -79,7 +79,7 @@ PY
     fi
     echo "deps: ${pip_cmd[*]} ${PIP_PACKAGES[*]}"
     "${pip_cmd[@]}" "${PIP_PACKAGES[@]}"
-    "$PYTHON" -c 'import mlxtend, sklearn' || {
+    "$PYTHON" -c 'import mlxtend, sklearn, onnx, onnxruntime' || {
         echo "deps: installed ${PIP_PACKAGES[*]} but $PYTHON still cannot import them." >&2
         exit 1
     }

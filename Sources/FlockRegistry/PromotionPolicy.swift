@@ -68,6 +68,54 @@ public struct Deployment: Sendable, Equatable {
     public static let none = Deployment(production: nil, compared: nil, analysis: nil, servedIsTreatment: false)
 }
 
+/// Production and the running analyses, from which every edge's ``Deployment`` follows.
+public struct DeploymentPlan: Sendable, Equatable {
+    /// A running analysis and the version edges compare with production for it.
+    public struct Comparison: Sendable, Equatable {
+        /// The analysis.
+        public var analysis: Int64
+        /// The version compared with production.
+        public var version: ModelVersion
+    }
+
+    /// The production version (nil: none yet).
+    public var production: ModelVersion?
+    /// The running shadow analysis and its candidate.
+    public var shadow: Comparison?
+    /// The running rollback analysis and the production before this one.
+    public var rollback: Comparison?
+    /// Share of edges in a shadow cohort.
+    public var shadowShare: Double
+
+    /// A plan.
+    public init(production: ModelVersion? = nil, shadow: Comparison? = nil, rollback: Comparison? = nil, shadowShare: Double) {
+        self.production = production
+        self.shadow = shadow
+        self.rollback = rollback
+        self.shadowShare = shadowShare
+    }
+
+    /// Whether `edge` belongs to the shadow cohort of `analysis`: a stable hash of both, below `share`. Edges
+    /// outside it keep measuring production against its predecessor while a rollback analysis runs.
+    public static func inShadowCohort(edge: String, analysis: Int64, share: Double) -> Bool {
+        let digest = SHA256.hash(Array("\(analysis)|\(edge)".utf8)).bytes
+        let value = digest.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return Double(value) / 18_446_744_073_709_551_616.0 < share
+    }
+
+    /// What `edge` runs.
+    public func deployment(for edge: String) -> Deployment {
+        guard let production else { return .none }
+        if let shadow, Self.inShadowCohort(edge: edge, analysis: shadow.analysis, share: shadowShare) {
+            return Deployment(production: production, compared: shadow.version, analysis: shadow.analysis, servedIsTreatment: false)
+        }
+        if let rollback {
+            return Deployment(production: production, compared: rollback.version, analysis: rollback.analysis, servedIsTreatment: true)
+        }
+        return Deployment(production: production, compared: nil, analysis: nil, servedIsTreatment: false)
+    }
+}
+
 /// The continual loop's decisions: the acceptance gate, shadow analyses that promote, and rollback analyses that
 /// move production back. Every decision is a registry transaction with its audit event and evidence, so the
 /// same code runs under `serve` (edges report over the network) and `simulate --data-dir` (edges in process).
@@ -158,25 +206,25 @@ public struct PromotionPolicy: Sendable {
 
     // MARK: - Deployment
 
-    /// Whether `edge` belongs to the shadow cohort of `analysis` (a stable hash of both, below the share).
-    public func inShadowCohort(edge: String, analysis: Int64) -> Bool {
-        let digest = SHA256.hash(Array("\(analysis)|\(edge)".utf8)).bytes
-        let value = digest.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        return Double(value) / 18_446_744_073_709_551_616.0 < settings.shadowShare
+    /// What edges should run now: production and the running analyses (read once; edges are then assigned
+    /// without touching the database).
+    public func plan() throws(RegistryError) -> DeploymentPlan {
+        let reader = registry.reader
+        guard let production = try reader.alias(Alias.production) else { return DeploymentPlan(shadowShare: settings.shadowShare) }
+        let served = try reader.version(production.version)
+        var plan = DeploymentPlan(production: served, shadowShare: settings.shadowShare)
+        if let shadow = try reader.runningAnalysis(.shadow), shadow.control == served.id {
+            plan.shadow = .init(analysis: shadow.id!, version: try reader.version(shadow.treatment))
+        }
+        if let watch = try reader.runningAnalysis(.rollback), watch.treatment == served.id {
+            plan.rollback = .init(analysis: watch.id!, version: try reader.version(watch.control))
+        }
+        return plan
     }
 
     /// What `edge` should serve and compare now.
     public func deployment(for edge: String) throws(RegistryError) -> Deployment {
-        let reader = registry.reader
-        guard let production = try reader.alias(Alias.production) else { return .none }
-        let served = try reader.version(production.version)
-        if let shadow = try reader.runningAnalysis(.shadow), shadow.control == served.id, inShadowCohort(edge: edge, analysis: shadow.id!) {
-            return Deployment(production: served, compared: try reader.version(shadow.treatment), analysis: shadow.id, servedIsTreatment: false)
-        }
-        if let watch = try reader.runningAnalysis(.rollback), watch.treatment == served.id {
-            return Deployment(production: served, compared: try reader.version(watch.control), analysis: watch.id, servedIsTreatment: true)
-        }
-        return Deployment(production: served, compared: nil, analysis: nil, servedIsTreatment: false)
+        try plan().deployment(for: edge)
     }
 
     // MARK: - Evidence

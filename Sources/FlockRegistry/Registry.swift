@@ -58,6 +58,9 @@ public final class Registry: Sendable {
 
     private var now: Double { clock() }
 
+    /// The server's signature (hex) of the model whose file hashes to `hash`, as ``ModelSignature`` defines it.
+    public func sign(_ hash: SHA256.Digest) -> String { ModelSignature.sign(hash, with: key) }
+
     // MARK: - Versions
 
     /// Stores the model file, signs it and registers it as a `candidate`, with a `created` event.

@@ -106,6 +106,11 @@ public struct RegistryReader: Sendable {
         try read { db in try ModelVersion.filter(ModelVersion.Columns.hash == hash).order(ModelVersion.Columns.id).fetchOne(db) }
     }
 
+    /// The newest version that round `round` produced, if registered.
+    public func version(round: Int) throws(RegistryError) -> ModelVersion? {
+        try read { db in try ModelVersion.filter(Column("round_last") == round).order(ModelVersion.Columns.id.desc).fetchOne(db) }
+    }
+
     /// The versions from the root to `id`, following parents (oldest first), and `id`'s direct children.
     public func lineage(_ id: Int64) throws(RegistryError) -> (ancestry: [ModelVersion], children: [ModelVersion]) {
         var chain = [try version(id)]

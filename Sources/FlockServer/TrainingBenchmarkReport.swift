@@ -1,3 +1,4 @@
+import FlockCore
 import Foundation
 
 /// The outcome of a ``TrainingBenchmark`` run: Flock's rows beside the PyTorch peer's, and sgemm GFLOP/s.

@@ -37,10 +37,13 @@ public struct GRPCSimulation: Sendable {
         let classes = max(train.classCount, eval.classCount)
         let shares = try o.partition.partition(labels: train.labels, clients: o.clients, seed: o.seed)
 
-        let temporary = o.stateFolder == nil ? FileManager.default.temporaryDirectory.path + "/flock-simulate-\(UUID().uuidString)" : nil
+        let folder = o.stateFolder ?? o.registryFolder
+        let temporary = folder == nil ? FileManager.default.temporaryDirectory.path + "/flock-simulate-\(UUID().uuidString)" : nil
         defer { if let temporary { try? FileManager.default.removeItem(atPath: temporary) } }
         var configuration = ServerConfiguration()
-        configuration.dataDirectory = o.stateFolder ?? temporary!
+        // The served coordinator keeps its checkpoint and its registry in one data directory.
+        configuration.dataDirectory = folder ?? temporary!
+        configuration.promotion = o.promotion
         configuration.model = o.model
         configuration.inputFeatures = train.featureCount
         configuration.classes = classes
@@ -86,7 +89,7 @@ public struct GRPCSimulation: Sendable {
         let trainingSeconds = Mutex<[UInt64: Double]>([:])
         let agents = try shares.enumerated().map { index, rows throws(CoreError) -> EdgeAgent in
             let agentOptions = EdgeAgent.Options(
-                id: "edge-\(index)", stateDirectory: configuration.dataDirectory, holdout: 0, threads: 1, cacheModels: false, persistCodecState: false,
+                id: "edge-\(index)", stateDirectory: configuration.dataDirectory, holdout: o.registryFolder == nil ? 0 : o.heldOutShare, threads: 1, cacheModels: false, persistCodecState: false,
                 onAccepted: { round, update in trainingSeconds.withLock { $0[round, default: 0] += update.seconds } })
             return try EdgeAgent(options: agentOptions, data: train.subset(rows), connection: connection, slots: slots, log: { _ in })
         }

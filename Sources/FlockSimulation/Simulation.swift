@@ -1,6 +1,7 @@
 import FlockCompression
 import FlockCore
 import FlockEdge
+import FlockRegistry
 import FlockServer
 import Foundation
 import Synchronization
@@ -49,6 +50,13 @@ public struct Simulation: Sendable {
         public var codec: CodecSpec = .f32
         /// How the global model travels to the edges: they train from the model it decodes to.
         public var downloadCodec: ModelDownload = .f32
+        /// A server data directory whose model registry every round's model goes into (`--data-dir`), with the
+        /// gate, shadow analyses, promotions and rollbacks of `serve`; nil for none.
+        public var registryFolder: String?
+        /// The registry's gate and analysis settings.
+        public var promotion = PromotionSettings()
+        /// Share of each edge's rows held out (not trained on) for the paired evidence, when a registry is on.
+        public var heldOutShare = 0.1
 
         /// Creates options with the defaults of `flock-server simulate`.
         public init(
@@ -114,6 +122,8 @@ public struct Simulation: Sendable {
         public var downloadBytes: Int
         /// What secure aggregation did, when it was on.
         public var secureAggregation: SecureRoundReport?
+        /// What the model registry decided after the round (with `--data-dir`).
+        public var registry: [String]?
 
         enum CodingKeys: String, CodingKey {
             case round, accuracy, loss, participants, seconds
@@ -121,6 +131,7 @@ public struct Simulation: Sendable {
             case uploadBytes = "upload_bytes"
             case downloadBytes = "download_bytes"
             case secureAggregation = "secure_aggregation"
+            case registry
         }
     }
 
@@ -174,7 +185,19 @@ public struct Simulation: Sendable {
         scaling.apply(to: &train)
         scaling.apply(to: &eval)
         let shares = try o.partition.partition(labels: train.labels, clients: o.clients, seed: o.seed)
-        let edges = shares.map { train.subset($0) }
+        var edges = shares.map { train.subset($0) }
+        // With a registry, each edge keeps a seeded share of its rows out of training, for the paired evidence.
+        var heldOut: [Dataset] = []
+        if o.registryFolder != nil {
+            guard o.heldOutShare >= 0, o.heldOutShare <= 0.5 else { throw CoreError(.invalidArgument, "the held-out share must lie in [0, 0.5]") }
+            var split = SeededGenerator(seed: o.seed ^ 0x4E1D_0017)
+            for e in edges.indices {
+                let order = split.permutation(edges[e].count)
+                let held = min(max(0, edges[e].count - 1), Int((o.heldOutShare * Double(edges[e].count)).rounded()))
+                heldOut.append(edges[e].subset(Array(order.prefix(held)).sorted()))
+                edges[e] = edges[e].subset(Array(order.dropFirst(held)).sorted())
+            }
+        }
 
         let global = try Model(spec: spec, seed: o.seed)
         global.threads = o.threads
@@ -217,6 +240,10 @@ public struct Simulation: Sendable {
         for (id, feedback) in savedCodec.feedback { if let edge = Int(id) { edgeStates.put(feedback, for: edge) } }
         // The server's FetchSGD momentum and error sketches under `sketch`.
         var fetch = savedCodec.fetch
+        var deployment = try o.registryFolder.map { folder throws(CoreError) in
+            try SimulatedDeployment(
+                dataDirectory: folder, settings: o.promotion, spec: spec, scaling: scaling, heldOut: heldOut, completedRounds: state.round)
+        }
         while state.round < o.rounds {
             round += 1
             let start = Date()
@@ -285,6 +312,13 @@ public struct Simulation: Sendable {
             let metrics = global.evaluate(eval)
             report.accuracy = metrics.accuracy
             report.loss = metrics.loss
+            // Into the registry before the checkpoint: a round replayed after a crash finds its version there.
+            if deployment != nil, report.participants > 0 {
+                report.registry = try deployment!.afterRound(
+                    weights: state.weights, round: state.round, participants: report.participants, strategy: o.strategy.description,
+                    codec: (o.secureAggregation?.codec ?? o.codec).identifier, accuracy: metrics.accuracy, loss: metrics.loss,
+                    uploadBytes: report.uploadBytes, downloadBytes: report.downloadBytes)
+            }
             reports.append(report)
             if let folder = o.stateFolder {
                 // After this write the round is complete for good: a restart resumes with round + 1.

@@ -49,3 +49,69 @@ extension Flock_V1_LocalTraining {
         return config
     }
 }
+
+extension Flock_V1_EvidenceReport {
+    /// Rows a report may cover (1e12: far beyond any edge, small enough that sums stay exact in Int64).
+    public static let maximumRows: UInt64 = 1_000_000_000_000
+
+    /// The report of `comparison` for `analysis`, comparing the models of hash `served` and `compared`.
+    public init(edge: String, session: String, analysis: UInt64, served: String, compared: String, comparison c: PairedComparison) {
+        self.init()
+        edgeID = edge
+        self.session = session
+        self.analysis = analysis
+        servedHash = served
+        comparedHash = compared
+        bothRight = UInt64(c.bothRight)
+        onlyServedRight = UInt64(c.onlyServedRight)
+        onlyComparedRight = UInt64(c.onlyComparedRight)
+        bothWrong = UInt64(c.bothWrong)
+        unlabelled = UInt64(c.unlabelled)
+        agreements = UInt64(c.agreements)
+        lossDifferenceSum = c.lossDifferenceSum
+        lossDifferenceSquares = c.lossDifferenceSquares
+        servedErrors = UInt64(c.servedErrors)
+        comparedErrors = UInt64(c.comparedErrors)
+        servedLatencyMs = c.servedLatencyMs
+        comparedLatencyMs = c.comparedLatencyMs
+    }
+
+    /// The comparison it carries, checked: hashes of 64 hex digits, counts that add up and stay below
+    /// ``maximumRows``, finite sums, and at most ``PairedComparison/latencyWindow`` finite, non-negative latencies
+    /// per model.
+    /// - Throws: ``CoreError/Code/invalidArgument`` saying which check failed.
+    public func comparison() throws(CoreError) -> PairedComparison {
+        func hex64(_ s: String) -> Bool { s.utf8.count == 64 && s.allSatisfy(\.isHexDigit) }
+        guard hex64(servedHash), hex64(comparedHash) else { throw CoreError(.invalidArgument, "served_hash and compared_hash are 64 hex digits") }
+        let cells = [bothRight, onlyServedRight, onlyComparedRight, bothWrong, unlabelled]
+        guard cells.allSatisfy({ $0 <= Self.maximumRows }), cells.reduce(0, +) <= Self.maximumRows else {
+            throw CoreError(.invalidArgument, "an evidence report covers at most \(Self.maximumRows) rows")
+        }
+        let rows = cells.reduce(0, +)
+        guard agreements <= rows, servedErrors <= rows, comparedErrors <= rows else {
+            throw CoreError(.invalidArgument, "agreements and errors cannot exceed the rows compared")
+        }
+        guard lossDifferenceSum.isFinite, lossDifferenceSquares.isFinite, lossDifferenceSquares >= 0 else {
+            throw CoreError(.invalidArgument, "loss sums must be finite (and the squares non-negative)")
+        }
+        for samples in [servedLatencyMs, comparedLatencyMs] {
+            guard samples.count <= PairedComparison.latencyWindow, samples.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+                throw CoreError(.invalidArgument, "at most \(PairedComparison.latencyWindow) finite, non-negative latencies per model")
+            }
+        }
+        var c = PairedComparison()
+        c.bothRight = Int(bothRight)
+        c.onlyServedRight = Int(onlyServedRight)
+        c.onlyComparedRight = Int(onlyComparedRight)
+        c.bothWrong = Int(bothWrong)
+        c.unlabelled = Int(unlabelled)
+        c.agreements = Int(agreements)
+        c.lossDifferenceSum = lossDifferenceSum
+        c.lossDifferenceSquares = lossDifferenceSquares
+        c.servedErrors = Int(servedErrors)
+        c.comparedErrors = Int(comparedErrors)
+        c.servedLatencyMs = servedLatencyMs
+        c.comparedLatencyMs = comparedLatencyMs
+        return c
+    }
+}

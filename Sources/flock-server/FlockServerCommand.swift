@@ -9,9 +9,10 @@ struct FlockServerCommand: AsyncParsableCommand {
         discussion: """
             Data files are header-less CSV: the class label (0, 1, ...) first, then the features.
             serve runs the aggregation server for flock-edge processes; admin talks to it; simulate runs the \
-            same round logic with many edges in one process. The model registry (registry) arrives with a later milestone.
+            same round logic with many edges in one process; registry queries the model registry that serve and \
+            simulate --data-dir fill.
             """,
         version: "0.1.0",
-        subcommands: [Serve.self, Admin.self, Simulate.self, Bench.self, DataCommand.self]
+        subcommands: [Serve.self, Admin.self, RegistryCommand.self, Simulate.self, Bench.self, DataCommand.self]
     )
 }

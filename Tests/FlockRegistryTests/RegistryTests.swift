@@ -154,17 +154,21 @@ func newVersion(seed: UInt64, parent: Int64? = nil, round: Int, accuracy: Double
         try registry.register(try newVersion(seed: 1, round: 1, accuracy: 0.5))
         let files = try (2...41).map { try modelFile(seed: UInt64($0)) }
         let reader = try sqlite(folder)
+        let seen = SeenCount()
         let writer = Task.detached {
+            while seen.value < 1 { try await Task.sleep(for: .milliseconds(1)) }
             for (i, file) in files.enumerated() {
                 let v = try registry.register(NewVersion(
                     file: file, parent: Int64(i + 1), model: "2nn", rounds: (i + 2)...(i + 2), participants: 3,
                     strategy: "fedavg", codec: "f32", accuracy: 0.5))
                 try registry.moveAlias("latest", to: v.id, actor: "test", reason: "newest")
+                // For the first versions, wait until the reader has seen each one: the interleaving is then certain.
+                while i < 5, seen.value < i + 2 { try await Task.sleep(for: .milliseconds(1)) }
             }
         }
         var observed: [Int] = []
         while observed.last ?? 0 < 41 {
-            // Every snapshot is consistent: the alias points at a version that exists, whose parent exists.
+            // Every snapshot is consistent: the alias points at a version that exists, no row refers to a missing one.
             let (count, latest, dangling) = try await reader.read { db in
                 (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM version")!,
                  try Int64.fetchOne(db, sql: "SELECT version FROM alias WHERE name = 'latest'"),
@@ -173,10 +177,23 @@ func newVersion(seed: UInt64, parent: Int64? = nil, round: Int, accuracy: Double
             #expect(dangling == 0)
             if let latest { #expect(latest <= Int64(count)) }
             if observed.last != count { observed.append(count) }
-            try await Task.sleep(for: .milliseconds(2))
+            seen.value = count
+            try await Task.sleep(for: .milliseconds(1))
         }
         try await writer.value
         #expect(observed == observed.sorted())
-        #expect(observed.count > 2, "the reader should have seen intermediate states, saw \(observed)")
+        #expect(Array(observed.prefix(6)) == [1, 2, 3, 4, 5, 6], "the reader saw \(observed)")
+    }
+}
+
+/// The version count the reader last saw, shared with the writer task.
+final class SeenCount: @unchecked Sendable {
+    // The lock makes every access to `stored` exclusive.
+    private let lock = NSLock()
+    private var stored = 0
+
+    var value: Int {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
     }
 }

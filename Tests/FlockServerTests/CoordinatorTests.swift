@@ -45,7 +45,7 @@ final class ManualTime: Sendable {
     }
 
     static func weights(_ coordinator: Coordinator, hash: String) async throws -> [Float] {
-        let bytes = try #require(await coordinator.model(hash: hash))
+        let bytes = try #require(await coordinator.model(hash: hash)).bytes
         return try ModelFile.decode(bytes: bytes, source: "test").file.parameters
     }
 

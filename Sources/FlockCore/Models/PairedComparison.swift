@@ -45,21 +45,19 @@ public struct PairedComparison: Sendable, Codable, Equatable {
     public var rows: Int { labelledPairs + unlabelled }
 
     /// Runs both models on `data` (already scaled; a label below 0 marks an unlabelled row) and adds the pairs.
-    /// - Returns: the served model's predicted class of each row, which is what the caller answers with.
+    /// - Returns: the served model's logits (row-major), which is what the caller answers with.
     /// - Precondition: both models take `data.featureCount` inputs and have the same classes.
     @discardableResult
-    public mutating func add(served: Model, compared: Model, data: Dataset) -> [Int32] {
+    public mutating func add(served: Model, compared: Model, data: Dataset) -> [Float] {
         precondition(served.spec.classCount == compared.spec.classCount, "paired models must share their classes")
         let (servedLogits, servedMs) = Self.timed { served.logits(features: data.features, count: data.count) }
         let (comparedLogits, comparedMs) = Self.timed { compared.logits(features: data.features, count: data.count) }
         Self.push(servedMs, into: &servedLatencyMs)
         Self.push(comparedMs, into: &comparedLatencyMs)
         let classes = served.spec.classCount
-        var answers = [Int32](repeating: 0, count: data.count)
         for row in 0..<data.count {
             let a = Self.scores(servedLogits, row: row, classes: classes)
             let b = Self.scores(comparedLogits, row: row, classes: classes)
-            answers[row] = Int32(a.best)
             if !a.finite { servedErrors += 1 }
             if !b.finite { comparedErrors += 1 }
             if a.best == b.best { agreements += 1 }
@@ -80,7 +78,7 @@ public struct PairedComparison: Sendable, Codable, Equatable {
                 lossDifferenceSquares += difference * difference
             }
         }
-        return answers
+        return servedLogits
     }
 
     /// Adds another comparison's counts and latency samples.

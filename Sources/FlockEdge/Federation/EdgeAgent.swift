@@ -36,12 +36,15 @@ public struct EdgeAgent: Sendable {
         public var onAccepted: (@Sendable (_ round: UInt64, _ update: LocalUpdate) -> Void)?
         /// A failure drill: the point of a secure round where the process kills itself (`--crash-at`).
         public var crash: CrashPoint?
+        /// The server's model-signing key, when the operator gave it (`--server-key`); else pinned on first contact.
+        public var serverKey: Ed25519.PublicKey?
 
         /// Creates options.
         public init(
             id: String, stateDirectory: String, holdout: Double = 0.1, threads: Int = 1, maximumBackoff: Double = 30,
             cacheModels: Bool = true, persistCodecState: Bool = true,
-            onAccepted: (@Sendable (_ round: UInt64, _ update: LocalUpdate) -> Void)? = nil, crash: CrashPoint? = nil
+            onAccepted: (@Sendable (_ round: UInt64, _ update: LocalUpdate) -> Void)? = nil, crash: CrashPoint? = nil,
+            serverKey: Ed25519.PublicKey? = nil
         ) {
             self.id = id
             self.stateDirectory = stateDirectory
@@ -52,16 +55,19 @@ public struct EdgeAgent: Sendable {
             self.persistCodecState = persistCodecState
             self.onAccepted = onAccepted
             self.crash = crash
+            self.serverKey = serverKey
         }
     }
 
     /// How it runs.
     public let options: Options
     private let training: Dataset
-    private let evaluation: Dataset
-    private let connection: EdgeConnection
-    private let slots: TrainingSlots
-    private let log: @Sendable (String) -> Void
+    let evaluation: Dataset
+    let connection: EdgeConnection
+    let slots: TrainingSlots
+    let log: @Sendable (String) -> Void
+    /// The server key models must be signed with.
+    let trust: ServerTrust
     /// Seed derived once from the id: the held-out split and each round's local shuffling.
     private let idSeed: UInt64
     /// This edge's `topk` error feedback between rounds (what it has not sent yet).
@@ -78,6 +84,7 @@ public struct EdgeAgent: Sendable {
         guard options.holdout >= 0, options.holdout <= 0.5 else { throw CoreError(.invalidArgument, "--holdout must be in [0, 0.5]") }
         guard data.count >= 1 else { throw CoreError(.invalidData, "\(data.source): no rows to train on") }
         self.options = options
+        trust = try ServerTrust(stateDirectory: options.stateDirectory, configured: options.serverKey)
         self.connection = connection
         self.slots = slots
         self.log = log
@@ -138,6 +145,9 @@ public struct EdgeAgent: Sendable {
         guard response.heartbeatSeconds > 0, response.heartbeatSeconds.isFinite, !response.session.isEmpty else {
             throw RPCError(code: .internalError, message: "malformed registration reply")
         }
+        do { try await trust.accept(announced: response.serverPublicKey) } catch {
+            throw RPCError(code: .permissionDenied, message: error.message)
+        }
         return Session(id: options.id, token: response.session, heartbeatSeconds: min(response.heartbeatSeconds, 3600))
     }
 
@@ -146,6 +156,7 @@ public struct EdgeAgent: Sendable {
         while !Task.isCancelled {
             let reply = try await session.heartbeat(connection, status: .idle, round: 0)
             onContact()
+            if reply.hasDeployment { await follow(reply.deployment, session: session) }
             switch reply.reply {
             case .plan(let plan):
                 try await work(on: plan, session: session)
@@ -403,16 +414,9 @@ public struct EdgeAgent: Sendable {
         do { download = plan.downloadCodec.isEmpty ? .f32 : try ModelDownload(parsing: plan.downloadCodec) } catch {
             throw RPCError(code: .invalidArgument, message: "the plan's download codec: \(error.message)")
         }
-        let received = try await connection.edge.fetchModel(request, options: EdgeConnection.options(timeout: 300)) { response in
-            var bytes = [UInt8]()
-            bytes.reserveCapacity(limit)
-            for try await chunk in response.messages {
-                guard chunk.offset == UInt64(bytes.count), bytes.count + chunk.data.count <= limit else {
-                    throw RPCError(code: .dataLoss, message: "model stream out of order or longer than the plan's \(limit) bytes")
-                }
-                bytes.append(contentsOf: chunk.data)
-            }
-            return bytes
+        let (received, signature) = try await streamModel(request, limit: limit)
+        do { try await trust.verify(signature: signature, hash: plan.modelHash) } catch {
+            throw RPCError(code: .dataLoss, message: "round \(plan.round)'s model: \(error.message)")
         }
         // A compressed download is rebuilt into the served model's file first; decoding verifies the file's
         // own SHA-256 trailer, and the content hash must also be the plan's.
@@ -437,6 +441,22 @@ public struct EdgeAgent: Sendable {
             for (old, _) in dated.dropFirst(2) where old != path { try? FileManager.default.removeItem(atPath: old) }
         }
         return file
+    }
+
+    /// Streams a model by hash: its bytes (at most `limit`) and the server's signature from the first chunk.
+    func streamModel(_ request: Flock_V1_FetchModelRequest, limit: Int) async throws -> (bytes: [UInt8], signature: [UInt8]) {
+        try await connection.edge.fetchModel(request, options: EdgeConnection.options(timeout: 300)) { response in
+            var bytes = [UInt8]()
+            var signature = [UInt8]()
+            for try await chunk in response.messages {
+                guard chunk.offset == UInt64(bytes.count), bytes.count + chunk.data.count <= limit else {
+                    throw RPCError(code: .dataLoss, message: "model stream out of order or longer than \(limit) bytes")
+                }
+                if chunk.offset == 0 { signature = Array(chunk.signature) }
+                bytes.append(contentsOf: chunk.data)
+            }
+            return (bytes, signature)
+        }
     }
 
     private func submit(payload: [UInt8], codec: String, examples: Int, update: LocalUpdate, round: UInt64, session: Session, masked: Bool = false) async throws {

@@ -67,6 +67,20 @@ public struct AdminServiceHandler: Flock_V1_AdminService.ServiceProtocol {
         let status = try await refusing { () async throws(ServeRefusal) in try await coordinator.control(request.message.command) }
         return ServerResponse(message: status)
     }
+
+    /// promote, rollback, pin, unpin.
+    public func changeProduction(
+        request: ServerRequest<Flock_V1_ProductionChange>, context: ServerContext
+    ) async throws -> ServerResponse<Flock_V1_ProductionChangeResponse> {
+        try authorize(request.metadata)
+        let (message, production) = try await refusing { () async throws(ServeRefusal) in
+            try await coordinator.changeProduction(request.message)
+        }
+        var response = Flock_V1_ProductionChangeResponse()
+        response.message = message
+        response.productionVersion = UInt64(production ?? 0)
+        return ServerResponse(message: response)
+    }
 }
 
 extension Flock_V1_RoundSummary {

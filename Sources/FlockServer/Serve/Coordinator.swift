@@ -1,6 +1,7 @@
 import FlockCompression
 import FlockCore
 import FlockCrypto
+import FlockRegistry
 import FlockSecAgg
 import FlockWire
 import Foundation
@@ -73,9 +74,9 @@ public actor Coordinator {
     private let holdout: Dataset?
     private let evaluator: Model
     private let clock: ServeClock
-    private let log: @Sendable (String) -> Void
+    let log: @Sendable (String) -> Void
 
-    private var global: GlobalModelState
+    var global: GlobalModelState
     private var membership: Membership
     private var machine: RoundStateMachine?
     private var open: OpenRound?
@@ -84,7 +85,7 @@ public actor Coordinator {
     private var history: [RoundRecord]
     private var control: Control
     /// The global model's file, as `global.flockmdl` holds it.
-    private var modelFileBytes: [UInt8] = []
+    var modelFileBytes: [UInt8] = []
     /// What FetchModel streams: the model in the download codec.
     private var modelBytes: [UInt8] = []
     /// SHA-256 (hex) of the model file the edges rebuild from ``modelBytes`` (the plan's model hash).
@@ -100,6 +101,16 @@ public actor Coordinator {
     /// round checkpoint).
     private var fetch: FetchSGDState?
     private let journal: RoundJournal
+    /// The model registry in the data directory: every completed round's model becomes a version there.
+    let registry: Registry
+    /// The gate, shadow analyses, promotions and rollbacks.
+    let policy: PromotionPolicy
+    /// Production and the running analyses, read after every registry change.
+    var deploymentPlan: DeploymentPlan
+    /// The registry version of the current global model (nil before the first round).
+    var globalVersion: Int64?
+    /// The server's signature of ``modelHash`` (what edges check before they train on it).
+    var servedSignature: [UInt8] = []
 
     /// Loads the round checkpoint from the data directory (or starts fresh) and prepares the first model.
     /// - Parameters:
@@ -133,6 +144,13 @@ public actor Coordinator {
         }
         membership = Membership(timeout: configuration.edgeTimeout)
         journal = RoundJournal(folder: configuration.dataDirectory)
+        do {
+            registry = try Registry(dataDirectory: configuration.dataDirectory)
+            policy = try PromotionPolicy(registry: registry, settings: configuration.promotion, log: log)
+            deploymentPlan = try policy.plan()
+        } catch {
+            throw CoreError(.io, "\(configuration.dataDirectory)/registry: \(error.message)")
+        }
         pace = SeededGenerator(seed: configuration.seed ^ 0xFACE)
         if let saved = try RoundCheckpoint.read(fromFolder: configuration.dataDirectory) {
             guard saved.spec == spec, saved.model.strategy == configuration.strategy else {
@@ -164,6 +182,8 @@ public actor Coordinator {
         if configuration.rounds > 0, global.round >= configuration.rounds { control = .finished }
         (modelFileBytes, modelBytes, modelHash) = try Self.encodeModel(
             spec: spec, scaling: scaling, weights: global.weights, version: global.round, download: configuration.downloadCodec)
+        servedSignature = Self.signature(of: modelHash, registry: registry)
+        globalVersion = global.round == 0 ? nil : (try? registry.reader.version(round: global.round))?.id
         let moment = clock.seconds()
         if let (fresh, reopened, selected) = try Self.reopenJournaledRound(
             journal: journal, expectedRound: (history.last?.round ?? 0) + 1, modelVersion: global.round, modelHash: modelHash,
@@ -355,9 +375,13 @@ public actor Coordinator {
         waiter.continuation.resume(returning: reply)
     }
 
-    /// The current global model file, when `hash` names it.
-    public func model(hash: String) -> [UInt8]? {
-        hash == modelHash ? modelBytes : nil
+    /// The bytes FetchModel streams for `hash` and the server's signature of the model: the current global
+    /// model (in the download codec), or a registry version (its model file, verified as it is read).
+    public func model(hash: String) -> (bytes: [UInt8], signature: [UInt8])? {
+        if hash == modelHash { return (modelBytes, servedSignature) }
+        guard let version = try? registry.reader.version(hash: hash), let bytes = try? registry.reader.artifacts.read(hash),
+              let signature = Hex.decode(version.signature) else { return nil }
+        return (bytes, signature)
     }
 
     /// The payload codec of a plain round's `plan` over `parameters` values.
@@ -368,8 +392,10 @@ public actor Coordinator {
         }
     }
 
-    /// Counts bytes of a model download toward the open round.
-    public func recordDownload(bytes: Int) {
+    /// Counts bytes of a download of the round's model toward the open round (deployments of registry
+    /// versions to serve are not round traffic).
+    public func recordDownload(bytes: Int, hash: String) {
+        guard hash == modelHash else { return }
         open?.record.downloadBytes += bytes
     }
 
@@ -638,9 +664,11 @@ public actor Coordinator {
         do {
             (modelFileBytes, modelBytes, modelHash) = try Self.encodeModel(
                 spec: spec, scaling: scaling, weights: global.weights, version: global.round, download: configuration.downloadCodec)
+            servedSignature = Self.signature(of: modelHash, registry: registry)
         } catch {
             log("error: \(error.message); the edges keep the previous model")
         }
+        registerGlobalModel(record: open.record)
         close(open)
         guard let r = history.last else { return }
         log("round \(round): \(r.participants) updates aggregated, \(r.dropped) dropped, "
@@ -673,6 +701,7 @@ public actor Coordinator {
             history[index].federatedAccuracy = finished.evaluation.correct / n
             history[index].federatedLoss = finished.evaluation.loss / n
             history[index].federatedExamples = finished.evaluation.examples
+            recordFederatedMetrics(modelRound: finished.startVersion, accuracy: finished.evaluation.correct / n, loss: finished.evaluation.loss / n)
         }
         history.append(record)
         membership.release(round: record.round)

@@ -27,14 +27,17 @@ public struct EdgeServiceHandler: Flock_V1_EdgeService.SimpleServiceProtocol {
         response.session = session
         response.heartbeatSeconds = interval
         response.protocolVersion = 1
+        response.serverPublicKey = await coordinator.serverPublicKey
         return response
     }
 
     /// Keeps the session alive and hands out plans.
     public func heartbeat(request: Flock_V1_HeartbeatRequest, context: ServerContext) async throws -> Flock_V1_HeartbeatResponse {
-        try await refusing { () async throws(ServeRefusal) in
+        var response = try await refusing { () async throws(ServeRefusal) in
             try await coordinator.heartbeat(id: request.edgeID, session: request.session, status: request.status, round: request.round)
         }
+        if let deployment = await coordinator.deployment(for: request.edgeID) { response.deployment = deployment }
+        return response
     }
 
     /// Streams the model file in chunks of at most 1 MiB.
@@ -42,7 +45,7 @@ public struct EdgeServiceHandler: Flock_V1_EdgeService.SimpleServiceProtocol {
         try await refusing { () async throws(ServeRefusal) in
             _ = try await coordinator.checkSession(id: request.edgeID, session: request.session)
         }
-        guard let bytes = await coordinator.model(hash: request.modelHash) else {
+        guard let (bytes, signature) = await coordinator.model(hash: request.modelHash) else {
             throw RPCError(code: .notFound, message: "no model with hash \(request.modelHash.prefix(64)); heartbeat for the current plan")
         }
         var offset = 0
@@ -52,12 +55,15 @@ public struct EdgeServiceHandler: Flock_V1_EdgeService.SimpleServiceProtocol {
             var chunk = Flock_V1_ModelChunk()
             chunk.offset = UInt64(offset)
             chunk.data = Data(bytes[offset..<end])
-            if offset == 0 { chunk.totalBytes = UInt64(bytes.count) }
+            if offset == 0 {
+                chunk.totalBytes = UInt64(bytes.count)
+                chunk.signature = Data(signature)
+            }
             sent += Self.framedSize(chunk)
             try await response.write(chunk)
             offset = end
         } while offset < bytes.count
-        await coordinator.recordDownload(bytes: sent)
+        if !request.deployment { await coordinator.recordDownload(bytes: sent, hash: request.modelHash) }
     }
 
     /// Receives one update: a header, then at most `payload_bytes` of chunks of at most 1 MiB.
@@ -179,6 +185,25 @@ public struct EdgeServiceHandler: Flock_V1_EdgeService.SimpleServiceProtocol {
                 loss: request.loss, accuracy: request.accuracy)
         }
         return Flock_V1_EvaluationAck()
+    }
+
+    /// Records an edge's paired comparison for a shadow or rollback analysis.
+    public func reportEvidence(request: Flock_V1_EvidenceReport, context: ServerContext) async throws -> Flock_V1_EvidenceAck {
+        let comparison: PairedComparison
+        do { comparison = try request.comparison() } catch {
+            throw RPCError(code: .invalidArgument, message: "\(error.message); nothing was recorded")
+        }
+        guard request.analysis > 0, request.analysis <= UInt64(Int64.max) else {
+            throw RPCError(code: .invalidArgument, message: "analysis must be the positive number the deployment named")
+        }
+        let decision = try await refusing { () async throws(ServeRefusal) in
+            try await coordinator.reportEvidence(
+                id: request.edgeID, session: request.session, analysis: Int64(request.analysis), served: request.servedHash,
+                compared: request.comparedHash, comparison: comparison)
+        }
+        var ack = Flock_V1_EvidenceAck()
+        ack.decision = decision ?? ""
+        return ack
     }
 }
 

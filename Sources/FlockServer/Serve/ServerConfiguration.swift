@@ -1,5 +1,6 @@
 import FlockCompression
 import FlockCore
+import FlockRegistry
 import FlockWire
 
 /// Everything `flock-server serve` needs, with embedded defaults so that it runs with no config file:
@@ -75,6 +76,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// How the global model travels to the edges (`f32`: the model file as it is).
     public var downloadCodec = ModelDownload.f32
 
+    /// The model registry's gate, shadow share and analysis settings (`registry.*` keys).
+    public var promotion = PromotionSettings()
+
     /// The codec rounds use.
     public var roundCodec: CodecSpec { codec ?? (secureAggregation ? .fixed32 : .f32) }
 
@@ -89,6 +93,9 @@ public struct ServerConfiguration: Sendable, Equatable {
         "local.epochs", "local.batch", "local.lr", "local.clip",
         "secure_aggregation", "secure_graph", "secure_threshold", "secure_phase_seconds", "codec", "codec_initial_range",
         "download_codec",
+        "registry.min_accuracy", "registry.max_loss", "registry.max_drop", "registry.shadow_share", "registry.margin",
+        "registry.alpha", "registry.min_pairs", "registry.min_edges", "registry.looks", "registry.max_error_rate",
+        "registry.max_latency_p99_ms",
     ]
 
     /// The defaults overridden by the keys of `file`.
@@ -136,6 +143,17 @@ public struct ServerConfiguration: Sendable, Equatable {
         if let v = try file.string("download_codec") {
             do { downloadCodec = try ModelDownload(parsing: v) } catch { throw CoreError(.invalidData, "\(file.source): \(error.message)") }
         }
+        if let v = try file.number("registry.min_accuracy") { promotion.gate.minimumAccuracy = v }
+        if let v = try file.number("registry.max_loss") { promotion.gate.maximumLoss = v }
+        if let v = try file.number("registry.max_drop") { promotion.gate.maximumDrop = v < 0 ? nil : v }
+        if let v = try file.number("registry.shadow_share") { promotion.shadowShare = v }
+        if let v = try file.number("registry.margin") { promotion.analysis.margin = v }
+        if let v = try file.number("registry.alpha") { promotion.analysis.alpha = v }
+        if let v = try file.integer("registry.min_pairs") { promotion.analysis.minimumPairs = v }
+        if let v = try file.integer("registry.min_edges") { promotion.analysis.minimumEdges = v }
+        if let v = try file.integer("registry.looks") { promotion.analysis.looks = v }
+        if let v = try file.number("registry.max_error_rate") { promotion.analysis.maximumErrorRate = v }
+        if let v = try file.number("registry.max_latency_p99_ms") { promotion.analysis.maximumLatencyP99Ms = v > 0 ? v : nil }
     }
 
     /// Checks every value's range.
@@ -164,6 +182,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         try require(securePhaseSeconds > 0 && securePhaseSeconds <= 3_600, "secure_phase_seconds must be in (0, 3600]")
         try require(codecInitialRange.isFinite && codecInitialRange > 0, "codec_initial_range must be positive")
         do { try roundCodec.check(secureAggregation: secureAggregation) } catch { throw CoreError(.invalidArgument, error.message) }
+        do { try promotion.validate() } catch { throw CoreError(.invalidArgument, "registry: " + error.message) }
         try plan.validate()
     }
 

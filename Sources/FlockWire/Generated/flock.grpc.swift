@@ -147,6 +147,19 @@ public enum Flock_V1_EdgeService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ReportEvidence" metadata.
+        public enum ReportEvidence: Sendable {
+            /// Request type for "ReportEvidence".
+            public typealias Input = Flock_V1_EvidenceReport
+            /// Response type for "ReportEvidence".
+            public typealias Output = Flock_V1_EvidenceAck
+            /// Descriptor for "ReportEvidence".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "flock.v1.EdgeService"),
+                method: "ReportEvidence",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "flock.v1.EdgeService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Register.descriptor,
@@ -157,7 +170,8 @@ public enum Flock_V1_EdgeService: Sendable {
             AdvertiseKeys.descriptor,
             ShareKeys.descriptor,
             AwaitSecAgg.descriptor,
-            RevealShares.descriptor
+            RevealShares.descriptor,
+            ReportEvidence.descriptor
         ]
     }
 }
@@ -350,6 +364,25 @@ extension Flock_V1_EdgeService {
             request: GRPCCore.StreamingServerRequest<Flock_V1_SecAggReveal>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_SecAggAck>
+
+        /// Handle the "ReportEvidence" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Shadow deployment: the edge's cumulative paired comparison of the two models it runs (production and the
+        /// > model its Deployment names), for the analysis that Deployment names. A later report replaces an earlier one.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Flock_V1_EvidenceReport` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Flock_V1_EvidenceAck` messages.
+        func reportEvidence(
+            request: GRPCCore.StreamingServerRequest<Flock_V1_EvidenceReport>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_EvidenceAck>
     }
 
     /// Service protocol for the "flock.v1.EdgeService" service.
@@ -526,6 +559,25 @@ extension Flock_V1_EdgeService {
             request: GRPCCore.ServerRequest<Flock_V1_SecAggReveal>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Flock_V1_SecAggAck>
+
+        /// Handle the "ReportEvidence" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Shadow deployment: the edge's cumulative paired comparison of the two models it runs (production and the
+        /// > model its Deployment names), for the analysis that Deployment names. A later report replaces an earlier one.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_EvidenceReport` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Flock_V1_EvidenceAck` message.
+        func reportEvidence(
+            request: GRPCCore.ServerRequest<Flock_V1_EvidenceReport>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Flock_V1_EvidenceAck>
     }
 
     /// Simple service protocol for the "flock.v1.EdgeService" service.
@@ -701,6 +753,25 @@ extension Flock_V1_EdgeService {
             request: Flock_V1_SecAggReveal,
             context: GRPCCore.ServerContext
         ) async throws -> Flock_V1_SecAggAck
+
+        /// Handle the "ReportEvidence" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Shadow deployment: the edge's cumulative paired comparison of the two models it runs (production and the
+        /// > model its Deployment names), for the analysis that Deployment names. A later report replaces an earlier one.
+        ///
+        /// - Parameters:
+        ///   - request: A `Flock_V1_EvidenceReport` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Flock_V1_EvidenceAck` to respond with.
+        func reportEvidence(
+            request: Flock_V1_EvidenceReport,
+            context: GRPCCore.ServerContext
+        ) async throws -> Flock_V1_EvidenceAck
     }
 }
 
@@ -807,6 +878,17 @@ extension Flock_V1_EdgeService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Flock_V1_EdgeService.Method.ReportEvidence.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_EvidenceReport>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_EvidenceAck>(),
+            handler: { request, context in
+                try await self.reportEvidence(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -906,6 +988,17 @@ extension Flock_V1_EdgeService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_SecAggAck> {
         let response = try await self.revealShares(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func reportEvidence(
+        request: GRPCCore.StreamingServerRequest<Flock_V1_EvidenceReport>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_EvidenceAck> {
+        let response = try await self.reportEvidence(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1030,6 +1123,19 @@ extension Flock_V1_EdgeService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Flock_V1_SecAggAck> {
         return GRPCCore.ServerResponse<Flock_V1_SecAggAck>(
             message: try await self.revealShares(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func reportEvidence(
+        request: GRPCCore.ServerRequest<Flock_V1_EvidenceReport>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Flock_V1_EvidenceAck> {
+        return GRPCCore.ServerResponse<Flock_V1_EvidenceAck>(
+            message: try await self.reportEvidence(
                 request: request.message,
                 context: context
             ),
@@ -1257,6 +1363,30 @@ extension Flock_V1_EdgeService {
             deserializer: some GRPCCore.MessageDeserializer<Flock_V1_SecAggAck>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_SecAggAck>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ReportEvidence" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Shadow deployment: the edge's cumulative paired comparison of the two models it runs (production and the
+        /// > model its Deployment names), for the analysis that Deployment names. A later report replaces an earlier one.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_EvidenceReport` message.
+        ///   - serializer: A serializer for `Flock_V1_EvidenceReport` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_EvidenceAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func reportEvidence<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_EvidenceReport>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_EvidenceReport>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_EvidenceAck>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_EvidenceAck>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1584,6 +1714,41 @@ extension Flock_V1_EdgeService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "ReportEvidence" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Shadow deployment: the edge's cumulative paired comparison of the two models it runs (production and the
+        /// > model its Deployment names), for the analysis that Deployment names. A later report replaces an earlier one.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_EvidenceReport` message.
+        ///   - serializer: A serializer for `Flock_V1_EvidenceReport` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_EvidenceAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func reportEvidence<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_EvidenceReport>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_EvidenceReport>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_EvidenceAck>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_EvidenceAck>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Flock_V1_EdgeService.Method.ReportEvidence.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1849,6 +2014,36 @@ extension Flock_V1_EdgeService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_SecAggReveal>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_SecAggAck>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ReportEvidence" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Shadow deployment: the edge's cumulative paired comparison of the two models it runs (production and the
+    /// > model its Deployment names), for the analysis that Deployment names. A later report replaces an earlier one.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Flock_V1_EvidenceReport` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func reportEvidence<Result>(
+        request: GRPCCore.ClientRequest<Flock_V1_EvidenceReport>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_EvidenceAck>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.reportEvidence(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_EvidenceReport>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_EvidenceAck>(),
             options: options,
             onResponse: handleResponse
         )
@@ -2158,6 +2353,40 @@ extension Flock_V1_EdgeService.ClientProtocol {
             onResponse: handleResponse
         )
     }
+
+    /// Call the "ReportEvidence" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Shadow deployment: the edge's cumulative paired comparison of the two models it runs (production and the
+    /// > model its Deployment names), for the analysis that Deployment names. A later report replaces an earlier one.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func reportEvidence<Result>(
+        _ message: Flock_V1_EvidenceReport,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_EvidenceAck>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Flock_V1_EvidenceReport>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.reportEvidence(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
 }
 
 // MARK: - flock.v1.AdminService
@@ -2234,13 +2463,27 @@ public enum Flock_V1_AdminService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ChangeProduction" metadata.
+        public enum ChangeProduction: Sendable {
+            /// Request type for "ChangeProduction".
+            public typealias Input = Flock_V1_ProductionChange
+            /// Response type for "ChangeProduction".
+            public typealias Output = Flock_V1_ProductionChangeResponse
+            /// Descriptor for "ChangeProduction".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "flock.v1.AdminService"),
+                method: "ChangeProduction",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "flock.v1.AdminService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Status.descriptor,
             ListClients.descriptor,
             ListRounds.descriptor,
             ShowRound.descriptor,
-            Control.descriptor
+            Control.descriptor,
+            ChangeProduction.descriptor
         ]
     }
 }
@@ -2340,6 +2583,24 @@ extension Flock_V1_AdminService {
             request: GRPCCore.StreamingServerRequest<Flock_V1_ControlRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_StatusResponse>
+
+        /// Handle the "ChangeProduction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > promote, rollback, pin, unpin: moves of the production alias, each recorded with its reason
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Flock_V1_ProductionChange` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Flock_V1_ProductionChangeResponse` messages.
+        func changeProduction(
+            request: GRPCCore.StreamingServerRequest<Flock_V1_ProductionChange>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_ProductionChangeResponse>
     }
 
     /// Service protocol for the "flock.v1.AdminService" service.
@@ -2423,6 +2684,24 @@ extension Flock_V1_AdminService {
             request: GRPCCore.ServerRequest<Flock_V1_ControlRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Flock_V1_StatusResponse>
+
+        /// Handle the "ChangeProduction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > promote, rollback, pin, unpin: moves of the production alias, each recorded with its reason
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_ProductionChange` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Flock_V1_ProductionChangeResponse` message.
+        func changeProduction(
+            request: GRPCCore.ServerRequest<Flock_V1_ProductionChange>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Flock_V1_ProductionChangeResponse>
     }
 
     /// Simple service protocol for the "flock.v1.AdminService" service.
@@ -2504,6 +2783,24 @@ extension Flock_V1_AdminService {
             request: Flock_V1_ControlRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Flock_V1_StatusResponse
+
+        /// Handle the "ChangeProduction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > promote, rollback, pin, unpin: moves of the production alias, each recorded with its reason
+        ///
+        /// - Parameters:
+        ///   - request: A `Flock_V1_ProductionChange` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Flock_V1_ProductionChangeResponse` to respond with.
+        func changeProduction(
+            request: Flock_V1_ProductionChange,
+            context: GRPCCore.ServerContext
+        ) async throws -> Flock_V1_ProductionChangeResponse
     }
 }
 
@@ -2566,6 +2863,17 @@ extension Flock_V1_AdminService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Flock_V1_AdminService.Method.ChangeProduction.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_ProductionChange>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_ProductionChangeResponse>(),
+            handler: { request, context in
+                try await self.changeProduction(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -2621,6 +2929,17 @@ extension Flock_V1_AdminService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_StatusResponse> {
         let response = try await self.control(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func changeProduction(
+        request: GRPCCore.StreamingServerRequest<Flock_V1_ProductionChange>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_ProductionChangeResponse> {
+        let response = try await self.changeProduction(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2689,6 +3008,19 @@ extension Flock_V1_AdminService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Flock_V1_StatusResponse> {
         return GRPCCore.ServerResponse<Flock_V1_StatusResponse>(
             message: try await self.control(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func changeProduction(
+        request: GRPCCore.ServerRequest<Flock_V1_ProductionChange>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Flock_V1_ProductionChangeResponse> {
+        return GRPCCore.ServerResponse<Flock_V1_ProductionChangeResponse>(
+            message: try await self.changeProduction(
                 request: request.message,
                 context: context
             ),
@@ -2803,6 +3135,29 @@ extension Flock_V1_AdminService {
             deserializer: some GRPCCore.MessageDeserializer<Flock_V1_StatusResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_StatusResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ChangeProduction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > promote, rollback, pin, unpin: moves of the production alias, each recorded with its reason
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_ProductionChange` message.
+        ///   - serializer: A serializer for `Flock_V1_ProductionChange` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_ProductionChangeResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func changeProduction<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_ProductionChange>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_ProductionChange>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_ProductionChangeResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_ProductionChangeResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -2975,6 +3330,40 @@ extension Flock_V1_AdminService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "ChangeProduction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > promote, rollback, pin, unpin: moves of the production alias, each recorded with its reason
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_ProductionChange` message.
+        ///   - serializer: A serializer for `Flock_V1_ProductionChange` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_ProductionChangeResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func changeProduction<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_ProductionChange>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_ProductionChange>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_ProductionChangeResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_ProductionChangeResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Flock_V1_AdminService.Method.ChangeProduction.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -3105,6 +3494,35 @@ extension Flock_V1_AdminService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_ControlRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_StatusResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ChangeProduction" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > promote, rollback, pin, unpin: moves of the production alias, each recorded with its reason
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Flock_V1_ProductionChange` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func changeProduction<Result>(
+        request: GRPCCore.ClientRequest<Flock_V1_ProductionChange>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_ProductionChangeResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.changeProduction(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_ProductionChange>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_ProductionChangeResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -3257,6 +3675,39 @@ extension Flock_V1_AdminService.ClientProtocol {
             metadata: metadata
         )
         return try await self.control(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ChangeProduction" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > promote, rollback, pin, unpin: moves of the production alias, each recorded with its reason
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func changeProduction<Result>(
+        _ message: Flock_V1_ProductionChange,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_ProductionChangeResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Flock_V1_ProductionChange>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.changeProduction(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -171,6 +171,52 @@ public nonisolated enum Flock_V1_ControlCommand: SwiftProtobuf.Enum, Swift.CaseI
 
 }
 
+public nonisolated enum Flock_V1_ProductionAction: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case promote // = 1
+  case rollback // = 2
+  case pin // = 3
+  case unpin // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .promote
+    case 2: self = .rollback
+    case 3: self = .pin
+    case 4: self = .unpin
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .promote: return 1
+    case .rollback: return 2
+    case .pin: return 3
+    case .unpin: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Flock_V1_ProductionAction] = [
+    .unspecified,
+    .promote,
+    .rollback,
+    .pin,
+    .unpin,
+  ]
+
+}
+
 public nonisolated struct Flock_V1_RegisterRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -205,6 +251,9 @@ public nonisolated struct Flock_V1_RegisterResponse: Sendable {
   public var heartbeatSeconds: Double = 0
 
   public var protocolVersion: UInt32 = 0
+
+  /// the server's Ed25519 model-signing key, hex; edges pin it on first contact
+  public var serverPublicKey: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -255,6 +304,16 @@ public nonisolated struct Flock_V1_HeartbeatResponse: Sendable {
     set {reply = .retry(newValue)}
   }
 
+  /// what the edge serves, and what it runs beside it (absent: no production yet)
+  public var deployment: Flock_V1_Deployment {
+    get {_deployment ?? Flock_V1_Deployment()}
+    set {_deployment = newValue}
+  }
+  /// Returns true if `deployment` has been explicitly set.
+  public var hasDeployment: Bool {self._deployment != nil}
+  /// Clears the value of `deployment`. Subsequent reads from it will return its default value.
+  public mutating func clearDeployment() {self._deployment = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Reply: Equatable, Sendable {
@@ -264,6 +323,32 @@ public nonisolated struct Flock_V1_HeartbeatResponse: Sendable {
     case retry(Flock_V1_RetryAfter)
 
   }
+
+  public init() {}
+
+  fileprivate var _deployment: Flock_V1_Deployment? = nil
+}
+
+/// What an edge serves (production) and compares with it on the same inputs. Fetch both by hash; the first
+/// chunk of each carries the server's signature, which the edge checks before it serves or compares.
+public nonisolated struct Flock_V1_Deployment: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var productionHash: String = String()
+
+  public var productionVersion: UInt64 = 0
+
+  /// empty: nothing to compare
+  public var comparedHash: String = String()
+
+  public var comparedVersion: UInt64 = 0
+
+  /// the analysis the comparison feeds (0: none)
+  public var analysis: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -675,6 +760,9 @@ public nonisolated struct Flock_V1_FetchModelRequest: Sendable {
 
   public var modelHash: String = String()
 
+  /// fetched to serve or compare (a registry version), not to train a round
+  public var deployment: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -806,6 +894,120 @@ public nonisolated struct Flock_V1_EvaluationAck: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Counts of the edge's paired comparison (FlockCore's PairedComparison), cumulative for one analysis.
+public nonisolated struct Flock_V1_EvidenceReport: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var edgeID: String {
+    get {_storage._edgeID}
+    set {_uniqueStorage()._edgeID = newValue}
+  }
+
+  public var session: String {
+    get {_storage._session}
+    set {_uniqueStorage()._session = newValue}
+  }
+
+  public var analysis: UInt64 {
+    get {_storage._analysis}
+    set {_uniqueStorage()._analysis = newValue}
+  }
+
+  public var servedHash: String {
+    get {_storage._servedHash}
+    set {_uniqueStorage()._servedHash = newValue}
+  }
+
+  public var comparedHash: String {
+    get {_storage._comparedHash}
+    set {_uniqueStorage()._comparedHash = newValue}
+  }
+
+  public var bothRight: UInt64 {
+    get {_storage._bothRight}
+    set {_uniqueStorage()._bothRight = newValue}
+  }
+
+  public var onlyServedRight: UInt64 {
+    get {_storage._onlyServedRight}
+    set {_uniqueStorage()._onlyServedRight = newValue}
+  }
+
+  public var onlyComparedRight: UInt64 {
+    get {_storage._onlyComparedRight}
+    set {_uniqueStorage()._onlyComparedRight = newValue}
+  }
+
+  public var bothWrong: UInt64 {
+    get {_storage._bothWrong}
+    set {_uniqueStorage()._bothWrong = newValue}
+  }
+
+  public var unlabelled: UInt64 {
+    get {_storage._unlabelled}
+    set {_uniqueStorage()._unlabelled = newValue}
+  }
+
+  public var agreements: UInt64 {
+    get {_storage._agreements}
+    set {_uniqueStorage()._agreements = newValue}
+  }
+
+  /// sum of (compared loss - served loss) over labelled rows
+  public var lossDifferenceSum: Double {
+    get {_storage._lossDifferenceSum}
+    set {_uniqueStorage()._lossDifferenceSum = newValue}
+  }
+
+  public var lossDifferenceSquares: Double {
+    get {_storage._lossDifferenceSquares}
+    set {_uniqueStorage()._lossDifferenceSquares = newValue}
+  }
+
+  /// rows with non-finite outputs
+  public var servedErrors: UInt64 {
+    get {_storage._servedErrors}
+    set {_uniqueStorage()._servedErrors = newValue}
+  }
+
+  public var comparedErrors: UInt64 {
+    get {_storage._comparedErrors}
+    set {_uniqueStorage()._comparedErrors = newValue}
+  }
+
+  /// ms per call, at most 512
+  public var servedLatencyMs: [Double] {
+    get {_storage._servedLatencyMs}
+    set {_uniqueStorage()._servedLatencyMs = newValue}
+  }
+
+  public var comparedLatencyMs: [Double] {
+    get {_storage._comparedLatencyMs}
+    set {_uniqueStorage()._comparedLatencyMs = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Flock_V1_EvidenceAck: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// what the policy decided on this report, if anything
+  public var decision: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1062,6 +1264,41 @@ public nonisolated struct Flock_V1_ControlRequest: Sendable {
   public init() {}
 }
 
+public nonisolated struct Flock_V1_ProductionChange: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var action: Flock_V1_ProductionAction = .unspecified
+
+  /// promote, pin: the version; rollback: the target (0: the previous production)
+  public var version: UInt64 = 0
+
+  /// required, at most 1,000 bytes
+  public var reason: String = String()
+
+  /// promote: override the gate and a pinned production
+  public var force: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Flock_V1_ProductionChangeResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var message: String = String()
+
+  public var productionVersion: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "flock.v1"
@@ -1076,6 +1313,10 @@ nonisolated extension Flock_V1_SecAggPhase: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Flock_V1_ControlCommand: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CONTROL_COMMAND_UNSPECIFIED\0\u{1}CONTROL_COMMAND_START\0\u{1}CONTROL_COMMAND_PAUSE\0\u{1}CONTROL_COMMAND_RESUME\0\u{1}CONTROL_COMMAND_STOP\0")
+}
+
+nonisolated extension Flock_V1_ProductionAction: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PRODUCTION_ACTION_UNSPECIFIED\0\u{1}PRODUCTION_ACTION_PROMOTE\0\u{1}PRODUCTION_ACTION_ROLLBACK\0\u{1}PRODUCTION_ACTION_PIN\0\u{1}PRODUCTION_ACTION_UNPIN\0")
 }
 
 nonisolated extension Flock_V1_RegisterRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -1125,7 +1366,7 @@ nonisolated extension Flock_V1_RegisterRequest: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Flock_V1_RegisterResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegisterResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}session\0\u{3}heartbeat_seconds\0\u{3}protocol_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}session\0\u{3}heartbeat_seconds\0\u{3}protocol_version\0\u{3}server_public_key\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1136,6 +1377,7 @@ nonisolated extension Flock_V1_RegisterResponse: SwiftProtobuf.Message, SwiftPro
       case 1: try { try decoder.decodeSingularStringField(value: &self.session) }()
       case 2: try { try decoder.decodeSingularDoubleField(value: &self.heartbeatSeconds) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.protocolVersion) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.serverPublicKey) }()
       default: break
       }
     }
@@ -1151,6 +1393,9 @@ nonisolated extension Flock_V1_RegisterResponse: SwiftProtobuf.Message, SwiftPro
     if self.protocolVersion != 0 {
       try visitor.visitSingularUInt32Field(value: self.protocolVersion, fieldNumber: 3)
     }
+    if !self.serverPublicKey.isEmpty {
+      try visitor.visitSingularStringField(value: self.serverPublicKey, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1158,6 +1403,7 @@ nonisolated extension Flock_V1_RegisterResponse: SwiftProtobuf.Message, SwiftPro
     if lhs.session != rhs.session {return false}
     if lhs.heartbeatSeconds != rhs.heartbeatSeconds {return false}
     if lhs.protocolVersion != rhs.protocolVersion {return false}
+    if lhs.serverPublicKey != rhs.serverPublicKey {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1210,7 +1456,7 @@ nonisolated extension Flock_V1_HeartbeatRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Flock_V1_HeartbeatResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".HeartbeatResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{1}retry\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{1}retry\0\u{1}deployment\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1244,6 +1490,7 @@ nonisolated extension Flock_V1_HeartbeatResponse: SwiftProtobuf.Message, SwiftPr
           self.reply = .retry(v)
         }
       }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._deployment) }()
       default: break
       }
     }
@@ -1265,11 +1512,65 @@ nonisolated extension Flock_V1_HeartbeatResponse: SwiftProtobuf.Message, SwiftPr
     }()
     case nil: break
     }
+    try { if let v = self._deployment {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Flock_V1_HeartbeatResponse, rhs: Flock_V1_HeartbeatResponse) -> Bool {
     if lhs.reply != rhs.reply {return false}
+    if lhs._deployment != rhs._deployment {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Flock_V1_Deployment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Deployment"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}production_hash\0\u{3}production_version\0\u{3}compared_hash\0\u{3}compared_version\0\u{1}analysis\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.productionHash) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.productionVersion) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.comparedHash) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.comparedVersion) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.analysis) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.productionHash.isEmpty {
+      try visitor.visitSingularStringField(value: self.productionHash, fieldNumber: 1)
+    }
+    if self.productionVersion != 0 {
+      try visitor.visitSingularUInt64Field(value: self.productionVersion, fieldNumber: 2)
+    }
+    if !self.comparedHash.isEmpty {
+      try visitor.visitSingularStringField(value: self.comparedHash, fieldNumber: 3)
+    }
+    if self.comparedVersion != 0 {
+      try visitor.visitSingularUInt64Field(value: self.comparedVersion, fieldNumber: 4)
+    }
+    if self.analysis != 0 {
+      try visitor.visitSingularUInt64Field(value: self.analysis, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Flock_V1_Deployment, rhs: Flock_V1_Deployment) -> Bool {
+    if lhs.productionHash != rhs.productionHash {return false}
+    if lhs.productionVersion != rhs.productionVersion {return false}
+    if lhs.comparedHash != rhs.comparedHash {return false}
+    if lhs.comparedVersion != rhs.comparedVersion {return false}
+    if lhs.analysis != rhs.analysis {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2095,7 +2396,7 @@ nonisolated extension Flock_V1_SecAggAck: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Flock_V1_FetchModelRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FetchModelRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}edge_id\0\u{1}session\0\u{3}model_hash\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}edge_id\0\u{1}session\0\u{3}model_hash\0\u{1}deployment\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2106,6 +2407,7 @@ nonisolated extension Flock_V1_FetchModelRequest: SwiftProtobuf.Message, SwiftPr
       case 1: try { try decoder.decodeSingularStringField(value: &self.edgeID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.session) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.modelHash) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.deployment) }()
       default: break
       }
     }
@@ -2121,6 +2423,9 @@ nonisolated extension Flock_V1_FetchModelRequest: SwiftProtobuf.Message, SwiftPr
     if !self.modelHash.isEmpty {
       try visitor.visitSingularStringField(value: self.modelHash, fieldNumber: 3)
     }
+    if self.deployment != false {
+      try visitor.visitSingularBoolField(value: self.deployment, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2128,6 +2433,7 @@ nonisolated extension Flock_V1_FetchModelRequest: SwiftProtobuf.Message, SwiftPr
     if lhs.edgeID != rhs.edgeID {return false}
     if lhs.session != rhs.session {return false}
     if lhs.modelHash != rhs.modelHash {return false}
+    if lhs.deployment != rhs.deployment {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2409,6 +2715,214 @@ nonisolated extension Flock_V1_EvaluationAck: SwiftProtobuf.Message, SwiftProtob
   }
 
   public static func ==(lhs: Flock_V1_EvaluationAck, rhs: Flock_V1_EvaluationAck) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Flock_V1_EvidenceReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".EvidenceReport"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}edge_id\0\u{1}session\0\u{1}analysis\0\u{3}served_hash\0\u{3}compared_hash\0\u{3}both_right\0\u{3}only_served_right\0\u{3}only_compared_right\0\u{3}both_wrong\0\u{1}unlabelled\0\u{1}agreements\0\u{3}loss_difference_sum\0\u{3}loss_difference_squares\0\u{3}served_errors\0\u{3}compared_errors\0\u{3}served_latency_ms\0\u{3}compared_latency_ms\0")
+
+  fileprivate class _StorageClass {
+    var _edgeID: String = String()
+    var _session: String = String()
+    var _analysis: UInt64 = 0
+    var _servedHash: String = String()
+    var _comparedHash: String = String()
+    var _bothRight: UInt64 = 0
+    var _onlyServedRight: UInt64 = 0
+    var _onlyComparedRight: UInt64 = 0
+    var _bothWrong: UInt64 = 0
+    var _unlabelled: UInt64 = 0
+    var _agreements: UInt64 = 0
+    var _lossDifferenceSum: Double = 0
+    var _lossDifferenceSquares: Double = 0
+    var _servedErrors: UInt64 = 0
+    var _comparedErrors: UInt64 = 0
+    var _servedLatencyMs: [Double] = []
+    var _comparedLatencyMs: [Double] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _edgeID = source._edgeID
+      _session = source._session
+      _analysis = source._analysis
+      _servedHash = source._servedHash
+      _comparedHash = source._comparedHash
+      _bothRight = source._bothRight
+      _onlyServedRight = source._onlyServedRight
+      _onlyComparedRight = source._onlyComparedRight
+      _bothWrong = source._bothWrong
+      _unlabelled = source._unlabelled
+      _agreements = source._agreements
+      _lossDifferenceSum = source._lossDifferenceSum
+      _lossDifferenceSquares = source._lossDifferenceSquares
+      _servedErrors = source._servedErrors
+      _comparedErrors = source._comparedErrors
+      _servedLatencyMs = source._servedLatencyMs
+      _comparedLatencyMs = source._comparedLatencyMs
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._edgeID) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._session) }()
+        case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._analysis) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._servedHash) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._comparedHash) }()
+        case 6: try { try decoder.decodeSingularUInt64Field(value: &_storage._bothRight) }()
+        case 7: try { try decoder.decodeSingularUInt64Field(value: &_storage._onlyServedRight) }()
+        case 8: try { try decoder.decodeSingularUInt64Field(value: &_storage._onlyComparedRight) }()
+        case 9: try { try decoder.decodeSingularUInt64Field(value: &_storage._bothWrong) }()
+        case 10: try { try decoder.decodeSingularUInt64Field(value: &_storage._unlabelled) }()
+        case 11: try { try decoder.decodeSingularUInt64Field(value: &_storage._agreements) }()
+        case 12: try { try decoder.decodeSingularDoubleField(value: &_storage._lossDifferenceSum) }()
+        case 13: try { try decoder.decodeSingularDoubleField(value: &_storage._lossDifferenceSquares) }()
+        case 14: try { try decoder.decodeSingularUInt64Field(value: &_storage._servedErrors) }()
+        case 15: try { try decoder.decodeSingularUInt64Field(value: &_storage._comparedErrors) }()
+        case 16: try { try decoder.decodeRepeatedDoubleField(value: &_storage._servedLatencyMs) }()
+        case 17: try { try decoder.decodeRepeatedDoubleField(value: &_storage._comparedLatencyMs) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if !_storage._edgeID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._edgeID, fieldNumber: 1)
+      }
+      if !_storage._session.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._session, fieldNumber: 2)
+      }
+      if _storage._analysis != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._analysis, fieldNumber: 3)
+      }
+      if !_storage._servedHash.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._servedHash, fieldNumber: 4)
+      }
+      if !_storage._comparedHash.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._comparedHash, fieldNumber: 5)
+      }
+      if _storage._bothRight != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._bothRight, fieldNumber: 6)
+      }
+      if _storage._onlyServedRight != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._onlyServedRight, fieldNumber: 7)
+      }
+      if _storage._onlyComparedRight != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._onlyComparedRight, fieldNumber: 8)
+      }
+      if _storage._bothWrong != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._bothWrong, fieldNumber: 9)
+      }
+      if _storage._unlabelled != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._unlabelled, fieldNumber: 10)
+      }
+      if _storage._agreements != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._agreements, fieldNumber: 11)
+      }
+      if _storage._lossDifferenceSum.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._lossDifferenceSum, fieldNumber: 12)
+      }
+      if _storage._lossDifferenceSquares.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._lossDifferenceSquares, fieldNumber: 13)
+      }
+      if _storage._servedErrors != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._servedErrors, fieldNumber: 14)
+      }
+      if _storage._comparedErrors != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._comparedErrors, fieldNumber: 15)
+      }
+      if !_storage._servedLatencyMs.isEmpty {
+        try visitor.visitPackedDoubleField(value: _storage._servedLatencyMs, fieldNumber: 16)
+      }
+      if !_storage._comparedLatencyMs.isEmpty {
+        try visitor.visitPackedDoubleField(value: _storage._comparedLatencyMs, fieldNumber: 17)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Flock_V1_EvidenceReport, rhs: Flock_V1_EvidenceReport) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._edgeID != rhs_storage._edgeID {return false}
+        if _storage._session != rhs_storage._session {return false}
+        if _storage._analysis != rhs_storage._analysis {return false}
+        if _storage._servedHash != rhs_storage._servedHash {return false}
+        if _storage._comparedHash != rhs_storage._comparedHash {return false}
+        if _storage._bothRight != rhs_storage._bothRight {return false}
+        if _storage._onlyServedRight != rhs_storage._onlyServedRight {return false}
+        if _storage._onlyComparedRight != rhs_storage._onlyComparedRight {return false}
+        if _storage._bothWrong != rhs_storage._bothWrong {return false}
+        if _storage._unlabelled != rhs_storage._unlabelled {return false}
+        if _storage._agreements != rhs_storage._agreements {return false}
+        if _storage._lossDifferenceSum != rhs_storage._lossDifferenceSum {return false}
+        if _storage._lossDifferenceSquares != rhs_storage._lossDifferenceSquares {return false}
+        if _storage._servedErrors != rhs_storage._servedErrors {return false}
+        if _storage._comparedErrors != rhs_storage._comparedErrors {return false}
+        if _storage._servedLatencyMs != rhs_storage._servedLatencyMs {return false}
+        if _storage._comparedLatencyMs != rhs_storage._comparedLatencyMs {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Flock_V1_EvidenceAck: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".EvidenceAck"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}decision\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.decision) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.decision.isEmpty {
+      try visitor.visitSingularStringField(value: self.decision, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Flock_V1_EvidenceAck, rhs: Flock_V1_EvidenceAck) -> Bool {
+    if lhs.decision != rhs.decision {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2883,6 +3397,86 @@ nonisolated extension Flock_V1_ControlRequest: SwiftProtobuf.Message, SwiftProto
 
   public static func ==(lhs: Flock_V1_ControlRequest, rhs: Flock_V1_ControlRequest) -> Bool {
     if lhs.command != rhs.command {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Flock_V1_ProductionChange: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ProductionChange"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}action\0\u{1}version\0\u{1}reason\0\u{1}force\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.action) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.version) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.force) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.action != .unspecified {
+      try visitor.visitSingularEnumField(value: self.action, fieldNumber: 1)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularUInt64Field(value: self.version, fieldNumber: 2)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
+    }
+    if self.force != false {
+      try visitor.visitSingularBoolField(value: self.force, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Flock_V1_ProductionChange, rhs: Flock_V1_ProductionChange) -> Bool {
+    if lhs.action != rhs.action {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.force != rhs.force {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Flock_V1_ProductionChangeResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ProductionChangeResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}message\0\u{3}production_version\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.productionVersion) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 1)
+    }
+    if self.productionVersion != 0 {
+      try visitor.visitSingularUInt64Field(value: self.productionVersion, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Flock_V1_ProductionChangeResponse, rhs: Flock_V1_ProductionChangeResponse) -> Bool {
+    if lhs.message != rhs.message {return false}
+    if lhs.productionVersion != rhs.productionVersion {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -50,31 +50,77 @@ struct Evaluate: ParsableCommand {
 /// `flock-edge predict`: the predicted class of every row.
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Predict the class of every row of a CSV with a saved model.",
-        discussion: "Rows have the training layout (label first); the label column is ignored. Prints one line per row: row, class, probability.")
+        abstract: "Predict the class of every row of a CSV: with the deployed production model, or with a saved model.",
+        discussion: """
+            Without --model, answers with the production model that `flock-edge run` deployed in --state-dir (its \
+            hash and the server's signature are checked first; a model that fails either is refused). When the \
+            server runs a shadow or rollback analysis on this edge, the compared model runs on the same rows and \
+            the paired counts (right/wrong pairs, agreement, latency) are left for `flock-edge run` to report. \
+            Rows have the training layout (label first) unless --unlabelled; a label is used only for the comparison. \
+            Prints one line per row: row, class, probability.
+            """)
 
-    @Option(help: ArgumentHelp("Model file written by `train --save`.", valueName: "MODEL.flock"))
-    var model: String
+    @Option(name: [.customLong("input"), .customLong("data")], help: ArgumentHelp("Rows to answer: header-less CSV.", valueName: "FILE.csv"))
+    var input: String
 
-    @Option(help: ArgumentHelp("Data: header-less CSV, label first (ignored).", valueName: "DATA.csv"))
-    var data: String
+    @Option(help: ArgumentHelp("A model file written by `train --save` (instead of the deployment).", valueName: "MODEL.flock"))
+    var model: String?
 
-    @Flag(help: "Print one JSON object per row.")
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("flock-edge run's state folder (the deployment).", valueName: "DIR"))
+    var stateDir: String = "./flock-edge-state"
+
+    @Option(help: ArgumentHelp("The edge whose deployment answers (default: the only one in --state-dir).", valueName: "NAME"))
+    var id: String?
+
+    @Flag(help: "Rows are features only, without a label column.")
+    var unlabelled = false
+
+    @Flag(help: "Print one JSON object: the version that answered and the answers.")
     var json = false
 
     func run() throws {
         do {
-            let saved = try SavedModel(path: model)
-            for (row, p) in try saved.predict(dataAt: data).enumerated() {
-                if json {
-                    print("{\"probability\":\(String(format: "%.6f", p.probability)),\"row\":\(row + 1),\"class\":\(p.label)}")
-                } else {
-                    print("\(row + 1)\t\(p.label)\t\(String(format: "%.4f", p.probability))")
-                }
+            if let model {
+                let saved = try SavedModel(path: model)
+                let answers = try saved.predict(dataAt: input)
+                print(json ? JSONOutput.line(PredictJSON(version: nil, hash: saved.hash, comparedVersion: nil, agreement: nil,
+                                                         predictions: answers.map { .init(label: $0.label, probability: $0.probability) }))
+                           : lines(answers.map { ($0.label, $0.probability) }))
+                return
+            }
+            let data = unlabelled ? try DeployedPrediction.loadUnlabelled(path: input) : try Dataset.loadCSV(path: input)
+            let outcome = try DeployedPrediction.predict(stateDirectory: stateDir, id: id, data: data)
+            if json {
+                let agreement = outcome.comparison.map { $0.rows > 0 ? Double($0.agreements) / Double($0.rows) : 0 }
+                print(JSONOutput.line(PredictJSON(
+                    version: outcome.productionVersion, hash: outcome.productionHash, comparedVersion: outcome.comparedVersion,
+                    agreement: agreement, predictions: outcome.answers)))
+            } else {
+                print(lines(outcome.answers.map { ($0.label, $0.probability) }))
+                let note = outcome.comparedVersion.map { "; version \($0) compared beside it" } ?? ""
+                ProgressDisplay.line("answered by production version \(outcome.productionVersion)\(note)")
             }
         } catch {
             ProgressDisplay.line("error: \(error.message)")
             throw ExitCode(1)
+        }
+    }
+
+    private func lines(_ answers: [(Int, Double)]) -> String {
+        answers.enumerated().map { row, p in "\(row + 1)\t\(p.0)\t\(String(format: "%.4f", p.1))" }.joined(separator: "\n")
+    }
+
+    /// `--json` output.
+    struct PredictJSON: Encodable {
+        var version: UInt64?
+        var hash: String
+        var comparedVersion: UInt64?
+        var agreement: Double?
+        var predictions: [DeployedPrediction.Answer]
+
+        enum CodingKeys: String, CodingKey {
+            case version, hash, agreement, predictions
+            case comparedVersion = "compared_version"
         }
     }
 }

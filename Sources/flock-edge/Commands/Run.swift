@@ -43,6 +43,14 @@ struct Run: AsyncParsableCommand {
     @Option(name: .customLong("simulate-clients"), help: "Run this many edges in this process, one per CSV file in the --data folder.")
     var simulateClients: Int?
 
+    @Option(
+        name: .customLong("server-key"),
+        help: ArgumentHelp(
+            "The server's model-signing key (DATA_DIR/server-signing.pub on the server): 64 hex digits or a file holding them. "
+                + "Without it the key the server announces on first contact is pinned in --state-dir.",
+            valueName: "HEX|FILE"))
+    var serverKey: String?
+
     @Flag(help: "Print only errors.")
     var quiet = false
 
@@ -66,6 +74,18 @@ struct Run: AsyncParsableCommand {
         if let crashAt {
             do { _ = try CrashPoint(parsing: crashAt) } catch { throw ValidationError(error.message) }
         }
+        if serverKey != nil, (try? parsedServerKey()) == nil {
+            throw ValidationError("--server-key: give 64 hex digits, or a file holding them (the server's DATA_DIR/server-signing.pub)")
+        }
+    }
+
+    /// `--server-key` as a key: the hex itself, or the contents of the file it names.
+    private func parsedServerKey() throws -> Ed25519.PublicKey? {
+        guard let serverKey else { return nil }
+        let text = FileManager.default.fileExists(atPath: serverKey)
+            ? String(decoding: try FileIO.read(serverKey), as: UTF8.self) : serverKey
+        guard let bytes = Hex.decode(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw ValidationError("not hex") }
+        return try Ed25519.PublicKey(bytes: bytes)
     }
 
     func run() async throws {
@@ -86,7 +106,7 @@ struct Run: AsyncParsableCommand {
                 let agentId = simulateClients == nil ? baseId : "\(baseId)-\(String(format: "%03d", index))"
                 let options = EdgeAgent.Options(
                     id: agentId, stateDirectory: stateDir, holdout: holdout, threads: threads,
-                    crash: try crashAt.map { text throws(CoreError) in try CrashPoint(parsing: text) })
+                    crash: try crashAt.map { text throws(CoreError) in try CrashPoint(parsing: text) }, serverKey: try parsedServerKey())
                 agents.append(try EdgeAgent(options: options, data: try Dataset.loadCSV(path: path), connection: connection, slots: slots, log: log))
             }
             log("\(agents.count == 1 ? agents[0].options.id : "\(agents.count) edges"): connecting to \(server)")

@@ -15,7 +15,10 @@ struct Admin: AsyncParsableCommand {
             else 127.0.0.1:7070. The admin token comes from --token, else FLOCK_ADMIN_TOKEN, else \
             DATA_DIR/admin.token (written by the server on first start, mode 0600).
             """,
-        subcommands: [Status.self, Clients.self, Rounds.self, RoundCommand.self, Start.self, Pause.self, Resume.self, Stop.self])
+        subcommands: [
+            Status.self, Clients.self, Rounds.self, RoundCommand.self, Start.self, Pause.self, Resume.self, Stop.self,
+            Promote.self, Rollback.self, Pin.self, Unpin.self,
+        ])
 
     /// Options every admin subcommand takes.
     struct Connection: ParsableArguments {
@@ -131,6 +134,72 @@ struct Admin: AsyncParsableCommand {
             abstract: "Abandon the open round and shut the server down (completed rounds are on disk; serve resumes from them).")
         @OptionGroup var connection: Connection
         func run() async throws { try await control(.stop, connection) }
+    }
+
+    struct Promote: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Move production to a version now (an accepted one; --force for any, and past a pin).",
+            discussion: "Production is then watched against the version it replaced, and rolled back automatically if it does worse on the edges.")
+        @Argument(help: "The version number (flock-server registry list).") var version: UInt64
+        @Option(help: "Why (required; recorded in the audit log).") var reason: String
+        @Flag(help: "Promote a version the gate did not accept, or past a pinned production.") var force = false
+        @OptionGroup var connection: Connection
+        func run() async throws {
+            try await changeProduction(.promote, version: version, reason: reason, force: force, connection)
+        }
+    }
+
+    struct Rollback: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Move production back: to --to VERSION, or to the previous production in the alias history.")
+        @Option(help: "The version to roll back to (default: the previous production).") var to: UInt64?
+        @Option(help: "Why (required; recorded in the audit log).") var reason: String
+        @OptionGroup var connection: Connection
+        func run() async throws {
+            try await changeProduction(.rollback, version: to ?? 0, reason: reason, force: false, connection)
+        }
+    }
+
+    struct Pin: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Pin production to a version: no automatic promotion or rollback until unpin.")
+        @Argument(help: "The version number.") var version: UInt64
+        @Option(help: "Why (required; recorded in the audit log).") var reason: String
+        @OptionGroup var connection: Connection
+        func run() async throws {
+            try await changeProduction(.pin, version: version, reason: reason, force: false, connection)
+        }
+    }
+
+    struct Unpin: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Let the policy move production again.")
+        @Option(help: "Why (required; recorded in the audit log).") var reason: String
+        @OptionGroup var connection: Connection
+        func run() async throws {
+            try await changeProduction(.unpin, version: 0, reason: reason, force: false, connection)
+        }
+    }
+
+    static func changeProduction(
+        _ action: Flock_V1_ProductionAction, version: UInt64, reason: String, force: Bool, _ connection: Connection
+    ) async throws {
+        let response = try await connection.call { client, metadata, options in
+            var request = Flock_V1_ProductionChange()
+            request.action = action
+            request.version = version
+            request.reason = reason
+            request.force = force
+            return try await client.changeProduction(request, metadata: metadata, options: options)
+        }
+        if connection.json {
+            struct ChangeJSON: Encodable {
+                var message: String
+                var production: UInt64?
+            }
+            print(JSONOutput.line(ChangeJSON(message: response.message, production: response.productionVersion == 0 ? nil : response.productionVersion)))
+        } else {
+            print(response.message)
+        }
     }
 
     static func control(_ command: Flock_V1_ControlCommand, _ connection: Connection) async throws {

@@ -2,6 +2,7 @@ import ArgumentParser
 import FlockCompression
 import FlockCore
 import FlockEdge
+import FlockRegistry
 import FlockServer
 import FlockSimulation
 import Foundation
@@ -27,6 +28,11 @@ struct Simulate: AsyncParsableCommand {
             only the sum over the survivors. --drop-fraction F makes a random share F of each round's edges drop \
             out, each at a random phase. With --json each round object carries "secure_aggregation": {graph, \
             neighbours, threshold, dropped_per_phase, phase_seconds, abort_reason}.
+
+            --data-dir DIR feeds the model registry in DIR (as `serve` does): every round's model becomes a \
+            version, goes through the acceptance gate, is shadowed beside production on a share of the edges, and \
+            is promoted or rolled back on their paired evidence (each edge keeps --holdout of its rows out of \
+            training for it). `flock-server registry … --data-dir DIR` then shows it all.
 
             --codec compresses the updates: q{b} and rot+q{b} under secure aggregation too (their encodings add \
             up in Z_2^32), f32 and the quantizers without it. upload_bytes counts the encoded payloads.
@@ -104,6 +110,27 @@ struct Simulate: AsyncParsableCommand {
     @Option(name: .customLong("initial-range"), help: ArgumentHelp("Under secure aggregation, the first round's quantization range of every block of q{b}/rot+q{b}; later rounds adapt it.", valueName: "S"))
     var initialRange: Float = 0.01
 
+    @Option(name: .customLong("data-dir"), help: ArgumentHelp("Feed the model registry in this server data directory: gate, shadow, promotion and rollback after every round.", valueName: "DIR"))
+    var dataDir: String?
+
+    @Option(help: "With --data-dir: share of each edge's rows held out of training for the paired evidence (0-0.5).")
+    var holdout: Double = 0.1
+
+    @Option(name: .customLong("shadow-share"), help: "With --data-dir: share of edges that run a shadow candidate beside production.")
+    var shadowShare: Double = 0.5
+
+    @Option(name: .customLong("min-pairs"), help: "With --data-dir: labelled pairs before an analysis first decides.")
+    var minPairs: Int = 200
+
+    @Option(name: .customLong("min-edges"), help: "With --data-dir: distinct edges before an analysis decides.")
+    var minEdges: Int = 3
+
+    @Option(help: "With --data-dir: the non-inferiority margin on accuracy.")
+    var margin: Double = 0.02
+
+    @Option(name: .customLong("min-accuracy"), help: "With --data-dir: the gate's minimum holdout accuracy.")
+    var minAccuracy: Double?
+
     @Flag(help: "Print one JSON object per round and a final summary.")
     var json = false
 
@@ -142,6 +169,18 @@ struct Simulate: AsyncParsableCommand {
             throw ValidationError(error.message)
         }
         guard initialRange.isFinite, initialRange > 0 else { throw ValidationError("--initial-range must be a positive number") }
+        guard holdout >= 0, holdout <= 0.5 else { throw ValidationError("--holdout must be in [0, 0.5]") }
+        do { try promotion.validate() } catch { throw ValidationError(error.message) }
+        if let dataDir, let stateDir, transport == "grpc", dataDir != stateDir {
+            throw ValidationError("with --transport grpc the served coordinator keeps its checkpoint and registry together: give one folder")
+        }
+    }
+
+    /// The registry's settings from the options.
+    private var promotion: PromotionSettings {
+        PromotionSettings(
+            gate: GateSettings(minimumAccuracy: minAccuracy),
+            analysis: AnalysisSettings(margin: margin, minimumPairs: minPairs, minimumEdges: minEdges), shadowShare: shadowShare)
     }
 
     /// The codec asked for, or the default of the secure-aggregation setting.
@@ -166,6 +205,9 @@ struct Simulate: AsyncParsableCommand {
                 : nil)
         if secureAggregation == "off" { options.codec = spec }
         options.downloadCodec = try ModelDownload(parsing: downloadCodec ?? "f32")
+        options.registryFolder = dataDir
+        options.promotion = promotion
+        options.heldOutShare = holdout
         let rounds = options.rounds
         if secureAggregation == "off" {
             StandardError.line("warning: secure aggregation is off: the server sees every edge's update in the clear")
@@ -190,6 +232,7 @@ struct Simulate: AsyncParsableCommand {
                         if let reason = secure.abortReason { line += "  ABORTED: \(reason)" }
                     }
                     print(line)
+                    for decision in report.registry ?? [] { print("           registry: \(decision)") }
                 }
                 fflush(nil)
             }

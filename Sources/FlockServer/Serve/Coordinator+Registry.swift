@@ -1,0 +1,136 @@
+import FlockCore
+import FlockCrypto
+import FlockRegistry
+import FlockWire
+import Foundation
+
+/// The coordinator's side of the model registry: every completed round's model becomes a version and goes
+/// through the gate; edges learn what to serve and compare from their heartbeats, report paired evidence, and
+/// the policy promotes or rolls back on it; the admin moves production by hand.
+extension Coordinator {
+    /// The server's signature of the model whose file hashes to `hash` (empty for a malformed hash).
+    static func signature(of hash: String, registry: Registry) -> [UInt8] {
+        guard let digest = SHA256.Digest(hex: hash) else { return [] }
+        return Hex.decode(registry.sign(digest)) ?? []
+    }
+
+    /// The server's model-signing key, hex, for edges to pin.
+    public var serverPublicKey: String { Hex.encode(registry.publicKey.bytes) }
+
+    /// Registers the new global model (once: a round replayed after a crash finds its version) and gates it.
+    func registerGlobalModel(record: RoundRecord) {
+        let round = global.round
+        do {
+            let hash = Hex.encode(Array(modelFileBytes.suffix(SHA256.byteCount)))
+            var version: ModelVersion
+            if let existing = try registry.reader.version(hash: hash), existing.roundLast == round {
+                version = existing
+            } else {
+                version = try registry.register(NewVersion(
+                    file: modelFileBytes, parent: globalVersion, model: configuration.model, rounds: round...round,
+                    participants: record.participants, strategy: configuration.strategy.description,
+                    codec: configuration.roundCodec.identifier, accuracy: record.accuracy, loss: record.loss,
+                    uploadBytes: Int64(record.uploadBytes), downloadBytes: Int64(record.downloadBytes),
+                    tags: ["secure_aggregation": configuration.secureAggregation ? "on" : "off", "round": String(record.round)]))
+            }
+            globalVersion = version.id
+            if version.status == .candidate { log("registry: " + (try policy.admit(version.id))) }
+            refreshDeploymentPlan()
+        } catch {
+            log("error: registry: \(error.message); the model of round \(round) is not in the registry")
+        }
+    }
+
+    /// Attaches the edges' evaluation of the model that `modelRound` rounds made to its version.
+    func recordFederatedMetrics(modelRound: Int, accuracy: Double, loss: Double) {
+        guard modelRound > 0, let version = try? registry.reader.version(round: modelRound) else { return }
+        do { try registry.setFederatedMetrics(of: version.id, accuracy: accuracy, loss: loss) } catch {
+            log("error: registry: \(error.message)")
+        }
+    }
+
+    /// Reads production and the running analyses again.
+    func refreshDeploymentPlan() {
+        do { deploymentPlan = try policy.plan() } catch { log("error: registry: \(error.message); edges keep their deployment") }
+    }
+
+    /// What edge `id` serves and compares, for its heartbeat (nil before there is a production).
+    public func deployment(for id: String) -> Flock_V1_Deployment? {
+        let deployment = deploymentPlan.deployment(for: id)
+        guard let production = deployment.production else { return nil }
+        var message = Flock_V1_Deployment()
+        message.productionHash = production.hash
+        message.productionVersion = UInt64(production.id)
+        if let compared = deployment.compared, let analysis = deployment.analysis {
+            message.comparedHash = compared.hash
+            message.comparedVersion = UInt64(compared.id)
+            message.analysis = UInt64(analysis)
+        }
+        return message
+    }
+
+    /// Records an edge's paired evidence and acts on what the policy decides.
+    /// - Returns: the decision, if one was made.
+    /// - Throws: ``ServeRefusal`` for a bad session, an analysis that is not running or is about other models, or
+    ///   counts that do not add up.
+    public func reportEvidence(id: String, session: String, analysis: Int64, served: String, compared: String, comparison: PairedComparison) throws(ServeRefusal) -> String? {
+        try checkSession(id: id, session: session)
+        do {
+            let decision = try policy.receive(edge: id, analysis: analysis, served: served, compared: compared, comparison: comparison)
+            if let decision {
+                log("registry: " + decision)
+                refreshDeploymentPlan()
+            }
+            return decision
+        } catch {
+            throw Self.refusal(error)
+        }
+    }
+
+    /// An operator's move of production: promote (optionally forced), roll back, pin or unpin.
+    /// - Returns: what happened, and the production version after it.
+    public func changeProduction(_ change: Flock_V1_ProductionChange) throws(ServeRefusal) -> (message: String, production: Int64?) {
+        let reason = change.reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !reason.isEmpty, reason.utf8.count <= 1_000 else {
+            throw ServeRefusal(.invalidArgument, "--reason is required (at most 1,000 bytes): the audit log records why production moved")
+        }
+        let version = Int64(clamping: change.version)
+        let message: String
+        do {
+            switch change.action {
+            case .promote:
+                try policy.promote(version, actor: "admin", reason: reason, force: change.force)
+                message = "version \(version) promoted to production" + (change.force ? " (forced)" : "")
+            case .rollback:
+                let event = try policy.rollback(to: change.version == 0 ? nil : version, actor: "admin", reason: reason)
+                message = "production rolled back to version \(event.version ?? 0)"
+            case .pin:
+                try registry.pin(version, actor: "admin", reason: reason)
+                message = "production pinned to version \(version)"
+            case .unpin:
+                try registry.unpin(actor: "admin", reason: reason)
+                message = "production unpinned"
+            case .unspecified, .UNRECOGNIZED:
+                throw ServeRefusal(.invalidArgument, "unknown production action; use promote, rollback, pin or unpin")
+            }
+        } catch let error as ServeRefusal {
+            throw error
+        } catch let error as RegistryError {
+            throw Self.refusal(error)
+        } catch {
+            throw ServeRefusal(.unavailable, "\(error)")
+        }
+        log("registry: admin: \(message): \(reason)")
+        refreshDeploymentPlan()
+        return (message, (try? registry.reader.alias(Alias.production))?.version)
+    }
+
+    private static func refusal(_ error: RegistryError) -> ServeRefusal {
+        switch error.code {
+        case .notFound: return ServeRefusal(.notFound, error.message)
+        case .conflict: return ServeRefusal(.failedPrecondition, error.message)
+        case .invalidArgument, .query: return ServeRefusal(.invalidArgument, error.message)
+        default: return ServeRefusal(.unavailable, "registry: \(error.message)")
+        }
+    }
+}

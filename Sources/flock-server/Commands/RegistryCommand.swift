@@ -1,0 +1,260 @@
+import ArgumentParser
+import FlockCore
+import FlockRegistry
+import Foundation
+
+/// `flock-server registry`: queries the model registry in a data directory, read-only, whether the server runs
+/// or not.
+struct RegistryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "registry",
+        abstract: "Query the model registry: versions, lineage, alias history, diffs, queries, export and verification.",
+        discussion: """
+            Every subcommand reads DATA_DIR/registry/registry.sqlite directly, read-only, so it works while the \
+            server runs (it sees the last committed state) and when it is down. VERSION is a version number, an \
+            alias (production, candidate, shadow, or your own), or a hash prefix of 6 or more hex digits. \
+            Promotion, rollback and pinning go through the running server: flock-server admin promote|rollback|pin|unpin.
+            """,
+        subcommands: [List.self, Show.self, Lineage.self, History.self, Analyses.self, Diff.self, Query.self, Export.self, Verify.self, Retire.self, GC.self])
+
+    /// Options every registry subcommand takes.
+    struct Location: ParsableArguments {
+        @Option(name: .customLong("data-dir"), help: ArgumentHelp("The server's data directory.", valueName: "DIR"))
+        var dataDir: String = "./flock-data"
+
+        @Flag(help: "Print JSON instead of a table.")
+        var json = false
+
+        /// Opens the registry read-only, or prints why not and exits 1.
+        func open() throws -> RegistryReader {
+            do { return try RegistryReader.openReadOnly(dataDirectory: dataDir) } catch { fail(error) }
+        }
+    }
+
+    /// Prints a registry error and exits with code 1 (2 for a query that does not parse).
+    static func fail(_ error: RegistryError) -> Never {
+        StandardError.line("error: \(error.message)")
+        Foundation.exit(error.code == .query ? 2 : 1)
+    }
+
+    /// Runs `body`, turning a registry error into a message and an exit code.
+    static func attempt<T>(_ body: () throws(RegistryError) -> T) -> T {
+        do { return try body() } catch { fail(error) }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List versions, newest first: status, round, accuracy, aliases, hash.")
+        @OptionGroup var location: Location
+        @Option(help: "Show at most this many.") var limit: Int?
+        func run() throws {
+            let reader = try location.open()
+            let details = attempt { () throws(RegistryError) in try RegistryReport.details(try reader.versions(limit: limit), reader: reader) }
+            print(location.json ? JSONOutput.line(details) : RegistryReport.table(details))
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one version: every field, its tags and aliases, and its events.")
+        @Argument(help: "Version number, alias or hash prefix.") var version: String
+        @OptionGroup var location: Location
+        func run() throws {
+            let reader = try location.open()
+            let (detail, events) = attempt { () throws(RegistryError) in
+                let v = try reader.resolve(version)
+                return (try RegistryReport.details([v], reader: reader)[0], try reader.events(version: v.id))
+            }
+            print(location.json ? JSONOutput.line(detail) : RegistryReport.show(detail, events: events))
+        }
+    }
+
+    struct Lineage: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the chain of parents from the first version to this one, and its children.")
+        @Argument(help: "Version number, alias or hash prefix.") var version: String
+        @OptionGroup var location: Location
+        func run() throws {
+            let reader = try location.open()
+            let (ancestry, children) = attempt { () throws(RegistryError) in try reader.lineage(try reader.resolve(version).id) }
+            if location.json {
+                struct LineageJSON: Encodable {
+                    var ancestry: [ModelVersion]
+                    var children: [ModelVersion]
+                }
+                print(JSONOutput.line(LineageJSON(ancestry: ancestry, children: children)))
+            } else {
+                print(RegistryReport.lineage(ancestry, children: children))
+            }
+        }
+    }
+
+    struct History: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show the audit log: every event with its reason, actor and evidence.",
+            discussion: "--alias production shows every move of production (promotions, rollbacks, pins) with the evidence that decided it.")
+        @Option(help: "Only the moves of this alias.") var alias: String?
+        @Option(help: "Only the events of this version (number, alias or hash prefix).") var version: String?
+        @OptionGroup var location: Location
+        func run() throws {
+            let reader = try location.open()
+            let events = attempt { () throws(RegistryError) in
+                try reader.events(alias: alias, version: try version.map { v throws(RegistryError) in try reader.resolve(v).id })
+            }
+            print(location.json ? JSONOutput.line(events) : RegistryReport.history(events))
+        }
+    }
+
+    struct Analyses: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List shadow and rollback analyses: versions compared, state, looks taken.")
+        @Option(help: "Only analyses in this state (running, passed, failed, inconclusive).") var state: String?
+        @OptionGroup var location: Location
+        func run() throws {
+            let reader = try location.open()
+            var filter: Analysis.State?
+            if let state {
+                guard let parsed = Analysis.State(rawValue: state) else {
+                    throw ValidationError("--state is running, passed, failed or inconclusive")
+                }
+                filter = parsed
+            }
+            let list = attempt { () throws(RegistryError) in try reader.analyses(state: filter) }
+            print(location.json ? JSONOutput.line(list) : RegistryReport.analyses(list))
+        }
+    }
+
+    struct Diff: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Compare two versions: fields and tags that differ, and the distance between their weights.")
+        @Argument(help: "The first version.") var first: String
+        @Argument(help: "The second version.") var second: String
+        @OptionGroup var location: Location
+        func run() throws {
+            let reader = try location.open()
+            let diff = attempt { () throws(RegistryError) in try reader.diff(try reader.resolve(first).id, try reader.resolve(second).id) }
+            print(location.json ? JSONOutput.line(diff) : RegistryReport.diff(diff))
+        }
+    }
+
+    struct Query: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Select versions with a small query language.",
+            discussion: """
+                EXPR is conditions joined by and / or / not and parentheses, then optionally order by FIELD [asc|desc] \
+                and limit N. Fields: version, round, accuracy, loss, federated_accuracy, federated_loss, participants, \
+                parameters, upload_bytes, download_bytes, created, parent, model, strategy, codec, status, hash, alias, \
+                tag.NAME. Examples:
+                  accuracy >= 0.9 and round > 10 order by accuracy desc limit 5
+                  alias = production
+                  tag.team = "vision"
+                A query that does not parse exits with code 2 and points at the offending token.
+                """)
+        @Argument(help: "The query.") var expression: String
+        @OptionGroup var location: Location
+        func run() throws {
+            let reader = try location.open()
+            let details = attempt { () throws(RegistryError) in try RegistryReport.details(try reader.query(expression), reader: reader) }
+            print(location.json ? JSONOutput.line(details) : RegistryReport.table(details))
+        }
+    }
+
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a version's model to a file, verified against its hash and signature.",
+            discussion: "--format flock writes the Flock model file (flock-edge evaluate reads it); --format onnx writes an ONNX model (opset 13) that takes raw features and returns logits.")
+        enum Format: String, ExpressibleByArgument, CaseIterable { case flock, onnx }
+        @Argument(help: "Version number, alias or hash prefix.") var version: String
+        @Option(help: "flock or onnx.") var format: Format = .flock
+        @Option(help: ArgumentHelp("Where to write it.", valueName: "FILE")) var out: String
+        @OptionGroup var location: Location
+        func run() throws {
+            let reader = try location.open()
+            let (v, bytes) = attempt { () throws(RegistryError) in
+                let v = try reader.resolve(version)
+                let file = try reader.modelFile(of: v.id)
+                switch format {
+                case .flock: return (v, file)
+                case .onnx:
+                    do { return (v, try ONNXExport.export(try ModelFile.decode(bytes: file, source: "version \(v.id)").file)) } catch let error as RegistryError {
+                        throw error
+                    } catch {
+                        throw RegistryError(.integrity, "\(error)")
+                    }
+                }
+            }
+            do { try FileIO.writeAtomically(bytes, to: out) } catch {
+                StandardError.line("error: \(error.message)")
+                throw ExitCode(1)
+            }
+            if location.json {
+                struct ExportJSON: Encodable {
+                    var version: Int64
+                    var format: String
+                    var path: String
+                    var bytes: Int
+                    var hash: String
+                }
+                print(JSONOutput.line(ExportJSON(version: v.id, format: format.rawValue, path: out, bytes: bytes.count, hash: v.hash)))
+            } else {
+                print("version \(v.id) (\(v.hash.prefix(12))) written to \(out) as \(format.rawValue), \(bytes.count) bytes")
+            }
+        }
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-hash every artifact and check every signature; exit 1 naming what does not match.")
+        @OptionGroup var location: Location
+        func run() throws {
+            let reader = try location.open()
+            let (problems, checked) = attempt { () throws(RegistryError) in try reader.verify() }
+            let versions = attempt { () throws(RegistryError) in try reader.versions().count }
+            if location.json {
+                struct VerifyJSON: Encodable {
+                    var ok: Bool
+                    var versions: Int
+                    var artifacts: Int
+                    var problems: [RegistryReader.Problem]
+                }
+                print(JSONOutput.line(VerifyJSON(ok: problems.isEmpty, versions: versions, artifacts: checked, problems: problems)))
+            } else if problems.isEmpty {
+                print("ok: \(versions) versions, \(checked) artifacts re-hashed, every signature verifies")
+            } else {
+                for problem in problems { print("MISMATCH \(problem)") }
+            }
+            if !problems.isEmpty { throw ExitCode(1) }
+        }
+    }
+
+    struct Retire: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Retire a version (no alias may point at it); its artifact becomes collectable by gc, its row stays.")
+        @Argument(help: "Version number or hash prefix.") var version: String
+        @Option(help: "Why (recorded in the audit log).") var reason: String
+        @Option(help: "Who is doing it (recorded in the audit log).") var actor: String = "admin"
+        @OptionGroup var location: Location
+        func run() throws {
+            let registry = attempt { () throws(RegistryError) in try Registry(dataDirectory: location.dataDir) }
+            let v = attempt { () throws(RegistryError) in try registry.reader.resolve(version) }
+            attempt { () throws(RegistryError) in try registry.setStatus(of: v.id, to: .retired, actor: actor, reason: reason) }
+            print("version \(v.id) retired")
+        }
+    }
+
+    struct GC: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "gc",
+            abstract: "Delete the artifacts of retired versions no alias points at, and files no version names; rows and events stay.")
+        @Option(help: "Who is doing it (recorded in the audit log).") var actor: String = "admin"
+        @OptionGroup var location: Location
+        func run() throws {
+            let registry = attempt { () throws(RegistryError) in try Registry(dataDirectory: location.dataDir) }
+            let (hashes, bytes) = attempt { () throws(RegistryError) in try registry.collectGarbage(actor: actor) }
+            if location.json {
+                struct GCJSON: Encodable {
+                    var removed: [String]
+                    var bytes: Int64
+                }
+                print(JSONOutput.line(GCJSON(removed: hashes, bytes: bytes)))
+            } else {
+                print("removed \(hashes.count) artifacts, \(bytes) bytes")
+            }
+        }
+    }
+}

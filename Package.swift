@@ -118,7 +118,7 @@ let package = Package(
         .testTarget(name: "FlockCryptoTests", dependencies: ["FlockCrypto"]),
         .testTarget(name: "FlockCoreTests", dependencies: ["FlockCore", "FlockTestSupport"]),
         // The edge tests also run the built flock-edge binary as a process (listed so it is built first).
-        .testTarget(name: "FlockEdgeTests", dependencies: ["FlockEdge", "FlockCore", "FlockTestSupport", "flock-edge"]),
+        .testTarget(name: "FlockEdgeTests", dependencies: ["FlockEdge", "FlockCore", "FlockCrypto", "FlockTestSupport", "flock-edge"]),
         .testTarget(name: "FlockServerTests", dependencies: ["FlockServer", "FlockCore", "FlockCompression", "FlockTestSupport"]),
         .testTarget(name: "FlockWireTests", dependencies: ["FlockWire", "FlockCore"]),
         // Real flock-server and flock-edge processes on 127.0.0.1, and raw gRPC calls against them.
@@ -133,6 +133,6 @@ let package = Package(
         .testTarget(name: "FlockRegistryTests", dependencies: ["FlockRegistry", "FlockCore", "FlockCrypto", "FlockTestSupport"]),
         .testTarget(name: "FlockSecAggTests", dependencies: ["FlockSecAgg", "FlockCrypto"]),
         .testTarget(name: "FlockCompressionTests", dependencies: ["FlockCompression", "FlockCore", "FlockSecAgg"]),
-        .testTarget(name: "FlockSimulationTests", dependencies: ["FlockSimulation", "FlockServer", "FlockEdge", "FlockCore", "FlockTestSupport", "flock-server"]),
+        .testTarget(name: "FlockSimulationTests", dependencies: ["FlockSimulation", "FlockServer", "FlockEdge", "FlockCore", "FlockRegistry", "FlockTestSupport", "flock-server"]),
     ]
 )

@@ -111,3 +111,18 @@ enum JSONDecoderHelper {
         try JSONDecoder().decode(type, from: Data(text.utf8))
     }
 }
+
+/// Which edges run what: a stable cohort of about the configured share.
+@Suite struct DeploymentPlanTests {
+    @Test func theShadowCohortIsAStableShareOfTheEdges() throws {
+        let edges = (0..<2_000).map { "edge-\($0)" }
+        for share in [0.1, 0.5, 0.9] {
+            let inCohort = edges.filter { DeploymentPlan.inShadowCohort(edge: $0, analysis: 7, share: share) }.count
+            #expect(abs(Double(inCohort) / 2_000 - share) < 0.04, "share \(share): \(inCohort)")
+        }
+        // The same edge, the same analysis: the same answer; another analysis draws another cohort.
+        let first = edges.filter { DeploymentPlan.inShadowCohort(edge: $0, analysis: 7, share: 0.5) }
+        #expect(first == edges.filter { DeploymentPlan.inShadowCohort(edge: $0, analysis: 7, share: 0.5) })
+        #expect(first != edges.filter { DeploymentPlan.inShadowCohort(edge: $0, analysis: 8, share: 0.5) })
+    }
+}

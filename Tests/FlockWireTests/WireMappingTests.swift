@@ -64,3 +64,52 @@ import Testing
 }
 
 import Foundation
+
+/// Evidence reports: a paired comparison survives the wire, and reports that do not add up are refused.
+@Suite struct EvidenceReportTests {
+    private func comparison() -> PairedComparison {
+        var c = PairedComparison()
+        c.bothRight = 80
+        c.onlyServedRight = 5
+        c.onlyComparedRight = 9
+        c.bothWrong = 6
+        c.unlabelled = 10
+        c.agreements = 95
+        c.lossDifferenceSum = -1.5
+        c.lossDifferenceSquares = 4.25
+        c.servedErrors = 1
+        c.servedLatencyMs = [1.5, 2.5]
+        c.comparedLatencyMs = [1.75]
+        return c
+    }
+
+    private let hash = String(repeating: "0f", count: 32)
+
+    @Test func aComparisonRoundTripsThroughTheBinaryFormat() throws {
+        let report = Flock_V1_EvidenceReport(edge: "e", session: "s", analysis: 3, served: hash, compared: hash, comparison: comparison())
+        let decoded = try Flock_V1_EvidenceReport(serializedBytes: try report.serializedBytes() as [UInt8])
+        #expect(try decoded.comparison() == comparison())
+        #expect(decoded.analysis == 3 && decoded.edgeID == "e")
+    }
+
+    @Test func reportsThatDoNotAddUpAreRefused() {
+        let good = Flock_V1_EvidenceReport(edge: "e", session: "s", analysis: 3, served: hash, compared: hash, comparison: comparison())
+        var tooManyAgreements = good
+        tooManyAgreements.agreements = 111
+        var nanLoss = good
+        nanLoss.lossDifferenceSum = .nan
+        var negativeSquares = good
+        negativeSquares.lossDifferenceSquares = -1
+        var badHash = good
+        badHash.servedHash = "xyz"
+        var hugeCount = good
+        hugeCount.bothRight = UInt64.max
+        var tooManyLatencies = good
+        tooManyLatencies.comparedLatencyMs = [Double](repeating: 1, count: PairedComparison.latencyWindow + 1)
+        var negativeLatency = good
+        negativeLatency.servedLatencyMs = [-1]
+        for bad in [tooManyAgreements, nanLoss, negativeSquares, badHash, hugeCount, tooManyLatencies, negativeLatency] {
+            #expect(throws: CoreError.self) { _ = try bad.comparison() }
+        }
+    }
+}

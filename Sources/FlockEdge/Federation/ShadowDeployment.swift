@@ -10,6 +10,13 @@ public struct DeployedModel: Codable, Sendable, Equatable {
     public var version: UInt64
     /// The server's signature of the hash (hex).
     public var signature: String
+
+    /// A deployed model.
+    public init(hash: String, version: UInt64, signature: String) {
+        self.hash = hash
+        self.version = version
+        self.signature = signature
+    }
 }
 
 /// What an edge serves and compares, as the server's heartbeat last said: `STATE_DIR/deployment-ID.json`.
@@ -23,6 +30,13 @@ public struct ShadowDeployment: Codable, Sendable, Equatable {
     public var compared: DeployedModel?
     /// The analysis the comparison feeds (0: none).
     public var analysis: UInt64
+
+    /// A deployment.
+    public init(production: DeployedModel, compared: DeployedModel?, analysis: UInt64) {
+        self.production = production
+        self.compared = compared
+        self.analysis = analysis
+    }
 
     /// The deployment file of edge `id`.
     public static func path(stateDirectory: String, id: String) -> String { stateDirectory + "/deployment-\(id).json" }

@@ -1,0 +1,135 @@
+import FlockCore
+import FlockRegistry
+import FlockTestSupport
+import Foundation
+import Testing
+
+/// `flock-server simulate --data-dir` feeding a real registry, and every `flock-server registry` command
+/// reading it afterwards, read-only, with no server running; and a simulation killed with SIGKILL while it
+/// writes, which leaves a consistent database, whole artifacts, and one version per round once resumed.
+@Suite(.serialized) struct RegistryCommandTests {
+    static let binary = TestData.executable("flock-server")
+
+    static func simulate(_ folder: String, rounds: Int, extra: [String] = []) -> [String] {
+        [
+            "simulate", "--train", TestData.path("mnist5k-train.csv"), "--eval", TestData.path("mnist5k-test.csv"), "--clients", "20",
+            "--fraction", "0.5", "--rounds", String(rounds), "--secure-aggregation", "off", "--threads", "2", "--data-dir", folder,
+            "--holdout", "0.2", "--min-pairs", "100", "--json",
+        ] + extra
+    }
+
+    func registry(_ folder: String, _ arguments: [String]) throws -> TestData.ProcessResult {
+        try TestData.run(Self.binary, ["registry"] + arguments + ["--data-dir", folder])
+    }
+
+    func json(_ result: TestData.ProcessResult) throws -> Any {
+        try JSONSerialization.jsonObject(with: Data(result.output.utf8))
+    }
+
+    @Test(arguments: [
+        ["registry"], ["registry", "list"], ["registry", "show"], ["registry", "lineage"], ["registry", "history"], ["registry", "analyses"],
+        ["registry", "diff"], ["registry", "query"], ["registry", "export"], ["registry", "verify"], ["registry", "retire"], ["registry", "gc"],
+        ["admin", "promote"], ["admin", "rollback"], ["admin", "pin"], ["admin", "unpin"],
+    ])
+    func everyRegistryCommandHasHelp(command: [String]) throws {
+        let result = try TestData.run(Self.binary, command + ["--help"])
+        #expect(result.status == 0 && result.output.contains("USAGE:") && result.output.contains("OVERVIEW:"))
+        if command.first == "registry", command.count == 2 { #expect(result.output.contains("--data-dir") && result.output.contains("--json")) }
+        if command.first == "admin" { #expect(result.output.contains("--reason")) }
+    }
+
+    @Test func theCommandsReadWhatSimulateRegisteredWithoutWritingIt() throws {
+        let folder = TestData.temporaryFolder()
+        let run = try TestData.run(Self.binary, Self.simulate(folder, rounds: 6))
+        #expect(run.status == 0, "\(run.error)")
+        #expect(run.output.contains("promoted to production"))
+        let database = RegistryReader.databasePath(dataDirectory: folder)
+        let before = try FileManager.default.attributesOfItem(atPath: database)[.modificationDate] as? Date
+
+        let versions = try json(try registry(folder, ["list", "--json"])) as? [[String: Any]] ?? []
+        #expect(versions.map { $0["id"] as? Int } == [6, 5, 4, 3, 2, 1])
+        #expect(versions.allSatisfy { ($0["hash"] as? String)?.count == 64 && ($0["signature"] as? String)?.count == 128 })
+        #expect(versions.allSatisfy { $0["tags"] as? [String: String] == ["simulated": "true"] })
+        let production = try json(try registry(folder, ["show", "production", "--json"])) as? [String: Any]
+        #expect((production?["aliases"] as? [String])?.contains("production") == true)
+        let shown = try registry(folder, ["show", "2"])
+        #expect(shown.status == 0 && shown.output.contains("version            2") && shown.output.contains("created"))
+
+        let lineage = try json(try registry(folder, ["lineage", "6", "--json"])) as? [String: Any]
+        #expect((lineage?["ancestry"] as? [[String: Any]])?.map { $0["id"] as? Int } == [1, 2, 3, 4, 5, 6])
+        let diff = try json(try registry(folder, ["diff", "1", "6", "--json"])) as? [String: Any]
+        #expect((diff?["weight_distance"] as? Double ?? 0) > 0 && diff?["same_architecture"] as? Bool == true)
+        let history = try registry(folder, ["history", "--alias", "production"])
+        #expect(history.status == 0 && history.output.contains("promoted") && history.output.contains("first accepted version"))
+
+        let best = try json(try registry(folder, ["query", "accuracy >= 0.8 order by accuracy desc limit 2", "--json"])) as? [[String: Any]] ?? []
+        let accuracies = best.compactMap { $0["accuracy"] as? Double }
+        #expect(accuracies.count == 2 && accuracies == accuracies.sorted(by: >) && accuracies.allSatisfy { $0 >= 0.8 })
+        let bad = try registry(folder, ["query", "acc >= 1"])
+        #expect(bad.status == 2 && bad.error.contains("unknown field 'acc'") && bad.error.contains("\n  ^"))
+
+        let out = folder + "/exported.flockmdl"
+        #expect(try registry(folder, ["export", "production", "--format", "flock", "--out", out]).status == 0)
+        let (_, hash) = try ModelFile.read(from: out)
+        #expect(hash.hex == production?["hash"] as? String)
+        let onnx = try registry(folder, ["export", "3", "--format", "onnx", "--out", folder + "/v3.onnx", "--json"])
+        let exported = try json(onnx) as? [String: Any]
+        #expect(onnx.status == 0 && (exported?["bytes"] as? Int ?? 0) > 700_000)
+
+        let verified = try registry(folder, ["verify"])
+        #expect(verified.status == 0 && verified.output.contains("6 versions"))
+        // Reading changed nothing.
+        #expect(try FileManager.default.attributesOfItem(atPath: database)[.modificationDate] as? Date == before)
+
+        // One flipped byte in version 4's artifact: verify fails and names it; export refuses it.
+        let version4 = try #require(versions.first { $0["id"] as? Int == 4 })
+        let artifact = ArtifactStore(registryFolder: RegistryReader.folder(dataDirectory: folder)).path(of: version4["hash"] as! String)
+        var bytes = try FileIO.read(artifact)
+        bytes[1_000] ^= 0x40
+        try FileIO.writeAtomically(bytes, to: artifact)
+        let damaged = try registry(folder, ["verify"])
+        #expect(damaged.status == 1 && damaged.output.contains("MISMATCH version 4"), "\(damaged.output)")
+        #expect(try registry(folder, ["export", "4", "--out", folder + "/v4.flockmdl"]).status == 1)
+
+        let nowhere = try registry(folder + "/nothing-here", ["list"])
+        #expect(nowhere.status == 1 && nowhere.error.contains("no registry here"))
+    }
+
+    @Test func aSimulationKilledWhileItWritesLeavesAConsistentRegistry() throws {
+        let folder = TestData.temporaryFolder()
+        let rounds = 30
+        let arguments = Self.simulate(folder, rounds: rounds, extra: ["--state-dir", folder])
+        var kills = 0
+        for target in [4, 11, 19] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Self.binary)
+            process.arguments = arguments
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline, process.isRunning {
+                if let reader = try? RegistryReader.openReadOnly(dataDirectory: folder), let count = try? reader.versions().count, count >= target { break }
+                Thread.sleep(forTimeInterval: 0.002)
+            }
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            if process.terminationReason == .uncaughtSignal { kills += 1 }
+
+            // Whatever the moment: SQLite's own checks pass, every version's artifact is whole and signed, and
+            // every artifact file present hashes to its name (a torn write leaves only a temporary file).
+            let verified = try registry(folder, ["verify", "--json"])
+            #expect(verified.status == 0, "\(verified.output)")
+            let store = ArtifactStore(registryFolder: RegistryReader.folder(dataDirectory: folder))
+            for hash in store.storedHashes() { #expect((try? store.read(hash)) != nil, "artifact \(hash) is torn") }
+        }
+        #expect(kills >= 2, "the runs finished before they could be killed")
+        let resumed = try TestData.run(Self.binary, arguments)
+        #expect(resumed.status == 0, "\(resumed.error)")
+        // Resumed rounds found the versions their killed runs had registered: one version per round, no gaps.
+        let versions = try RegistryReader.openReadOnly(dataDirectory: folder).versions()
+        #expect(versions.compactMap(\.roundLast).sorted() == Array(1...rounds))
+        #expect(Set(versions.map(\.hash)).count == rounds)
+        #expect(try registry(folder, ["verify"]).status == 0)
+    }
+}

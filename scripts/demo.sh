@@ -11,6 +11,11 @@
 # SIGKILL in the share-keys phase of round 3 and edge-9 in the masked-input phase of round 5
 # (`flock-edge run --crash-at`); each is started again at once, as a device that comes back.
 # Both rounds complete with the survivors (the rounds table's `secagg drops` column).
+#
+# Every round's model goes into the server's model registry: the first becomes production, the next
+# ones are shadowed on half the edges (each holds 20% of its rows out of training for the paired
+# evidence) and promoted when they are no worse; the registry's versions and production's history are
+# printed, and edge-0 answers a few test rows with the production model it serves (`flock-edge predict`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,7 +65,7 @@ start_edge() {  # start_edge I [FLOCK-EDGE OPTIONS...]
     local i=$1
     shift
     "$BIN/flock-edge" run --server "$ADDRESS" --data "$OUT/parts-shards-10/client-$i.csv" --id "edge-$i" \
-        --state-dir "$OUT/edges/edge-$i" --holdout 0 --quiet "$@" >> "$OUT/edges/edge-$i.log" 2>&1 &
+        --state-dir "$OUT/edges/edge-$i" --holdout 0.2 --quiet "$@" >> "$OUT/edges/edge-$i.log" 2>&1 &
     PIDS+=($!)
     EDGE_PID[$i]=$!
     disown "$!"  # a drill's SIGKILL is expected: no "Killed" job notice from bash
@@ -102,6 +107,17 @@ echo
 echo "== flock-server admin rounds"
 "$BIN/flock-server" admin rounds --data-dir "$OUT/server"
 awk -v a="$STARTED" -v b="$ENDED" 'BEGIN { printf "\n20 rounds over real processes in %.1f s of wall time (%.2f s per round, including start-up)\n", b - a, (b - a) / 20 }'
+echo
+echo "== flock-server registry list: every round's model, gated, signed, content-addressed"
+"$BIN/flock-server" registry list --data-dir "$OUT/server" --limit 8
+echo
+echo "== flock-server registry history --alias production: each promotion with the edges' paired evidence"
+"$BIN/flock-server" registry history --alias production --data-dir "$OUT/server" | tail -8
+echo
+echo "== flock-edge predict: edge-0 answers 5 test rows with the production model it serves (hash and signature checked)"
+sed -n '1p;201p;401p;601p;801p' data/mnist5k-test.csv > "$OUT/five-rows.csv"
+"$BIN/flock-edge" predict --input "$OUT/five-rows.csv" --state-dir "$OUT/edges/edge-0"
+echo "(true labels: $(cut -d, -f1 "$OUT/five-rows.csv" | tr '\n' ' '))"
 "$BIN/flock-server" admin stop --data-dir "$OUT/server" > /dev/null
 cleanup
 PIDS=()

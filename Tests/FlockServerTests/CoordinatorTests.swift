@@ -1,5 +1,6 @@
 import FlockCompression
 import FlockCore
+import FlockRegistry
 import FlockServer
 import FlockTestSupport
 import FlockWire
@@ -288,8 +289,20 @@ final class ManualTime: Sendable {
             [local]
             epochs = 2
             lr = 0.1
+            [registry]
+            min_accuracy = 0.8
+            max_drop = -1
+            shadow_share = 0.25
+            min_pairs = 50
+            max_latency_p99_ms = 12.5
             """
         let c = try ServerConfiguration(file: try ConfigFile(text: text, source: "t.toml"))
+        #expect(c.promotion.gate.minimumAccuracy == 0.8 && c.promotion.gate.maximumDrop == nil && c.promotion.shadowShare == 0.25)
+        #expect(c.promotion.analysis.minimumPairs == 50 && c.promotion.analysis.maximumLatencyP99Ms == 12.5)
+        // The commented example that ships with the server parses and validates.
+        let example = try ServerConfiguration(file: try ConfigFile(text: try String(contentsOfFile: TestData.root + "/server/flock-server.toml", encoding: .utf8), source: "server/flock-server.toml"))
+        try example.validate()
+        #expect(example.promotion == PromotionSettings())
         #expect(c.downloadCodec == (try ModelDownload(parsing: "q8+deflate")))
         #expect(c.listen == ServerAddress(host: "0.0.0.0", port: 9000) && c.model == "cnn" && c.rounds == 20 && c.fraction == 0.5)
         #expect(c.strategy == .fedAdam(eta: 0.02, beta1: 0.9, beta2: 0.99, tau: 1e-3) && !c.federatedEvaluation && c.epochs == 2 && c.learningRate == 0.1)
@@ -301,6 +314,7 @@ final class ManualTime: Sendable {
             ("[local\nepochs = 1", "t.toml:1: malformed section header"),
             ("model 2nn", "t.toml:1: expected 'key = value'"),
             ("download_codec = \"topk:0.1\"", "t.toml: download codec 'topk:0.1'"),
+            ("[registry]\nshadow_sahre = 0.5", "unknown key 'registry.shadow_sahre'"),
         ] {
             #expect {
                 _ = try ServerConfiguration(file: try ConfigFile(text: bad, source: "t.toml"))
@@ -311,6 +325,9 @@ final class ManualTime: Sendable {
         var invalid = ServerConfiguration()
         invalid.fraction = 1.5
         #expect(throws: CoreError.self) { try invalid.validate() }
+        var badShare = ServerConfiguration()
+        badShare.promotion.shadowShare = 0
+        #expect(throws: CoreError.self) { try badShare.validate() }
         #expect(throws: CoreError.self) { try ServerAddress(parsing: "localhost") }
         #expect(throws: CoreError.self) { try ServerAddress(parsing: "127.0.0.1:70000") }
         #expect(try ServerAddress(parsing: "[::1]:7070") == ServerAddress(host: "::1", port: 7070))

@@ -29,6 +29,7 @@ import Testing
     @Test(arguments: [
         ["registry"], ["registry", "list"], ["registry", "show"], ["registry", "lineage"], ["registry", "history"], ["registry", "analyses"],
         ["registry", "diff"], ["registry", "query"], ["registry", "export"], ["registry", "verify"], ["registry", "retire"], ["registry", "gc"],
+        ["registry", "alias", "set"], ["registry", "alias", "remove"], ["registry", "tag"],
         ["admin", "promote"], ["admin", "rollback"], ["admin", "pin"], ["admin", "unpin"],
     ])
     func everyRegistryCommandHasHelp(command: [String]) throws {
@@ -80,6 +81,18 @@ import Testing
         #expect(verified.status == 0 && verified.output.contains("6 versions"))
         // Reading changed nothing.
         #expect(try FileManager.default.attributesOfItem(atPath: database)[.modificationDate] as? Date == before)
+
+        // Writes: an alias of one's own, tags, and the aliases the server manages refused.
+        #expect(try registry(folder, ["alias", "set", "stable", "3", "--reason", "the one we trust"]).status == 0)
+        #expect(try registry(folder, ["tag", "3", "team=vision", "reviewed=yes"]).status == 0)
+        let stable = try json(try registry(folder, ["query", "alias = stable and tag.team = vision", "--json"])) as? [[String: Any]] ?? []
+        #expect(stable.map { $0["id"] as? Int } == [3])
+        let moves = try json(try registry(folder, ["history", "--alias", "stable", "--json"])) as? [[String: Any]] ?? []
+        #expect(moves.map { $0["kind"] as? String } == ["alias-moved"] && moves.first?["reason"] as? String == "the one we trust")
+        let managed = try registry(folder, ["alias", "set", "production", "1", "--reason", "no"])
+        #expect(managed.status == 64 && managed.error.contains("admin promote"))
+        #expect(try registry(folder, ["alias", "remove", "stable", "--reason", "done"]).status == 0)
+        #expect(try registry(folder, ["alias", "remove", "stable", "--reason", "again"]).status == 1)
 
         // One flipped byte in version 4's artifact: verify fails and names it; export refuses it.
         let version4 = try #require(versions.first { $0["id"] as? Int == 4 })

@@ -15,7 +15,10 @@ struct RegistryCommand: ParsableCommand {
             alias (production, candidate, shadow, or your own), or a hash prefix of 6 or more hex digits. \
             Promotion, rollback and pinning go through the running server: flock-server admin promote|rollback|pin|unpin.
             """,
-        subcommands: [List.self, Show.self, Lineage.self, History.self, Analyses.self, Diff.self, Query.self, Export.self, Verify.self, Retire.self, GC.self])
+        subcommands: [
+            List.self, Show.self, Lineage.self, History.self, Analyses.self, Diff.self, Query.self, Export.self, Verify.self,
+            AliasCommand.self, Tag.self, Retire.self, GC.self,
+        ])
 
     /// Options every registry subcommand takes.
     struct Location: ParsableArguments {
@@ -219,6 +222,80 @@ struct RegistryCommand: ParsableCommand {
                 for problem in problems { print("MISMATCH \(problem)") }
             }
             if !problems.isEmpty { throw ExitCode(1) }
+        }
+    }
+
+    struct AliasCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "alias",
+            abstract: "Point an alias of your own at a version, or remove it (each move is an audit event).",
+            discussion: "production moves only through flock-server admin promote|rollback|pin; candidate and shadow belong to the promotion policy.",
+            subcommands: [Set.self, Remove.self])
+
+        static func checkOwn(_ name: String) throws {
+            guard ![FlockRegistry.Alias.production, FlockRegistry.Alias.candidate, FlockRegistry.Alias.shadow].contains(name) else {
+                throw ValidationError("\(name) is managed by the server: use flock-server admin promote|rollback|pin for production")
+            }
+        }
+
+        struct Set: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Point alias NAME at VERSION.")
+            @Argument(help: "The alias: a letter, then letters, digits, '_', '.' or '-'.") var name: String
+            @Argument(help: "Version number, alias or hash prefix.") var version: String
+            @Option(help: "Why (recorded in the audit log).") var reason: String
+            @Option(help: "Who is doing it (recorded in the audit log).") var actor: String = "admin"
+            @OptionGroup var location: Location
+            func validate() throws { try AliasCommand.checkOwn(name) }
+            func run() throws {
+                let registry = attempt { () throws(RegistryError) in try Registry(dataDirectory: location.dataDir) }
+                let v = attempt { () throws(RegistryError) in try registry.reader.resolve(version) }
+                attempt { () throws(RegistryError) in _ = try registry.moveAlias(name, to: v.id, actor: actor, reason: reason) }
+                print("\(name) -> version \(v.id)")
+            }
+        }
+
+        struct Remove: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Remove alias NAME.")
+            @Argument(help: "The alias.") var name: String
+            @Option(help: "Why (recorded in the audit log).") var reason: String
+            @Option(help: "Who is doing it (recorded in the audit log).") var actor: String = "admin"
+            @OptionGroup var location: Location
+            func validate() throws { try AliasCommand.checkOwn(name) }
+            func run() throws {
+                let registry = attempt { () throws(RegistryError) in try Registry(dataDirectory: location.dataDir) }
+                guard attempt({ () throws(RegistryError) in try registry.reader.alias(name) }) != nil else {
+                    fail(RegistryError(.notFound, "there is no alias \(name)"))
+                }
+                attempt { () throws(RegistryError) in try registry.removeAlias(name, actor: actor, reason: reason) }
+                print("\(name) removed")
+            }
+        }
+    }
+
+    struct Tag: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Set free-form tags on a version (KEY=VALUE; an existing key is replaced); query them as tag.KEY.")
+        @Argument(help: "Version number, alias or hash prefix.") var version: String
+        @Argument(help: "Tags as KEY=VALUE.") var tags: [String]
+        @OptionGroup var location: Location
+        func validate() throws {
+            guard !tags.isEmpty else { throw ValidationError("give at least one KEY=VALUE") }
+            for tag in tags {
+                let parts = tag.split(separator: "=", maxSplits: 1)
+                guard parts.count == 2, !parts[0].isEmpty, parts[0].count <= 64, parts[1].count <= 1_024,
+                      parts[0].allSatisfy({ $0.isLetter || $0.isNumber || "_-.".contains($0) }) else {
+                    throw ValidationError("\(tag): tags are KEY=VALUE, KEY of letters, digits, '_', '-', '.' (64 at most), VALUE at most 1,024 characters")
+                }
+            }
+        }
+        func run() throws {
+            let registry = attempt { () throws(RegistryError) in try Registry(dataDirectory: location.dataDir) }
+            let v = attempt { () throws(RegistryError) in try registry.reader.resolve(version) }
+            for tag in tags {
+                let parts = tag.split(separator: "=", maxSplits: 1).map(String.init)
+                attempt { () throws(RegistryError) in try registry.setTag(parts[0], parts[1], on: v.id) }
+            }
+            print("version \(v.id): \(tags.joined(separator: " "))")
         }
     }
 

@@ -93,6 +93,8 @@ public struct EdgeEvidence: Codable, Sendable, Equatable, FetchableRecord, Persi
     public var treatmentP99Ms: Double
     /// Rows where the treatment's output was not finite.
     public var treatmentErrors: Int
+    /// Median over calls of (treatment - control) latency, ms: both models ran on the same call's rows.
+    public var latencyDifferenceMs: Double
     /// When it was last reported.
     public var updatedAt: Double
 
@@ -127,13 +129,16 @@ public struct EdgeEvidence: Codable, Sendable, Equatable, FetchableRecord, Persi
             treatmentErrors = c.comparedErrors
         }
         lossDifferenceSquares = c.lossDifferenceSquares
+        let paired = zip(c.comparedLatencyMs, c.servedLatencyMs).map { $0 - $1 }
+        let median = PairedComparison.percentile(0.5, of: paired)
+        latencyDifferenceMs = servedIsTreatment ? -median : median
         updatedAt = moment
     }
 
     /// Whether every count is non-negative, consistent, and every number finite: anything else is refused.
     public var isValid: Bool {
         let counts = [bothRight, onlyControl, onlyTreatment, bothWrong, unlabelled, agreements, lossPairs, treatmentErrors]
-        let reals = [lossDifferenceSum, lossDifferenceSquares, controlP50Ms, controlP99Ms, treatmentP50Ms, treatmentP99Ms]
+        let reals = [lossDifferenceSum, lossDifferenceSquares, controlP50Ms, controlP99Ms, treatmentP50Ms, treatmentP99Ms, latencyDifferenceMs]
         return counts.allSatisfy { $0 >= 0 } && reals.allSatisfy(\.isFinite) && lossDifferenceSquares >= 0
             && agreements <= rows && lossPairs <= rows - unlabelled && treatmentErrors <= rows
             && [controlP50Ms, controlP99Ms, treatmentP50Ms, treatmentP99Ms].allSatisfy { $0 >= 0 }
@@ -148,6 +153,7 @@ public struct EdgeEvidence: Codable, Sendable, Equatable, FetchableRecord, Persi
         case controlP50Ms = "control_p50_ms", controlP99Ms = "control_p99_ms"
         case treatmentP50Ms = "treatment_p50_ms", treatmentP99Ms = "treatment_p99_ms"
         case treatmentErrors = "treatment_errors"
+        case latencyDifferenceMs = "latency_difference_ms"
         case updatedAt = "updated_at"
     }
 }

@@ -103,6 +103,8 @@ public struct AnalysisEvidence: Sendable, Codable, Equatable {
     public var controlP99Ms: Double
     /// Median over edges of the treatment's p99 latency, ms.
     public var treatmentP99Ms: Double
+    /// Median over edges of each edge's median paired latency difference (treatment - control per call), ms.
+    public var latencyDifferenceMs: Double
 
     enum CodingKeys: String, CodingKey {
         case pairs
@@ -115,6 +117,7 @@ public struct AnalysisEvidence: Sendable, Codable, Equatable {
         case treatmentErrorRate = "treatment_error_rate"
         case controlP50Ms = "control_p50_ms", treatmentP50Ms = "treatment_p50_ms"
         case controlP99Ms = "control_p99_ms", treatmentP99Ms = "treatment_p99_ms"
+        case latencyDifferenceMs = "latency_difference_ms"
     }
 }
 
@@ -176,7 +179,8 @@ public enum NonInferiorityTest {
             lossDifference: lossPairs > 0 ? lossSum / Double(lossPairs) : nil, lossLower: nil, lossUpper: nil,
             treatmentErrorRate: rows > 0 ? Double(errors) / Double(rows) : 0,
             controlP50Ms: median(edges.map(\.controlP50Ms)), treatmentP50Ms: median(edges.map(\.treatmentP50Ms)),
-            controlP99Ms: median(edges.map(\.controlP99Ms)), treatmentP99Ms: median(edges.map(\.treatmentP99Ms)))
+            controlP99Ms: median(edges.map(\.controlP99Ms)), treatmentP99Ms: median(edges.map(\.treatmentP99Ms)),
+            latencyDifferenceMs: median(edges.map(\.latencyDifferenceMs)))
         guard edges.allSatisfy(\.isValid), evidence.edges >= settings.minimumEdges, n >= settings.minimumPairs else {
             return (.waiting, evidence, looksTaken)
         }

@@ -117,7 +117,7 @@ public enum RegistryReport {
         if let lower = e.lower, let upper = e.upper {
             parts.append(String(format: "difference %+.4f in [%+.4f, %+.4f] at look %d, margin %.3f", e.difference, lower, upper, e.look, e.margin))
         }
-        parts.append(String(format: "agreement %.3f, p99 %.2f vs %.2f ms", e.agreement, e.treatmentP99Ms, e.controlP99Ms))
+        parts.append(String(format: "agreement %.3f, p99 %.2f vs %.2f ms, paired latency difference %+.3f ms", e.agreement, e.treatmentP99Ms, e.controlP99Ms, e.latencyDifferenceMs))
         return parts.joined(separator: "; ")
     }
 

@@ -97,6 +97,9 @@ enum RegistrySchema {
                 );
                 """)
         }
+        migrator.registerMigration("v2: paired latency differences in evidence") { db in
+            try db.execute(sql: "ALTER TABLE evidence ADD COLUMN latency_difference_ms REAL NOT NULL DEFAULT 0")
+        }
         return migrator
     }
 }

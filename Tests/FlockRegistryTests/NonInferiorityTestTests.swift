@@ -15,6 +15,16 @@ import FlockRegistry
         return EdgeEvidence(analysis: 1, edge: edge, comparison: c, servedIsTreatment: false, at: 0)
     }
 
+    @Test func latencyIsComparedPairedByCallAndOrientedByRole() {
+        var c = PairedComparison()
+        c.servedLatencyMs = [1, 2, 3, 10]
+        c.comparedLatencyMs = [2, 4, 6, 11]
+        // Differences (compared - served): 1, 2, 3, 1: their median (nearest rank) is 1.
+        #expect(EdgeEvidence(analysis: 1, edge: "a", comparison: c, servedIsTreatment: false, at: 0).latencyDifferenceMs == 1)
+        #expect(EdgeEvidence(analysis: 1, edge: "a", comparison: c, servedIsTreatment: true, at: 0).latencyDifferenceMs == -1)
+        #expect(EdgeEvidence(analysis: 1, edge: "a", comparison: c, servedIsTreatment: true, at: 0).treatmentP99Ms == 10)
+    }
+
     @Test func noDecisionBeforeTheMinimumPairsAndEdges() {
         let settings = AnalysisSettings(minimumPairs: 200, minimumEdges: 3)
         let twoEdges = [evidence("a", right: 500, onlyControl: 0, onlyTreatment: 0, wrong: 0), evidence("b", right: 500, onlyControl: 0, onlyTreatment: 0, wrong: 0)]

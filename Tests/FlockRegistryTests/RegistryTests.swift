@@ -47,6 +47,10 @@ func newVersion(seed: UInt64, parent: Int64? = nil, round: Int, accuracy: Double
         #expect(Set(tables).isSuperset(of: ["alias", "analysis", "artifact", "event", "evidence", "tag", "version"]))
         let mode = try sqlite(folder).read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
         #expect(mode == "wal")
+        let migrations = try sqlite(folder).read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY identifier") }
+        #expect(migrations.count == 2 && migrations[0].hasPrefix("v1:") && migrations[1].hasPrefix("v2:"))
+        let columns = try sqlite(folder).read { db in try Row.fetchAll(db, sql: "PRAGMA table_info(evidence)").map { $0["name"] as String } }
+        #expect(columns.contains("latency_difference_ms"))
         // Reopening for writing applies nothing twice and keeps the rows.
         let again = try Registry(dataDirectory: folder)
         #expect(try again.reader.versions().count == 1)

@@ -125,7 +125,7 @@ let package = Package(
         .testTarget(
             name: "FlockIntegrationTests",
             dependencies: [
-                "FlockCore", "FlockEdge", "FlockServer", "FlockWire", "FlockTestSupport", "flock-server", "flock-edge",
+                "FlockCore", "FlockCrypto", "FlockEdge", "FlockServer", "FlockWire", "FlockTestSupport", "flock-server", "flock-edge",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
             ]
         ),

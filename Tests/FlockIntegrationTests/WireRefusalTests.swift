@@ -1,4 +1,5 @@
 import FlockCore
+import FlockCrypto
 import FlockEdge
 import FlockTestSupport
 import FlockWire
@@ -128,6 +129,34 @@ import Testing
                 worst = max(worst, abs(Double(w1[i]) - expected))
             }
             #expect(worst <= 1e-6, "largest deviation from the direct computation: \(worst)")
+
+            // The round's model is version 1 of the registry and production: the heartbeat says so, and its
+            // signature (first chunk) verifies with the key the server announced at registration.
+            #expect(next.deployment.productionVersion == 1 && next.deployment.productionHash == plan2.modelHash)
+            #expect(next.deployment.comparedHash.isEmpty)
+            let key = try await connection.edge.register(Flock_V1_RegisterRequest.with { $0.edgeID = "wire-c"; $0.exampleCount = 1 }).serverPublicKey
+            let signature = try await connection.edge.fetchModel(Flock_V1_FetchModelRequest.with {
+                $0.edgeID = a.id
+                $0.session = a.session
+                $0.modelHash = plan2.modelHash
+                $0.deployment = true
+            }) { response in
+                var first = Data()
+                for try await chunk in response.messages where chunk.offset == 0 { first = chunk.signature }
+                return first
+            }
+            try ModelSignature.verify(
+                signature: Hex.encode(Array(signature)), hash: plan2.modelHash, publicKey: try Ed25519.PublicKey(bytes: Hex.decode(key) ?? []))
+            // Evidence: refused for an analysis the edge is not in, when malformed, and with a forged session.
+            let hash = plan2.modelHash
+            let report = Flock_V1_EvidenceReport(edge: a.id, session: a.session, analysis: 1, served: hash, compared: hash, comparison: PairedComparison())
+            #expect(await Self.code { _ = try await connection.edge.reportEvidence(report) } == .failedPrecondition)
+            var malformed = report
+            malformed.comparedHash = "nope"
+            #expect(await Self.code { _ = try await connection.edge.reportEvidence(malformed) } == .invalidArgument)
+            var forged = report
+            forged.session = "forged"
+            #expect(await Self.code { _ = try await connection.edge.reportEvidence(forged) } == .unauthenticated)
             group.cancelAll()
         }
         let rounds = try fleet.rounds()

@@ -75,6 +75,10 @@ extension Coordinator {
     ///   counts that do not add up.
     public func reportEvidence(id: String, session: String, analysis: Int64, served: String, compared: String, comparison: PairedComparison) throws(ServeRefusal) -> String? {
         try checkSession(id: id, session: session)
+        // Only the edges the plan assigned to the analysis count: a report from outside its cohort is refused.
+        guard deploymentPlan.deployment(for: id).analysis == analysis else {
+            throw ServeRefusal(.failedPrecondition, "edge \(id) is not comparing for analysis \(analysis) now; its next heartbeat says what it runs")
+        }
         do {
             let decision = try policy.receive(edge: id, analysis: analysis, served: served, compared: compared, comparison: comparison)
             if let decision {

@@ -88,9 +88,11 @@ public struct GRPCSimulation: Sendable {
         let slots = TrainingSlots(count: o.threads)
         let trainingSeconds = Mutex<[UInt64: Double]>([:])
         let agents = try shares.enumerated().map { index, rows throws(CoreError) -> EdgeAgent in
-            let agentOptions = EdgeAgent.Options(
+            var agentOptions = EdgeAgent.Options(
                 id: "edge-\(index)", stateDirectory: configuration.dataDirectory, holdout: o.registryFolder == nil ? 0 : o.heldOutShare, threads: 1, cacheModels: false, persistCodecState: false,
                 onAccepted: { round, update in trainingSeconds.withLock { $0[round, default: 0] += update.seconds } })
+            // Without --data-dir nobody looks at the registry: the edges need not serve or compare its versions.
+            agentOptions.followsDeployment = o.registryFolder != nil
             return try EdgeAgent(options: agentOptions, data: train.subset(rows), connection: connection, slots: slots, log: { _ in })
         }
 

@@ -38,6 +38,9 @@ public struct EdgeAgent: Sendable {
         public var crash: CrashPoint?
         /// The server's model-signing key, when the operator gave it (`--server-key`); else pinned on first contact.
         public var serverKey: Ed25519.PublicKey?
+        /// Follow the server's deployment: keep production (and a compared model), compare, report evidence
+        /// (off for in-process simulation without a registry to feed).
+        public var followsDeployment = true
 
         /// Creates options.
         public init(
@@ -156,7 +159,7 @@ public struct EdgeAgent: Sendable {
         while !Task.isCancelled {
             let reply = try await session.heartbeat(connection, status: .idle, round: 0)
             onContact()
-            if reply.hasDeployment { await follow(reply.deployment, session: session) }
+            if reply.hasDeployment, options.followsDeployment { await follow(reply.deployment, session: session) }
             switch reply.reply {
             case .plan(let plan):
                 try await work(on: plan, session: session)

@@ -95,14 +95,7 @@ public enum DeployedPrediction {
         } else {
             logits = production.logits(features: rows.features, count: rows.count)
         }
-        let classes = served.spec.classCount
-        outcome.answers = (0..<rows.count).map { r in
-            let row = logits[(r * classes)..<((r + 1) * classes)]
-            let top = row.indices.max { row[$0] < row[$1] }!
-            let peak = row[top]
-            let sum = row.reduce(0.0) { $0 + exp(Double($1 - peak)) }
-            return Answer(label: top - r * classes, probability: 1 / sum)
-        }
+        outcome.answers = SavedModel.answers(logits: logits, classes: served.spec.classCount).map { Answer(label: $0.label, probability: $0.probability) }
         return outcome
     }
 }

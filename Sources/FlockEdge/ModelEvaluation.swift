@@ -34,9 +34,12 @@ public struct SavedModel {
     /// Predicted class and its softmax probability for every row of a CSV.
     public func predict(dataAt path: String) throws(CoreError) -> [(label: Int, probability: Double)] {
         let data = try prepare(dataAt: path)
-        let classes = file.spec.classCount
-        let logits = model.logits(features: data.features, count: data.count)
-        return (0..<data.count).map { r in
+        return Self.answers(logits: model.logits(features: data.features, count: data.count), classes: file.spec.classCount)
+    }
+
+    /// The most likely class of each row of row-major `logits` and its softmax probability.
+    public static func answers(logits: [Float], classes: Int) -> [(label: Int, probability: Double)] {
+        (0..<(logits.count / classes)).map { r in
             let row = logits[(r * classes)..<((r + 1) * classes)]
             let top = row.indices.max { row[$0] < row[$1] }!
             let peak = row[top]

@@ -179,6 +179,27 @@ public struct PromotionPolicy: Sendable {
         return (true, candidate.accuracy.map { String(format: "holdout accuracy %.4f passes the gate", $0) } ?? "no holdout: the gate has nothing to check; the shadow analysis decides", evidence)
     }
 
+    /// Registers the model that round `new.rounds` produced and gates it. A round replayed after a crash
+    /// produces the same file: it finds its version (registered before the crash) instead of adding another,
+    /// and gates it if the crash came before the gate did.
+    /// - Returns: the version, and a line saying what the gate did (nil when it had decided before).
+    public func registerAndAdmit(_ new: NewVersion) throws(RegistryError) -> (version: ModelVersion, decision: String?) {
+        let hash: String
+        do { hash = try ModelFile.decode(bytes: new.file, source: "new version").hash.hex } catch {
+            throw RegistryError(.integrity, "not a model file: \(error.message)")
+        }
+        var version: ModelVersion
+        if let existing = try registry.reader.version(hash: hash), existing.roundLast == new.rounds?.upperBound {
+            version = existing
+        } else {
+            version = try registry.register(new)
+        }
+        guard version.status == .candidate else { return (version, nil) }
+        let decision = try admit(version.id)
+        version = try registry.reader.version(version.id)
+        return (version, decision)
+    }
+
     /// Gates a freshly registered version and acts: rejected, or accepted and then promoted straight away when
     /// there is no production yet, or put into shadow against production.
     /// - Returns: a line saying what happened.

@@ -1,5 +1,4 @@
 import FlockCore
-import FlockCrypto
 import Foundation
 import GRDB
 
@@ -23,13 +22,12 @@ extension RegistryReader {
         if integrity != ["ok"] { problems += integrity.map { Problem(version: nil, message: "SQLite integrity: \($0)") } }
         let dangling = try read { db in try Row.fetchAll(db, sql: "PRAGMA foreign_key_check") }
         if !dangling.isEmpty { problems.append(Problem(version: nil, message: "\(dangling.count) rows refer to rows that do not exist")) }
-        let publicKey: Ed25519PublicKeyOrProblem
-        do { publicKey = .key(try ServerSigningKey.publicKey(dataDirectory: dataDirectory)) } catch { publicKey = .problem(error.message) }
-        if case .problem(let message) = publicKey { problems.append(Problem(version: nil, message: "cannot check signatures: \(message)")) }
+        let publicKey = Result { () throws(RegistryError) in try ServerSigningKey.publicKey(dataDirectory: dataDirectory) }
+        if case .failure(let error) = publicKey { problems.append(Problem(version: nil, message: "cannot check signatures: \(error.message)")) }
         let collected = Set(try read { db in try String.fetchAll(db, sql: "SELECT hash FROM artifact WHERE collected_at IS NOT NULL") })
         var checked = Set<String>()
         for v in try versions().reversed() {
-            if case .key(let key) = publicKey {
+            if case .success(let key) = publicKey {
                 do { try checkSignature(of: v, publicKey: key) } catch { problems.append(Problem(version: v.id, message: "signature does not verify")) }
             }
             if collected.contains(v.hash) { continue }
@@ -38,10 +36,5 @@ extension RegistryReader {
             do { _ = try artifacts.read(v.hash) } catch { problems.append(Problem(version: v.id, message: error.message)) }
         }
         return (problems, checked.count)
-    }
-
-    private enum Ed25519PublicKeyOrProblem {
-        case key(FlockCrypto.Ed25519.PublicKey)
-        case problem(String)
     }
 }

@@ -43,17 +43,12 @@ struct SimulatedDeployment {
         var lines: [String] = []
         do {
             let file = ModelFile(spec: spec, scaling: scaling, metadata: ["model_version": String(round)], parameters: weights).encoded()
-            var version: ModelVersion
-            if let existing = try registry.reader.version(hash: file.hash.hex), existing.roundLast == round {
-                version = existing
-            } else {
-                version = try registry.register(NewVersion(
-                    file: file.bytes, parent: globalVersion, model: spec.name, rounds: round...round, participants: participants,
-                    strategy: strategy, codec: codec, accuracy: accuracy, loss: loss, uploadBytes: Int64(uploadBytes),
-                    downloadBytes: Int64(downloadBytes), tags: ["simulated": "true"]))
-            }
+            let (version, decision) = try policy.registerAndAdmit(NewVersion(
+                file: file.bytes, parent: globalVersion, model: spec.name, rounds: round...round, participants: participants,
+                strategy: strategy, codec: codec, accuracy: accuracy, loss: loss, uploadBytes: Int64(uploadBytes),
+                downloadBytes: Int64(downloadBytes), tags: ["simulated": "true"]))
             globalVersion = version.id
-            if version.status == .candidate { lines.append(try policy.admit(version.id)) }
+            if let decision { lines.append(decision) }
             lines += try reportEvidence()
         } catch {
             throw CoreError(.io, "registry: \(error.message)")

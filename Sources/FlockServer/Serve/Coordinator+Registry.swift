@@ -21,20 +21,14 @@ extension Coordinator {
     func registerGlobalModel(record: RoundRecord) {
         let round = global.round
         do {
-            let hash = Hex.encode(Array(modelFileBytes.suffix(SHA256.byteCount)))
-            var version: ModelVersion
-            if let existing = try registry.reader.version(hash: hash), existing.roundLast == round {
-                version = existing
-            } else {
-                version = try registry.register(NewVersion(
-                    file: modelFileBytes, parent: globalVersion, model: configuration.model, rounds: round...round,
-                    participants: record.participants, strategy: configuration.strategy.description,
-                    codec: configuration.roundCodec.identifier, accuracy: record.accuracy, loss: record.loss,
-                    uploadBytes: Int64(record.uploadBytes), downloadBytes: Int64(record.downloadBytes),
-                    tags: ["secure_aggregation": configuration.secureAggregation ? "on" : "off", "round": String(record.round)]))
-            }
+            let (version, decision) = try policy.registerAndAdmit(NewVersion(
+                file: modelFileBytes, parent: globalVersion, model: configuration.model, rounds: round...round,
+                participants: record.participants, strategy: configuration.strategy.description,
+                codec: configuration.roundCodec.identifier, accuracy: record.accuracy, loss: record.loss,
+                uploadBytes: Int64(record.uploadBytes), downloadBytes: Int64(record.downloadBytes),
+                tags: ["secure_aggregation": configuration.secureAggregation ? "on" : "off", "round": String(record.round)]))
             globalVersion = version.id
-            if version.status == .candidate { log("registry: " + (try policy.admit(version.id))) }
+            if let decision { log("registry: " + decision) }
             refreshDeploymentPlan()
         } catch {
             log("error: registry: \(error.message); the model of round \(round) is not in the registry")
@@ -52,6 +46,8 @@ extension Coordinator {
     /// Reads production and the running analyses again.
     func refreshDeploymentPlan() {
         do { deploymentPlan = try policy.plan() } catch { log("error: registry: \(error.message); edges keep their deployment") }
+        let planned = Set([deploymentPlan.production, deploymentPlan.shadow?.version, deploymentPlan.rollback?.version].compactMap { $0?.hash })
+        deployedFiles = deployedFiles.filter { planned.contains($0.key) }
     }
 
     /// What edge `id` serves and compares, for its heartbeat (nil before there is a production).

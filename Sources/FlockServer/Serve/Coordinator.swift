@@ -111,6 +111,9 @@ public actor Coordinator {
     var globalVersion: Int64?
     /// The server's signature of ``modelHash`` (what edges check before they train on it).
     var servedSignature: [UInt8] = []
+    /// Files and signatures of the versions the deployment plan serves or compares, read (and verified) once
+    /// rather than at every edge's fetch.
+    var deployedFiles: [String: (bytes: [UInt8], signature: [UInt8])] = [:]
 
     /// Loads the round checkpoint from the data directory (or starts fresh) and prepares the first model.
     /// - Parameters:
@@ -379,8 +382,11 @@ public actor Coordinator {
     /// model (in the download codec), or a registry version (its model file, verified as it is read).
     public func model(hash: String) -> (bytes: [UInt8], signature: [UInt8])? {
         if hash == modelHash { return (modelBytes, servedSignature) }
+        if let cached = deployedFiles[hash] { return cached }
         guard let version = try? registry.reader.version(hash: hash), let bytes = try? registry.reader.artifacts.read(hash),
               let signature = Hex.decode(version.signature) else { return nil }
+        let planned = [deploymentPlan.production, deploymentPlan.shadow?.version, deploymentPlan.rollback?.version].compactMap { $0?.hash }
+        if planned.contains(hash) { deployedFiles[hash] = (bytes, signature) }
         return (bytes, signature)
     }
 

@@ -21,16 +21,19 @@ public struct ArtifactStore: Sendable {
         "\(folder)/sha256/\(hash.prefix(2))/\(hash).flockmdl"
     }
 
-    /// Stores a model file and returns its hash; storing the same file again writes nothing.
+    /// Stores a model file and returns its hash and parameter count; storing the same file again writes nothing.
     /// - Throws: ``RegistryError/Code/integrity`` for bytes that are not a whole model file, ``RegistryError/Code/io``
     ///   when the disk refuses.
-    public func store(_ file: [UInt8]) throws(RegistryError) -> SHA256.Digest {
-        let hash: SHA256.Digest
-        do { hash = try ModelFile.decode(bytes: file, source: "new artifact").hash } catch {
+    @discardableResult
+    public func store(_ file: [UInt8]) throws(RegistryError) -> (hash: SHA256.Digest, parameters: Int) {
+        let decoded: (file: ModelFile, hash: SHA256.Digest)
+        do { decoded = try ModelFile.decode(bytes: file, source: "new artifact") } catch {
             throw RegistryError(.integrity, "not a model file: \(error.message)")
         }
+        let hash = decoded.hash
         let target = path(of: hash.hex)
-        if (try? read(hash.hex)) != nil { return hash }
+        // The same bytes already there (a damaged copy is replaced).
+        if let existing = try? FileIO.read(target), existing == file { return (hash, decoded.file.parameters.count) }
         do {
             try FileManager.default.createDirectory(
                 atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
@@ -40,7 +43,7 @@ public struct ArtifactStore: Sendable {
         } catch {
             throw RegistryError(.io, "\(target): cannot create its folder", cause: error)
         }
-        return hash
+        return (hash, decoded.file.parameters.count)
     }
 
     /// Reads the artifact of `hash`, checking that its bytes hash to it.

@@ -68,10 +68,9 @@ public final class Registry: Sendable {
     ///   ``RegistryError/Code/notFound`` for a parent that does not exist.
     @discardableResult
     public func register(_ new: NewVersion, actor: String = "server") throws(RegistryError) -> ModelVersion {
-        let hash = try reader.artifacts.store(new.file)
+        let (hash, parameters) = try reader.artifacts.store(new.file)
         let moment = now
         let signature = ModelSignature.sign(hash, with: key)
-        let parameters = (try? ModelFile.decode(bytes: new.file, source: "new version").file.parameters.count) ?? 0
         return try write { db in
             if let parent = new.parent, try ModelVersion.fetchOne(db, key: parent) == nil {
                 throw RegistryError(.notFound, "parent version \(parent) is not in the registry")

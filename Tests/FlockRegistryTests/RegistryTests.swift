@@ -142,7 +142,7 @@ func newVersion(seed: UInt64, parent: Int64? = nil, round: Int, accuracy: Double
         #expect(throws: RegistryError.self) { try registry.setStatus(of: kept.id, to: .retired, actor: "admin", reason: "in production") }
         try registry.setStatus(of: old.id, to: .retired, actor: "admin", reason: "superseded")
         // A file without a row, as a crash between artifact and row leaves it.
-        let orphan = try registry.reader.artifacts.store(try modelFile(seed: 3))
+        let orphan = try registry.reader.artifacts.store(try modelFile(seed: 3)).hash
         let collected = try registry.collectGarbage(actor: "admin")
         #expect(Set(collected.hashes) == [old.hash, orphan.hex])
         #expect(!FileManager.default.fileExists(atPath: registry.reader.artifacts.path(of: old.hash)))

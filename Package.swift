@@ -119,7 +119,7 @@ let package = Package(
         .testTarget(name: "FlockCoreTests", dependencies: ["FlockCore", "FlockTestSupport"]),
         // The edge tests also run the built flock-edge binary as a process (listed so it is built first).
         .testTarget(name: "FlockEdgeTests", dependencies: ["FlockEdge", "FlockCore", "FlockCrypto", "FlockTestSupport", "flock-edge"]),
-        .testTarget(name: "FlockServerTests", dependencies: ["FlockServer", "FlockCore", "FlockCompression", "FlockRegistry", "FlockTestSupport"]),
+        .testTarget(name: "FlockServerTests", dependencies: ["FlockServer", "FlockCore", "FlockCrypto", "FlockCompression", "FlockRegistry", "FlockTestSupport"]),
         .testTarget(name: "FlockWireTests", dependencies: ["FlockWire", "FlockCore"]),
         // Real flock-server and flock-edge processes on 127.0.0.1, and raw gRPC calls against them.
         .testTarget(

@@ -1,5 +1,6 @@
 import FlockCompression
 import FlockCore
+import FlockCrypto
 import FlockRegistry
 import FlockServer
 import FlockTestSupport
@@ -108,6 +109,32 @@ final class ManualTime: Sendable {
         }
         let rounds = await coordinator.rounds()
         #expect(rounds.count == 1 && rounds[0].state == "completed" && rounds[0].participants == 2 && rounds[0].uploadBytes == 200)
+    }
+
+    @Test func aDeploymentFetchGetsTheRegistryFileWhateverTheDownloadCodec() async throws {
+        var configuration = Self.configuration(folder: TestData.temporaryFolder())
+        // Lossless: the served model keeps the file's own hash, but travels deflated.
+        configuration.downloadCodec = try ModelDownload(parsing: "f32+deflate")
+        let coordinator = try Coordinator(configuration: configuration, clock: ManualTime().clock, log: { _ in })
+        let a = try await coordinator.register(id: "a", examples: 30)
+        let b = try await coordinator.register(id: "b", examples: 10)
+        _ = try await coordinator.heartbeat(id: "a", session: a.session, status: .idle, round: 0)
+        _ = try await coordinator.heartbeat(id: "b", session: b.session, status: .idle, round: 0)
+        let n = await coordinator.parameterCount
+        try await coordinator.submit(id: "a", session: a.session, round: 1, examples: 30, delta: [Float](repeating: 0.01, count: n), bytes: 0)
+        try await coordinator.submit(id: "b", session: b.session, round: 1, examples: 10, delta: [Float](repeating: -0.01, count: n), bytes: 0)
+        let deployment = try #require(await coordinator.deployment(for: "a"))
+        let status = await coordinator.status()
+        #expect(deployment.productionVersion == 1 && deployment.productionHash == status.modelHash)
+        let served = try #require(await coordinator.model(hash: deployment.productionHash, deployment: true))
+        let (_, hash) = try ModelFile.decode(bytes: served.bytes, source: "deployment")
+        #expect(hash.hex == deployment.productionHash)
+        let announced = await coordinator.serverPublicKey
+        let key = try Ed25519.PublicKey(bytes: Hex.decode(announced) ?? [])
+        try ModelSignature.verify(signature: Hex.encode(served.signature), hash: deployment.productionHash, publicKey: key)
+        // A round's fetch of the same hash gets the deflated payload.
+        let round = try #require(await coordinator.model(hash: deployment.productionHash))
+        #expect(round.bytes != served.bytes && round.signature == served.signature)
     }
 
     @Test func aSilentEdgeIsDroppedAndTheRoundCompletesWithTheRest() async throws {

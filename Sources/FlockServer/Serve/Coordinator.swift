@@ -378,10 +378,12 @@ public actor Coordinator {
         waiter.continuation.resume(returning: reply)
     }
 
-    /// The bytes FetchModel streams for `hash` and the server's signature of the model: the current global
-    /// model (in the download codec), or a registry version (its model file, verified as it is read).
-    public func model(hash: String) -> (bytes: [UInt8], signature: [UInt8])? {
-        if hash == modelHash { return (modelBytes, servedSignature) }
+    /// The bytes FetchModel streams for `hash` and the server's signature of the model: for a round, the current
+    /// global model in the download codec; for a `deployment`, a registry version's model file (verified as it
+    /// is read). A lossless download codec serves the global model under the file's own hash, so the two kinds
+    /// of fetch must be told apart.
+    public func model(hash: String, deployment: Bool = false) -> (bytes: [UInt8], signature: [UInt8])? {
+        if hash == modelHash, !deployment { return (modelBytes, servedSignature) }
         if let cached = deployedFiles[hash] { return cached }
         guard let version = try? registry.reader.version(hash: hash), let bytes = try? registry.reader.artifacts.read(hash),
               let signature = Hex.decode(version.signature) else { return nil }

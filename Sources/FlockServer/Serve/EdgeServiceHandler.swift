@@ -45,7 +45,7 @@ public struct EdgeServiceHandler: Flock_V1_EdgeService.SimpleServiceProtocol {
         try await refusing { () async throws(ServeRefusal) in
             _ = try await coordinator.checkSession(id: request.edgeID, session: request.session)
         }
-        guard let (bytes, signature) = await coordinator.model(hash: request.modelHash) else {
+        guard let (bytes, signature) = await coordinator.model(hash: request.modelHash, deployment: request.deployment) else {
             throw RPCError(code: .notFound, message: "no model with hash \(request.modelHash.prefix(64)); heartbeat for the current plan")
         }
         var offset = 0

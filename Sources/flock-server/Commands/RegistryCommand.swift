@@ -32,6 +32,17 @@ struct RegistryCommand: ParsableCommand {
         func open() throws -> RegistryReader {
             do { return try RegistryReader.openReadOnly(dataDirectory: dataDir) } catch { fail(error) }
         }
+
+        /// Opens the registry for one of the few commands that write, or prints why not and exits 1.
+        func openForWriting() -> Registry {
+            attempt { () throws(RegistryError) in try Registry(dataDirectory: dataDir) }
+        }
+    }
+
+    /// What the audit log records of a command that writes.
+    struct Audit: ParsableArguments {
+        @Option(help: "Why (recorded in the audit log).") var reason: String
+        @Option(help: "Who is doing it (recorded in the audit log).") var actor: String = "admin"
     }
 
     /// Prints a registry error and exits with code 1 (2 for a query that does not parse).
@@ -242,14 +253,13 @@ struct RegistryCommand: ParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Point alias NAME at VERSION.")
             @Argument(help: "The alias: a letter, then letters, digits, '_', '.' or '-'.") var name: String
             @Argument(help: "Version number, alias or hash prefix.") var version: String
-            @Option(help: "Why (recorded in the audit log).") var reason: String
-            @Option(help: "Who is doing it (recorded in the audit log).") var actor: String = "admin"
+            @OptionGroup var audit: Audit
             @OptionGroup var location: Location
             func validate() throws { try AliasCommand.checkOwn(name) }
             func run() throws {
-                let registry = attempt { () throws(RegistryError) in try Registry(dataDirectory: location.dataDir) }
+                let registry = location.openForWriting()
                 let v = attempt { () throws(RegistryError) in try registry.reader.resolve(version) }
-                attempt { () throws(RegistryError) in _ = try registry.moveAlias(name, to: v.id, actor: actor, reason: reason) }
+                attempt { () throws(RegistryError) in _ = try registry.moveAlias(name, to: v.id, actor: audit.actor, reason: audit.reason) }
                 print("\(name) -> version \(v.id)")
             }
         }
@@ -257,16 +267,15 @@ struct RegistryCommand: ParsableCommand {
         struct Remove: ParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Remove alias NAME.")
             @Argument(help: "The alias.") var name: String
-            @Option(help: "Why (recorded in the audit log).") var reason: String
-            @Option(help: "Who is doing it (recorded in the audit log).") var actor: String = "admin"
+            @OptionGroup var audit: Audit
             @OptionGroup var location: Location
             func validate() throws { try AliasCommand.checkOwn(name) }
             func run() throws {
-                let registry = attempt { () throws(RegistryError) in try Registry(dataDirectory: location.dataDir) }
+                let registry = location.openForWriting()
                 guard attempt({ () throws(RegistryError) in try registry.reader.alias(name) }) != nil else {
                     fail(RegistryError(.notFound, "there is no alias \(name)"))
                 }
-                attempt { () throws(RegistryError) in try registry.removeAlias(name, actor: actor, reason: reason) }
+                attempt { () throws(RegistryError) in try registry.removeAlias(name, actor: audit.actor, reason: audit.reason) }
                 print("\(name) removed")
             }
         }
@@ -289,7 +298,7 @@ struct RegistryCommand: ParsableCommand {
             }
         }
         func run() throws {
-            let registry = attempt { () throws(RegistryError) in try Registry(dataDirectory: location.dataDir) }
+            let registry = location.openForWriting()
             let v = attempt { () throws(RegistryError) in try registry.reader.resolve(version) }
             for tag in tags {
                 let parts = tag.split(separator: "=", maxSplits: 1).map(String.init)
@@ -303,13 +312,12 @@ struct RegistryCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Retire a version (no alias may point at it); its artifact becomes collectable by gc, its row stays.")
         @Argument(help: "Version number or hash prefix.") var version: String
-        @Option(help: "Why (recorded in the audit log).") var reason: String
-        @Option(help: "Who is doing it (recorded in the audit log).") var actor: String = "admin"
+        @OptionGroup var audit: Audit
         @OptionGroup var location: Location
         func run() throws {
-            let registry = attempt { () throws(RegistryError) in try Registry(dataDirectory: location.dataDir) }
+            let registry = location.openForWriting()
             let v = attempt { () throws(RegistryError) in try registry.reader.resolve(version) }
-            attempt { () throws(RegistryError) in try registry.setStatus(of: v.id, to: .retired, actor: actor, reason: reason) }
+            attempt { () throws(RegistryError) in try registry.setStatus(of: v.id, to: .retired, actor: audit.actor, reason: audit.reason) }
             print("version \(v.id) retired")
         }
     }
@@ -321,7 +329,7 @@ struct RegistryCommand: ParsableCommand {
         @Option(help: "Who is doing it (recorded in the audit log).") var actor: String = "admin"
         @OptionGroup var location: Location
         func run() throws {
-            let registry = attempt { () throws(RegistryError) in try Registry(dataDirectory: location.dataDir) }
+            let registry = location.openForWriting()
             let (hashes, bytes) = attempt { () throws(RegistryError) in try registry.collectGarbage(actor: actor) }
             if location.json {
                 struct GCJSON: Encodable {

@@ -185,7 +185,10 @@ import Testing
         let (archive, _) = try Archive.read(path: path, magic: "FLOCKEFB", kind: "error-feedback file")
         let header = try JSONDecoder().decode([String: Int].self, from: archive.header)
         #expect(before >= 1 && after >= 1, "\(before) updates before the kill, \(after) after")
-        #expect(header["participations"] == before + after, "\(header) against \(before) + \(after)")
+        // The edge writes the file after the server accepts an update and logs "update accepted" just after
+        // that: a kill between the two leaves one more participation in the file than in the log.
+        let participations = header["participations"] ?? -1
+        #expect((before + after)...(before + after + 1) ~= participations, "\(header) against \(before) + \(after)")
         #expect(try archive.section("residual", path: path).contains { $0 != 0 })
     }
 

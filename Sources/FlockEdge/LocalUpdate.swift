@@ -79,24 +79,18 @@ public struct LocalTraining: Sendable {
         self.seconds = seconds
     }
 
-    /// Sets `model` to `global` and trains it on `data` following `plan`. Deterministic for a given `seed`.
+    /// Trains `model` from `global` on `data` following `plan`; the model ends with the local weights.
+    /// Deterministic for a given `seed`. The model's parameters before the call do not matter: its first step
+    /// reads `global` in place (``Trainer/start(from:)``), which saves a copy per edge in a simulation.
     /// - Throws: ``CoreError`` when the data do not fit the model or the plan is out of range.
     public static func run(
         model: Model, global: [Float], data: Dataset, plan: LocalTrainingPlan, seed: UInt64
-    ) throws(CoreError) -> LocalTraining {
-        try model.setParameters(global)
-        return try run(modelAtGlobal: model, global: global, data: data, plan: plan, seed: seed)
-    }
-
-    /// Trains `model`, which already holds `global` (saving the copy), on `data` following `plan`.
-    /// - Throws: ``CoreError`` when the data do not fit the model or the plan is out of range.
-    public static func run(
-        modelAtGlobal model: Model, global: [Float], data: Dataset, plan: LocalTrainingPlan, seed: UInt64
     ) throws(CoreError) -> LocalTraining {
         let config = TrainingConfig(
             epochs: plan.epochs, batchSize: plan.batchSize, learningRate: plan.learningRate,
             clipNorm: plan.clipNorm, proximalMu: plan.proximalMu, seed: seed)
         let trainer = try Trainer(model: model, config: config, training: data)
+        try trainer.start(from: global)
         if plan.proximalMu > 0 { trainer.proximalReference = global }
         var seconds = 0.0
         var loss = 0.0

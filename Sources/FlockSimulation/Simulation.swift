@@ -229,6 +229,8 @@ public struct Simulation: Sendable {
                 return m
             }
         }
+        // Each worker's group sums, up to 32 MB in all.
+        let slots = (0..<o.threads).map { _ in GroupSumSlots(length: global.parameterCount, budgetBytes: 32 << 20 / max(1, o.threads)) }
         let k = o.selectedPerRound
         // Round numbers count every round run, aborted ones included; the model version counts completed ones.
         var round = reports.count
@@ -295,8 +297,8 @@ public struct Simulation: Sendable {
                     throw CoreError(.invalidArgument, error.message)
                 }
                 let trained = try Self.trainInParallel(
-                    selected: selected, edges: edges, workers: workers, global: served, plan: plan, seed: roundSeed, codec: codec,
-                    edgeStates: edgeStates)
+                    selected: selected, edges: edges, workers: workers, slots: slots, global: served, plan: plan, seed: roundSeed,
+                    codec: codec, edgeStates: edgeStates, threads: o.threads)
                 let average = try Self.accept(trained, selected: selected, round: round)
                 let mean: [Float]
                 do { mean = try FetchSGDState.update(fromDecodedMean: average.mean(), of: o.codec, length: parameterCount, state: &fetch) } catch {
@@ -381,19 +383,20 @@ public struct Simulation: Sendable {
     /// its own running sum in one pass. Groups are fixed by position and sums merge exactly, so the result
     /// does not depend on the number of workers or on which worker took which group.
     private static func trainInParallel(
-        selected: [Int], edges: [Dataset], workers: [[Model]], global: [Float], plan: LocalTrainingPlan, seed: UInt64, codec: PlainCodec,
-        edgeStates: ErrorFeedbackStore<Int>
+        selected: [Int], edges: [Dataset], workers: [[Model]], slots: [GroupSumSlots], global: [Float], plan: LocalTrainingPlan, seed: UInt64,
+        codec: PlainCodec, edgeStates: ErrorFeedbackStore<Int>, threads: Int
     ) throws(CoreError) -> ParallelRound {
         let groups = Self.groups(positions: selected.count, size: workers[0].count)
         let groupCount = groups.count
         let workerCount = min(workers.count, groupCount)
         let nextGroup = Atomic<Int>(0)
         let perWorker = Parallel.map(workerCount) { w in
-            var sum = WeightedAverage(length: codec.decodedLength)
+            // A worker's own sum: the updates of a compressing codec, and group sums when its slots fill up.
+            // Made when first needed: plain rounds mostly leave it to the slots.
+            var sum: WeightedAverage?
             var trained = [(Int, Result<LocalTraining, CoreError>)]()
             var seconds = 0.0
             var uploaded = 0
-            var modelsAtGlobal = false
             while true {
                 let group = nextGroup.add(1, ordering: .relaxed).oldValue
                 guard group < groupCount else { break }
@@ -404,11 +407,9 @@ public struct Simulation: Sendable {
                         trained.append((i, .success(LocalTraining(examples: 0, trainLoss: 0, seconds: 0))))
                         continue
                     }
-                    // The scratch models hold the global weights: set once per round, then put back by moveIn.
+                    // The first step reads the global weights in place, so the scratch model needs no copy of them.
                     let result = Result { () throws(CoreError) -> LocalTraining in
-                        if !modelsAtGlobal { for m in workers[w] { try m.setParameters(global) } }
-                        modelsAtGlobal = true
-                        return try LocalTraining.run(modelAtGlobal: model, global: global, data: edges[edge], plan: plan, seed: seed ^ UInt64(edge))
+                        try LocalTraining.run(model: model, global: global, data: edges[edge], plan: plan, seed: seed ^ UInt64(edge))
                     }
                     if case .success(let run) = result {
                         done.append((model, run.examples, i))
@@ -418,8 +419,15 @@ public struct Simulation: Sendable {
                 }
                 guard !done.isEmpty else { continue }
                 if case .f32 = codec {
+                    if slots[w].isFull {
+                        if sum == nil { sum = WeightedAverage(length: codec.decodedLength) }
+                        sum!.add(groupSums: slots[w].groupSums, threads: 1)
+                        slots[w].empty()
+                    }
                     Self.withParameters(of: done.map(\.model)) { locals in
-                        global.withUnsafeBufferPointer { sum.moveIn(differences: locals, from: $0, examples: done.map(\.examples)) }
+                        global.withUnsafeBufferPointer {
+                            slots[w].form(differences: locals.map { UnsafeBufferPointer($0) }, from: $0, examples: done.map(\.examples))
+                        }
                     }
                     continue
                 }
@@ -437,8 +445,8 @@ public struct Simulation: Sendable {
                         }
                         if let feedback { edgeStates.put(feedback, for: edge) }
                         uploaded += decoded.bytes
-                        try sum.add(delta: decoded.update, examples: examples)
-                        try model.setParameters(global)
+                        if sum == nil { sum = WeightedAverage(length: codec.decodedLength) }
+                        try sum!.add(delta: decoded.update, examples: examples)
                     }
                     if case .failure(let error) = added, let at = trained.lastIndex(where: { $0.0 == position }) {
                         trained[at].1 = .failure(error)
@@ -447,17 +455,21 @@ public struct Simulation: Sendable {
             }
             return (trained, sum, seconds, uploaded)
         }
-        var slots = [Result<LocalTraining, CoreError>?](repeating: nil, count: selected.count)
-        var total = perWorker[0].1
-        for (w, (trained, sum, _, _)) in perWorker.enumerated() {
-            for (i, result) in trained { slots[i] = result }
-            if w > 0 { total.merge(sum) }
+        var outcomes = [Result<LocalTraining, CoreError>?](repeating: nil, count: selected.count)
+        for (trained, _, _, _) in perWorker {
+            for (i, result) in trained { outcomes[i] = result }
         }
-        let results = try slots.map { result throws(CoreError) -> LocalTraining in try result!.get() }
+        let trainingSeconds = perWorker.map(\.2)
+        let uploadBytes = perWorker.reduce(0) { $0 + $1.3 }
+        var total = WeightedAverage(length: codec.decodedLength)
+        for case let sum? in perWorker.map(\.1) { total.merge(sum) }
+        total.add(groupSums: slots.flatMap(\.groupSums), threads: threads)
+        for s in slots { s.empty() }
+        let results = try outcomes.map { result throws(CoreError) -> LocalTraining in try result!.get() }
         if case .f32 = codec {
-            return ParallelRound(results: results, sum: total, trainingSeconds: perWorker.map(\.2), uploadBytes: nil)
+            return ParallelRound(results: results, sum: total, trainingSeconds: trainingSeconds, uploadBytes: nil)
         }
-        return ParallelRound(results: results, sum: total, trainingSeconds: perWorker.map(\.2), uploadBytes: perWorker.reduce(0) { $0 + $1.3 })
+        return ParallelRound(results: results, sum: total, trainingSeconds: trainingSeconds, uploadBytes: uploadBytes)
     }
 
     /// Splits selection positions `0..<positions` into consecutive groups of `size` (the last may be

@@ -107,27 +107,39 @@ import Testing
         #expect(zip(forward.mean(), reference).allSatisfy { abs(Double($0) - $1) <= abs($1) * 0x1p-24 + 9 * 0x1p-33 / total })
     }
 
-    @Test func groupsMovedInFromWeightVectorsMergeToTheSameSumInAnyArrangement() throws {
+    @Test func groupSumsFromWeightVectorsAddToTheSameSumInAnyArrangement() throws {
         var rng = SeededGenerator(seed: 12)
         let length = 5_003  // not a multiple of the block
         let global = (0..<length).map { _ in Float(rng.nextNormal()) }
         let locals = (0..<6).map { _ in global.map { $0 + 0.01 * Float(rng.nextNormal()) } }
         let examples = [40, 7, 13, 100, 1, 64]
         let groups = [0..<2, 2..<4, 4..<6]
-        func sums(_ order: [Int], split: Int) -> WeightedAverage {
-            var parts = [WeightedAverage(length: length), WeightedAverage(length: length)]
-            for (k, g) in order.enumerated() {
-                let buffers = groups[g].map { copy(locals[$0]) }
+        // Group sums formed in `order`; the first `split` go to one sum a group at a time, the rest to
+        // another all at once over `threads`, and the two sums are merged.
+        func sums(_ order: [Int], split: Int, threads: Int) -> WeightedAverage {
+            let formed = order.map { g in
+                let out = UnsafeMutableBufferPointer<Float>.allocate(capacity: length)
+                let buffers = groups[g].map { UnsafeBufferPointer(copy(locals[$0])) }
                 defer { buffers.forEach { $0.deallocate() } }
-                global.withUnsafeBufferPointer { parts[k < split ? 0 : 1].moveIn(differences: buffers, from: $0, examples: groups[g].map { examples[$0] }) }
-                // Every local is back at the global weights afterwards.
-                #expect(buffers.allSatisfy { Array($0) == global })
+                global.withUnsafeBufferPointer {
+                    WeightedAverage.formGroupSum(differences: buffers, from: $0, examples: groups[g].map { examples[$0] }, into: out)
+                }
+                // The weight vectors are only read.
+                #expect(zip(buffers, groups[g]).allSatisfy { Array($0) == locals[$1] })
+                return (sum: UnsafeBufferPointer(out), examples: groups[g].map { examples[$0] }.reduce(0, +), updates: groups[g].count)
             }
+            defer { formed.forEach { $0.sum.deallocate() } }
+            var parts = [WeightedAverage(length: length), WeightedAverage(length: length)]
+            for group in formed.prefix(split) { parts[0].add(groupSums: [group], threads: 1) }
+            parts[1].add(groupSums: Array(formed.dropFirst(split)), threads: threads)
             parts[0].merge(parts[1])
             return parts[0]
         }
-        let one = sums([0, 1, 2], split: 3), other = sums([2, 0, 1], split: 1)
-        #expect(one.mean() == other.mean())
+        let one = sums([0, 1, 2], split: 3, threads: 1)
+        for (order, split, threads) in [([2, 0, 1], 1, 2), ([1, 2, 0], 0, 2), ([0, 2, 1], 2, 1)] {
+            let other = sums(order, split: split, threads: threads)
+            #expect(one.mean() == other.mean())
+        }
         #expect(one.count == 6 && one.totalExamples == examples.reduce(0, +) && one.isFinite)
         var deltas = WeightedAverage(length: length)
         for (l, n) in zip(locals, examples) { try deltas.add(delta: zip(l, global).map { $0 - $1 }, examples: n) }
@@ -135,8 +147,11 @@ import Testing
         let bad = copy(locals[0])
         defer { bad.deallocate() }
         bad[17] = .nan
+        let out = UnsafeMutableBufferPointer<Float>.allocate(capacity: length)
+        defer { out.deallocate() }
+        global.withUnsafeBufferPointer { WeightedAverage.formGroupSum(differences: [UnsafeBufferPointer(bad)], from: $0, examples: [3], into: out) }
         var poisoned = WeightedAverage(length: length)
-        global.withUnsafeBufferPointer { poisoned.moveIn(differences: [bad], from: $0, examples: [3]) }
+        poisoned.add(groupSums: [(UnsafeBufferPointer(out), 3, 1)], threads: 2)
         #expect(!poisoned.isFinite)
     }
 

@@ -33,6 +33,25 @@ import Testing
         #expect(abs(one.loss - two.loss) < 1e-6)
     }
 
+    @Test func roundsOfMoreGroupsThanAWorkerHoldsAddEveryUpdateOnce() throws {
+        // 100 edges a round are 25 groups of 4: more than a worker's 8 group-sum slots, so workers add full
+        // slots to their own sums mid-round (one thread three times, two threads at least once between them).
+        var options = Self.options(rounds: 2, threads: 1)
+        options.clients = 200
+        var reports = [Simulation.RoundReport]()
+        let one = try Simulation(options: options).run { reports.append($0) }
+        #expect(reports.allSatisfy { $0.participants == 100 })
+        options.threads = 2
+        reports = []
+        let two = try Simulation(options: options).run { reports.append($0) }
+        #expect(reports.allSatisfy { $0.participants == 100 })
+        // Other flush points, the same exact sum.
+        #expect(one.accuracy == two.accuracy)
+        #expect(abs(one.loss - two.loss) < 1e-6)
+        // Two rounds of 20-row edges learn slowly, but well above chance (0.1).
+        #expect(one.accuracy > 0.2 && reports[1].accuracy > reports[0].accuracy, "accuracy \(reports.map(\.accuracy))")
+    }
+
     @Test func fedProxAndAdaptiveServersRun() throws {
         for strategy: AggregationStrategy in [.fedProx(mu: 0.01), try AggregationStrategy(parsing: "fedadam:0.01")] {
             let summary = try Simulation(options: Self.options(rounds: 3, strategy: strategy)).run()

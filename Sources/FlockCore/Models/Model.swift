@@ -170,6 +170,18 @@ public final class Model {
         try body(parameters.buffer, gradients.buffer)
     }
 
+    /// Runs `body` with every layer reading its weights from `borrowed` instead of the model's own parameters
+    /// (which are left as they are), so a pass can start from another weight vector without copying it in.
+    /// Passes only read parameters, so `borrowed` is never written.
+    /// - Precondition: `borrowed` has ``parameterCount`` values.
+    func reading<R>(parameters borrowed: UnsafeBufferPointer<Float>, _ body: () -> R) -> R {
+        precondition(borrowed.count == parameterCount, "borrowed parameters of the wrong length")
+        let pointer = UnsafeMutablePointer(mutating: borrowed.baseAddress!)
+        for replica in replicas { replica.bind(parameters: pointer) }
+        defer { for replica in replicas { replica.bind(parameters: parameters.pointer) } }
+        return body()
+    }
+
     // MARK: - Batched passes
 
     /// Makes room for batches of up to `batch` rows in ``inputBuffer``.

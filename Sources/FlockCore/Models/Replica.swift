@@ -17,9 +17,15 @@ final class Replica {
         specIndices = layers.map(\.specIndex)
         self.classCount = classCount
         gradients = FloatBuffer(count: parameters.count)
+        bind(parameters: parameters.pointer)
+    }
+
+    /// Points every layer at its slice of the flat parameter vector starting at `parameters` (gradients stay
+    /// this replica's own). Layers only read parameters during a pass.
+    func bind(parameters: UnsafeMutablePointer<Float>) {
         var offset = 0
-        for layer in self.layers {
-            layer.bind(parameters: parameters.pointer + offset, gradients: gradients.pointer + offset)
+        for layer in layers {
+            layer.bind(parameters: parameters + offset, gradients: gradients.pointer + offset)
             offset += layer.parameterCount
         }
     }

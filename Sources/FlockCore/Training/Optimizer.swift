@@ -132,6 +132,24 @@ public struct Optimizer: Sendable, Codable, Equatable {
         }
     }
 
+    /// Whether ``update(from:into:gradients:learningRate:)`` applies: plain SGD, without momentum or weight
+    /// decay, whose step reads the weights only once.
+    public var updatesOutOfPlace: Bool { config.kind == .sgd && config.momentum == 0 && config.weightDecay == 0 }
+
+    /// The plain SGD step written to another buffer: w = start − lr·g, bit for bit what
+    /// ``update(parameters:gradients:learningRate:)`` computes in place when the weights hold `start`.
+    /// - Precondition: ``updatesOutOfPlace``, and all three vectors have the same length.
+    public mutating func update(
+        from start: UnsafeBufferPointer<Float>, into w: UnsafeMutableBufferPointer<Float>, gradients g: UnsafeMutableBufferPointer<Float>,
+        learningRate: Double
+    ) {
+        precondition(updatesOutOfPlace, "only plain SGD steps out of place")
+        precondition(start.count == w.count && w.count == g.count, "parameter and gradient counts differ")
+        step += 1
+        let lr = Float(learningRate)
+        for i in 0..<w.count { w[i] = start[i] - lr * g[i] }
+    }
+
     /// Replaces the state with saved values (checkpoint restore).
     mutating func restore(step: Int, firstMoment: [Float], secondMoment: [Float]) {
         self.step = step

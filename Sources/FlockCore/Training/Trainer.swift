@@ -26,6 +26,8 @@ public final class Trainer {
 
     private let training: Dataset
     private let validation: Dataset?
+    /// Weights the first step reads in place of the model's own (see ``start(from:)``); nil after it.
+    private var startWeights: [Float]?
     private var rng: SeededGenerator
     private var best: BestSoFar?
     private var labelBuffer: UnsafeMutablePointer<Int32>
@@ -75,6 +77,19 @@ public final class Trainer {
 
     deinit { labelBuffer.deallocate() }
 
+    /// Starts the run from `weights` without copying them into the model first: the first step reads
+    /// `weights` in place of the model's parameters and writes its result into them, so the model's own
+    /// parameters before that step do not matter. The result is bit for bit that of setting the parameters
+    /// to `weights` first. A federated simulation trains many edges from one global model this way.
+    /// - Throws: ``CoreError/Code/modelMismatch`` for a wrong length.
+    public func start(from weights: [Float]) throws(CoreError) {
+        precondition(step == 0, "a run starts from other weights before its first step only")
+        guard weights.count == model.parameterCount else {
+            throw CoreError(.modelMismatch, "got \(weights.count) parameters, the model has \(model.parameterCount)")
+        }
+        startWeights = weights
+    }
+
     /// True when all epochs are done or early stopping has fired.
     public var isFinished: Bool { epoch >= config.epochs || stoppedEarly }
 
@@ -117,11 +132,23 @@ public final class Trainer {
                     (x + r * features).update(from: allFeatures.baseAddress! + row * features, count: features)
                     labelBuffer[r] = training.labels[row]
                 }
-                let result = model.pass(batch: n, labels: labelBuffer, training: true, backward: true, rng: &rng)
+                let result: (loss: Double, correct: Int)
+                if let start = startWeights {
+                    result = start.withUnsafeBufferPointer { weights in
+                        model.reading(parameters: weights) { model.pass(batch: n, labels: labelBuffer, training: true, backward: true, rng: &rng) }
+                    }
+                } else {
+                    result = model.pass(batch: n, labels: labelBuffer, training: true, backward: true, rng: &rng)
+                }
                 lossSum += result.loss * Double(n)
                 correct += result.correct
                 learningRate = config.learningRate * config.schedule.factor(step: step, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
-                applyUpdate(learningRate: learningRate)
+                if let start = startWeights {
+                    applyUpdate(learningRate: learningRate, from: start)
+                    startWeights = nil
+                } else {
+                    applyUpdate(learningRate: learningRate)
+                }
                 step += 1
                 offset += n
                 progress?(offset, rows)
@@ -146,19 +173,40 @@ public final class Trainer {
     }
 
     private func applyUpdate(learningRate: Double) {
-        let mu = Float(config.proximalMu)
-        let clip = config.clipNorm.map { Float($0) }
         model.withParametersAndGradients { w, g in
-            if mu > 0, let reference = proximalReference {
-                reference.withUnsafeBufferPointer { ref in
-                    for i in 0..<w.count { g[i] += mu * (w[i] - ref[i]) }
-                }
-            }
-            if let clip {
-                let norm = BLAS.norm(count: g.count, x: g.baseAddress!)
-                if norm > clip { BLAS.scale(count: g.count, alpha: clip / norm, x: g.baseAddress!) }
-            }
+            adjust(gradients: g, weights: UnsafeBufferPointer(w))
             optimizer.update(parameters: w, gradients: g, learningRate: learningRate)
+        }
+    }
+
+    /// The first step's update when the pass read `start` (``start(from:)``): written from `start` into the
+    /// model for plain SGD, and otherwise after copying `start` in, so the result is the same either way.
+    private func applyUpdate(learningRate: Double, from start: [Float]) {
+        guard optimizer.updatesOutOfPlace else {
+            // The length was checked by start(from:).
+            try? model.setParameters(start)
+            applyUpdate(learningRate: learningRate)
+            return
+        }
+        model.withParametersAndGradients { w, g in
+            start.withUnsafeBufferPointer { start in
+                adjust(gradients: g, weights: start)
+                optimizer.update(from: start, into: w, gradients: g, learningRate: learningRate)
+            }
+        }
+    }
+
+    /// Adds FedProx's proximal term μ(w − reference) to the gradient, then clips its norm when configured.
+    private func adjust(gradients g: UnsafeMutableBufferPointer<Float>, weights w: UnsafeBufferPointer<Float>) {
+        let mu = Float(config.proximalMu)
+        if mu > 0, let reference = proximalReference {
+            reference.withUnsafeBufferPointer { ref in
+                for i in 0..<w.count { g[i] += mu * (w[i] - ref[i]) }
+            }
+        }
+        if let clip = config.clipNorm.map({ Float($0) }) {
+            let norm = BLAS.norm(count: g.count, x: g.baseAddress!)
+            if norm > clip { BLAS.scale(count: g.count, alpha: clip / norm, x: g.baseAddress!) }
         }
     }
 
@@ -184,7 +232,7 @@ public final class Trainer {
     public func checkpoint() -> TrainingCheckpoint {
         TrainingCheckpoint(
             spec: model.spec, config: config, epoch: epoch, step: step, randomState: rng.state,
-            parameters: model.parameterVector(), optimizer: optimizer, history: history,
+            parameters: startWeights ?? model.parameterVector(), optimizer: optimizer, history: history,
             bestMetric: best?.metric, bestEpoch: best?.epoch, bestParameters: best?.parameters,
             proximalReference: proximalReference)
     }

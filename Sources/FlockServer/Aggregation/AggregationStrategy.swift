@@ -242,43 +242,54 @@ public struct WeightedAverage: Sendable {
         }
     }
 
-    /// Moves in the updates `local − global` of a group of edges that trained on `examples` rows each,
-    /// straight from their weight vectors, with no delta arrays in between (the simulation's workers each
-    /// keep a sum and ``merge(_:)`` them). A block at a time, the group's Σ n_j (local_j − global) is formed
-    /// in float, in the order given (the precision of the float deltas an edge would send), then rounded to
-    /// the fixed-point grid and added exactly; and each local is set back to `global` while it is in cache,
-    /// so its model is ready for the next edge without another copy. The result depends only on how
-    /// updates are grouped, not on which sum a group goes to or in which order groups arrive. Values are
-    /// not checked here: check ``isFinite`` once all updates are in.
-    /// - Precondition: every vector has ``length`` values, and each count is at least 1.
-    public mutating func moveIn(differences locals: [UnsafeMutableBufferPointer<Float>], from global: UnsafeBufferPointer<Float>, examples: [Int]) {
-        precondition(locals.count == examples.count && examples.allSatisfy { $0 >= 1 }, "one example count of at least 1 per update")
-        precondition(global.count == sum.count && locals.allSatisfy { $0.count == sum.count }, "a difference of the wrong length")
+    /// Forms the float sum Σ n_j (local_j − global) of a group of edges that trained on `examples` rows each,
+    /// straight from their weight vectors and in the order given (the precision of the float deltas an edge
+    /// would send), into `out`. ``add(groupSums:threads:)`` then adds group sums exactly; the result depends
+    /// only on how updates are grouped, not on which thread forms a group or in which order groups are added.
+    /// Values are not checked here: check ``isFinite`` once all updates are in.
+    /// - Precondition: every vector has the same length as `out`, and each count is at least 1.
+    public static func formGroupSum(
+        differences locals: [UnsafeBufferPointer<Float>], from global: UnsafeBufferPointer<Float>, examples: [Int],
+        into out: UnsafeMutableBufferPointer<Float>
+    ) {
+        precondition(!locals.isEmpty && locals.count == examples.count && examples.allSatisfy { $0 >= 1 }, "one example count of at least 1 per update")
+        precondition(global.count == out.count && locals.allSatisfy { $0.count == out.count }, "a difference of the wrong length")
         let weights = examples.map { Float($0) }
         let block = 2_048
-        var group = [Float](repeating: 0, count: block)
+        for start in stride(from: 0, to: out.count, by: block) {
+            // Rebased slices let the compiler vectorize the loops (indexing at `start + i` does not).
+            let range = start..<min(start + block, out.count)
+            let globalBlock = UnsafeBufferPointer(rebasing: global[range])
+            let group = UnsafeMutableBufferPointer(rebasing: out[range])
+            for i in 0..<range.count { group[i] = 0 }
+            for (local, weight) in zip(locals, weights) {
+                let localBlock = UnsafeBufferPointer(rebasing: local[range])
+                for i in 0..<range.count { group[i] += weight * (localBlock[i] - globalBlock[i]) }
+            }
+        }
+    }
+
+    /// Adds group sums formed by ``formGroupSum(differences:from:examples:into:)``: each value rounded to the
+    /// fixed-point grid and added exactly, the parameters split over `threads` ranges. `examples` and
+    /// `updates` are each group's total example count and number of edges.
+    /// - Precondition: every group sum has ``length`` values, with at least one update of at least 1 example.
+    public mutating func add(groupSums groups: [(sum: UnsafeBufferPointer<Float>, examples: Int, updates: Int)], threads: Int) {
+        precondition(groups.allSatisfy { $0.sum.count == sum.count && $0.updates >= 1 && $0.examples >= $0.updates }, "a group sum of the wrong length or count")
+        guard !groups.isEmpty else { return }
         sum.withUnsafeMutableBufferPointer { total in
-            group.withUnsafeMutableBufferPointer { group in
-                for start in stride(from: 0, to: total.count, by: block) {
-                    // Rebased slices let the compiler vectorize the loops (indexing at `start + i` does not).
-                    let range = start..<min(start + block, total.count)
-                    let count = range.count
-                    let globalBlock = UnsafeBufferPointer(rebasing: global[range])
-                    let totalBlock = UnsafeMutableBufferPointer(rebasing: total[range])
-                    for i in 0..<count { group[i] = 0 }
-                    for (local, weight) in zip(locals, weights) {
-                        let localBlock = UnsafeMutableBufferPointer(rebasing: local[range])
-                        for i in 0..<count {
-                            group[i] += weight * (localBlock[i] - globalBlock[i])
-                            localBlock[i] = globalBlock[i]
-                        }
-                    }
-                    for i in 0..<count { totalBlock[i] += Self.roundedToUnit(Double(group[i]) * Self.unitsPerOne) }
+            let total = UnsafeSendable(total)
+            Parallel.forEachRange(total.value.count, ways: threads) { range in
+                let totalRange = UnsafeMutableBufferPointer(rebasing: total.value[range])
+                for group in groups {
+                    let groupRange = UnsafeBufferPointer(rebasing: group.sum[range])
+                    for i in 0..<range.count { totalRange[i] += Self.roundedToUnit(Double(groupRange[i]) * Self.unitsPerOne) }
                 }
             }
         }
-        totalExamples += examples.reduce(0, +)
-        count += examples.count
+        for group in groups {
+            totalExamples += group.examples
+            count += group.updates
+        }
     }
 
     /// Adds everything another sum of the same length holds. The result is exact, as if every update of
@@ -296,7 +307,7 @@ public struct WeightedAverage: Sendable {
     }
 
     /// Whether every element of the sum is finite (false when an update added with
-    /// ``moveIn(differences:from:examples:)`` held NaN or an infinity).
+    /// ``add(groupSums:threads:)`` held NaN or an infinity).
     public var isFinite: Bool {
         sum.withUnsafeBufferPointer { total in
             var finite = true

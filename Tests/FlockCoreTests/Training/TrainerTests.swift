@@ -99,6 +99,36 @@ import Testing
         #expect(moved > 0.5 * 0.01 * 0.99)
     }
 
+    @Test func startingFromOtherWeightsEqualsCopyingThemIn() throws {
+        // A scratch model holding unrelated weights, started from `global` (its first step reads them in place),
+        // ends with exactly the weights of a model set to `global` first; for plain SGD (written out of place,
+        // with FedProx and clipping on the way) and for optimizers that copy `global` in first.
+        let global = try Model(spec: Self.spec, seed: 5).parameterVector()
+        let configs = [
+            TrainingConfig(epochs: 2, batchSize: 8, learningRate: 0.1, seed: 7),
+            TrainingConfig(epochs: 1, batchSize: 8, learningRate: 0.1, clipNorm: 0.5, proximalMu: 0.3, seed: 7),
+            Self.config(epochs: 2),
+            TrainingConfig(epochs: 1, batchSize: 8, learningRate: 0.01, optimizer: OptimizerConfig(kind: .adam), seed: 7),
+        ]
+        for config in configs {
+            let copied = try Model(spec: Self.spec, seed: 1)
+            try copied.setParameters(global)
+            let reference = try Trainer(model: copied, config: config, training: Self.data)
+            reference.proximalReference = global.map { $0 * 0.5 }
+            reference.run()
+            let scratch = try Model(spec: Self.spec, seed: 2)
+            let started = try Trainer(model: scratch, config: config, training: Self.data)
+            started.proximalReference = global.map { $0 * 0.5 }
+            try started.start(from: global)
+            #expect(started.checkpoint().parameters == global)
+            started.run()
+            #expect(scratch.parameterVector() == copied.parameterVector())
+            #expect(scratch.parameterVector() != global)
+        }
+        let trainer = try Trainer(model: try Model(spec: Self.spec, seed: 1), config: configs[0], training: Self.data)
+        #expect(throws: CoreError.self) { try trainer.start(from: [1, 2, 3]) }
+    }
+
     @Test func proximalTermPullsTowardsTheReference() throws {
         // Same data and seed; a strong FedProx mu keeps the weights closer to the reference.
         func distance(mu: Double) throws -> Double {

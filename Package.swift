@@ -38,13 +38,16 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]
         ),
 
+        // Worker threads for parallel loops (woken in microseconds, unlike libdispatch's idle pool).
+        .target(name: "FlockParallel"),
+
         // Safe Swift over libsodium.
-        .target(name: "FlockCrypto", dependencies: ["CSodium"]),
+        .target(name: "FlockCrypto", dependencies: ["CSodium", "FlockParallel"]),
 
         // The shared training core: tensors, layers, models, optimizers, data, model files.
         .target(
             name: "FlockCore",
-            dependencies: ["COpenBLAS", "FlockCrypto"],
+            dependencies: ["COpenBLAS", "FlockCrypto", "FlockParallel"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
 
@@ -115,6 +118,7 @@ let package = Package(
 
         // Shared test helpers: data paths, temporary folders, running the built executables.
         .target(name: "FlockTestSupport", dependencies: ["FlockCore"], path: "Tests/FlockTestSupport"),
+        .testTarget(name: "FlockParallelTests", dependencies: ["FlockParallel"]),
         .testTarget(name: "FlockCryptoTests", dependencies: ["FlockCrypto"]),
         .testTarget(name: "FlockCoreTests", dependencies: ["FlockCore", "FlockTestSupport"]),
         // The edge tests also run the built flock-edge binary as a process (listed so it is built first).

@@ -1,5 +1,6 @@
 internal import CSodium
 import Dispatch
+import FlockParallel
 
 /// The pseudorandom generator of secure aggregation masks: a 32-byte seed expanded by the ChaCha20 stream
 /// cipher (RFC 8439, libsodium's `crypto_stream_chacha20_ietf`, zero nonce, block counter from 0) into
@@ -51,7 +52,7 @@ public enum MaskStream {
         vector.withUnsafeMutableBufferPointer { buffer in
             let base = SendablePointer(buffer.baseAddress!)
             let count = buffer.count
-            DispatchQueue.concurrentPerform(iterations: parts) { p in
+            WorkerPool.shared.run(parts) { p in
                 let first = blocks * p / parts * blockWords
                 let end = min(count, blocks * (p + 1) / parts * blockWords)
                 addRange(terms, into: base.pointer, words: first..<end)
@@ -116,7 +117,7 @@ public enum MaskStream {
 
 /// A pointer handed to the workers of ``MaskStream/add(_:into:threads:)``.
 ///
-/// @unchecked Sendable: each worker writes its own disjoint range, and `concurrentPerform` joins them all
+/// @unchecked Sendable: each worker writes its own disjoint range, and `WorkerPool.run` joins them all
 /// before the buffer's owner reads it again.
 private struct SendablePointer: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<UInt32>

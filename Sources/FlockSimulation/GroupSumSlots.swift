@@ -1,19 +1,19 @@
 import FlockServer
 
-/// One simulation worker's float buffers for the group sums it forms in a round
-/// (``WeightedAverage/formGroupSum(differences:from:examples:into:)``), allocated once per run.
+/// One simulation worker's float buffers for the group sums it forms in a round, allocated once per run.
 ///
-/// A worker writes each group's float sum (one model's worth of floats) into the next free slot instead of
-/// adding it to a fixed-point sum of doubles (twice the bytes, read and written per group); the slots of
-/// all workers are added in one pass over the parameters, split over the threads, when the round's
+/// A worker adds each trained edge's update into the group's slot (``add(difference:from:examples:)``)
+/// instead of into a fixed-point sum of doubles (twice the bytes, read and written per group); the slots
+/// of all workers are added in one pass over the parameters, split over the threads, when the round's
 /// training is done. A worker whose slots are full adds them to its own sum and starts again.
 final class GroupSumSlots {
     /// Values in each slot (the model's parameters).
     let length: Int
     /// Number of slots.
     let capacity: Int
-    /// The groups whose sums the slots hold, in slot order.
-    private(set) var filled: [(examples: Int, updates: Int)] = []
+    /// The closed groups whose sums the slots hold, in slot order, then the open group if any.
+    private var groups: [(examples: Int, updates: Int)] = []
+    private var isOpen = false
     private let storage: UnsafeMutableBufferPointer<Float>
 
     /// Slots for `length` values each: as many as fit in `budgetBytes`, between 1 and 8.
@@ -26,25 +26,40 @@ final class GroupSumSlots {
 
     deinit { storage.deallocate() }
 
-    /// Whether every slot holds a group sum.
-    var isFull: Bool { filled.count == capacity }
+    /// Whether every slot holds a closed group sum (no group can be opened).
+    var isFull: Bool { !isOpen && groups.count == capacity }
 
-    /// Forms the next group's sum in the next free slot.
-    /// - Precondition: not ``isFull``.
-    func form(differences locals: [UnsafeBufferPointer<Float>], from global: UnsafeBufferPointer<Float>, examples: [Int]) {
-        precondition(!isFull, "no free slot")
-        let slot = UnsafeMutableBufferPointer(rebasing: storage[filled.count * length..<(filled.count + 1) * length])
-        WeightedAverage.formGroupSum(differences: locals, from: global, examples: examples, into: slot)
-        filled.append((examples.reduce(0, +), examples.count))
+    /// Adds the update `local − global` of an edge that trained on `examples` rows to the open group,
+    /// opening one in the next free slot if none is open.
+    /// - Precondition: a group is open or not ``isFull``.
+    func add(difference local: UnsafeBufferPointer<Float>, from global: UnsafeBufferPointer<Float>, examples: Int) {
+        if !isOpen {
+            precondition(groups.count < capacity, "no free slot")
+            groups.append((0, 0))
+        }
+        let slot = groups.count - 1
+        WeightedAverage.addToGroupSum(difference: local, from: global, examples: examples, into: buffer(slot), first: !isOpen)
+        groups[slot].examples += examples
+        groups[slot].updates += 1
+        isOpen = true
     }
 
-    /// The filled slots as group sums for ``WeightedAverage/add(groupSums:threads:)``.
-    var groupSums: [(sum: UnsafeBufferPointer<Float>, examples: Int, updates: Int)] {
-        filled.enumerated().map { slot, group in
-            (UnsafeBufferPointer(rebasing: storage[slot * length..<(slot + 1) * length]), group.examples, group.updates)
-        }
+    /// Closes the open group, if any.
+    func close() { isOpen = false }
+
+    /// The closed groups' sums for ``WeightedAverage/add(groupSums:threads:)``.
+    var groupSums: [WeightedAverage.GroupSum] {
+        let closed = groups.count - (isOpen ? 1 : 0)
+        return (0..<closed).map { (UnsafeBufferPointer(buffer($0)), groups[$0].examples, groups[$0].updates) }
     }
 
     /// Frees every slot (after their sums were added).
-    func empty() { filled.removeAll(keepingCapacity: true) }
+    func empty() {
+        groups.removeAll(keepingCapacity: true)
+        isOpen = false
+    }
+
+    private func buffer(_ slot: Int) -> UnsafeMutableBufferPointer<Float> {
+        UnsafeMutableBufferPointer(rebasing: storage[slot * length..<(slot + 1) * length])
+    }
 }

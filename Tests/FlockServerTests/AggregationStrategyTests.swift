@@ -121,8 +121,10 @@ import Testing
                 let out = UnsafeMutableBufferPointer<Float>.allocate(capacity: length)
                 let buffers = groups[g].map { UnsafeBufferPointer(copy(locals[$0])) }
                 defer { buffers.forEach { $0.deallocate() } }
-                global.withUnsafeBufferPointer {
-                    WeightedAverage.formGroupSum(differences: buffers, from: $0, examples: groups[g].map { examples[$0] }, into: out)
+                for (k, e) in groups[g].enumerated() {
+                    global.withUnsafeBufferPointer {
+                        WeightedAverage.addToGroupSum(difference: buffers[k], from: $0, examples: examples[e], into: out, first: k == 0)
+                    }
                 }
                 // The weight vectors are only read.
                 #expect(zip(buffers, groups[g]).allSatisfy { Array($0) == locals[$1] })
@@ -149,7 +151,7 @@ import Testing
         bad[17] = .nan
         let out = UnsafeMutableBufferPointer<Float>.allocate(capacity: length)
         defer { out.deallocate() }
-        global.withUnsafeBufferPointer { WeightedAverage.formGroupSum(differences: [UnsafeBufferPointer(bad)], from: $0, examples: [3], into: out) }
+        global.withUnsafeBufferPointer { WeightedAverage.addToGroupSum(difference: UnsafeBufferPointer(bad), from: $0, examples: 3, into: out, first: true) }
         var poisoned = WeightedAverage(length: length)
         poisoned.add(groupSums: [(UnsafeBufferPointer(out), 3, 1)], threads: 2)
         #expect(!poisoned.isFinite)

@@ -34,22 +34,22 @@ import Testing
     }
 
     @Test func roundsOfMoreGroupsThanAWorkerHoldsAddEveryUpdateOnce() throws {
-        // 100 edges a round are 25 groups of 4: more than a worker's 8 group-sum slots, so workers add full
+        // 200 edges a round are 25 groups of 8: more than a worker's 8 group-sum slots, so workers add full
         // slots to their own sums mid-round (one thread three times, two threads at least once between them).
         var options = Self.options(rounds: 2, threads: 1)
-        options.clients = 200
+        options.clients = 400
         var reports = [Simulation.RoundReport]()
         let one = try Simulation(options: options).run { reports.append($0) }
-        #expect(reports.allSatisfy { $0.participants == 100 })
+        #expect(reports.allSatisfy { $0.participants == 200 })
         options.threads = 2
         reports = []
         let two = try Simulation(options: options).run { reports.append($0) }
-        #expect(reports.allSatisfy { $0.participants == 100 })
+        #expect(reports.allSatisfy { $0.participants == 200 })
         // Other flush points, the same exact sum.
         #expect(one.accuracy == two.accuracy)
         #expect(abs(one.loss - two.loss) < 1e-6)
-        // Two rounds of 20-row edges learn slowly, but well above chance (0.1).
-        #expect(one.accuracy > 0.2 && reports[1].accuracy > reports[0].accuracy, "accuracy \(reports.map(\.accuracy))")
+        // Edges of 10 rows take one step a round: slow, but learning.
+        #expect(reports[1].accuracy > reports[0].accuracy && reports[1].loss < reports[0].loss, "accuracy \(reports.map(\.accuracy))")
     }
 
     @Test func fedProxAndAdaptiveServersRun() throws {

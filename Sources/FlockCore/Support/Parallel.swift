@@ -1,6 +1,6 @@
-import Dispatch
+import FlockParallel
 
-/// Runs independent iterations on Dispatch's worker threads (not the Swift cooperative pool).
+/// Runs independent iterations on this thread and the ``WorkerPool`` (not the Swift cooperative pool).
 public enum Parallel {
     /// Calls `body(i)` for `i` in `0..<count`, concurrently when `count > 1`; returns when all are done.
     /// Callers guarantee that iterations touch disjoint memory.
@@ -8,24 +8,8 @@ public enum Parallel {
     ///   - count: number of iterations.
     ///   - body: the work of one iteration.
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
-        if count == 1 {
-            body(0)
-            return
-        }
-        withoutActuallyEscaping(body) { escapable in
-            let box = UncheckedSendableBody(body: escapable)
-            DispatchQueue.concurrentPerform(iterations: count) { box.body($0) }
-        }
+        WorkerPool.shared.run(count, body)
     }
-}
-
-/// Carries a non-Sendable closure into `concurrentPerform`.
-///
-/// @unchecked Sendable: sound because the callers of ``Parallel/forEach(_:_:)`` give each iteration
-/// disjoint memory (its own replica, its own rows, its own range of the gradient), and `concurrentPerform`
-/// joins every iteration before it returns, so no access outlives the call or races another.
-private struct UncheckedSendableBody: @unchecked Sendable {
-    let body: (Int) -> Void
 }
 
 extension Parallel {

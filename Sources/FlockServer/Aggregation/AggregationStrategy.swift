@@ -242,53 +242,87 @@ public struct WeightedAverage: Sendable {
         }
     }
 
-    /// Forms the float sum Σ n_j (local_j − global) of a group of edges that trained on `examples` rows each,
-    /// straight from their weight vectors and in the order given (the precision of the float deltas an edge
-    /// would send), into `out`. ``add(groupSums:threads:)`` then adds group sums exactly; the result depends
-    /// only on how updates are grouped, not on which thread forms a group or in which order groups are added.
-    /// Values are not checked here: check ``isFinite`` once all updates are in.
-    /// - Precondition: every vector has the same length as `out`, and each count is at least 1.
-    public static func formGroupSum(
-        differences locals: [UnsafeBufferPointer<Float>], from global: UnsafeBufferPointer<Float>, examples: [Int],
-        into out: UnsafeMutableBufferPointer<Float>
+    /// Adds one edge's update n (local − global), straight from its weight vector, to the float sum `out` of a
+    /// group of edges (`first`: `out` starts from zero). A group's sum is formed in float, in the order its
+    /// edges are added (the precision of the float deltas an edge would send); ``add(groupSums:threads:)``
+    /// then adds group sums exactly, so the result depends only on how updates are grouped, not on which
+    /// thread forms a group or in which order groups are added. Values are not checked here: check
+    /// ``isFinite`` once all updates are in.
+    /// - Precondition: the vectors have the same length as `out`, and `examples` is at least 1.
+    public static func addToGroupSum(
+        difference local: UnsafeBufferPointer<Float>, from global: UnsafeBufferPointer<Float>, examples: Int,
+        into out: UnsafeMutableBufferPointer<Float>, first: Bool
     ) {
-        precondition(!locals.isEmpty && locals.count == examples.count && examples.allSatisfy { $0 >= 1 }, "one example count of at least 1 per update")
-        precondition(global.count == out.count && locals.allSatisfy { $0.count == out.count }, "a difference of the wrong length")
-        let weights = examples.map { Float($0) }
-        let block = 2_048
-        for start in stride(from: 0, to: out.count, by: block) {
-            // Rebased slices let the compiler vectorize the loops (indexing at `start + i` does not).
-            let range = start..<min(start + block, out.count)
-            let globalBlock = UnsafeBufferPointer(rebasing: global[range])
-            let group = UnsafeMutableBufferPointer(rebasing: out[range])
-            for i in 0..<range.count { group[i] = 0 }
-            for (local, weight) in zip(locals, weights) {
-                let localBlock = UnsafeBufferPointer(rebasing: local[range])
-                for i in 0..<range.count { group[i] += weight * (localBlock[i] - globalBlock[i]) }
-            }
+        precondition(examples >= 1, "an example count of at least 1")
+        precondition(global.count == out.count && local.count == out.count, "a difference of the wrong length")
+        let weight = Float(examples)
+        if first {
+            let zero: Float = 0
+            for i in 0..<out.count { out[i] = zero + weight * (local[i] - global[i]) }
+        } else {
+            for i in 0..<out.count { out[i] += weight * (local[i] - global[i]) }
         }
     }
 
-    /// Adds group sums formed by ``formGroupSum(differences:from:examples:into:)``: each value rounded to the
+    /// Adds group sums formed by ``addToGroupSum(difference:from:examples:into:first:)``: each value rounded to the
     /// fixed-point grid and added exactly, the parameters split over `threads` ranges. `examples` and
     /// `updates` are each group's total example count and number of edges.
     /// - Precondition: every group sum has ``length`` values, with at least one update of at least 1 example.
-    public mutating func add(groupSums groups: [(sum: UnsafeBufferPointer<Float>, examples: Int, updates: Int)], threads: Int) {
-        precondition(groups.allSatisfy { $0.sum.count == sum.count && $0.updates >= 1 && $0.examples >= $0.updates }, "a group sum of the wrong length or count")
+    public mutating func add(groupSums groups: [GroupSum], threads: Int) {
+        Self.check(groups, length: sum.count)
         guard !groups.isEmpty else { return }
         sum.withUnsafeMutableBufferPointer { total in
             let total = UnsafeSendable(total)
             Parallel.forEachRange(total.value.count, ways: threads) { range in
-                let totalRange = UnsafeMutableBufferPointer(rebasing: total.value[range])
-                for group in groups {
-                    let groupRange = UnsafeBufferPointer(rebasing: group.sum[range])
-                    for i in 0..<range.count { totalRange[i] += Self.roundedToUnit(Double(groupRange[i]) * Self.unitsPerOne) }
-                }
+                Self.addRounded(groups, into: total.value, range: range, fromZero: false)
             }
         }
+        count(groups)
+    }
+
+    /// A sum of `length` values holding the group sums `groups` (as ``add(groupSums:threads:)`` would add
+    /// them to an empty sum, without first filling it with zeros).
+    /// - Precondition: as for ``add(groupSums:threads:)``.
+    public init(summing groups: [GroupSum], length: Int, threads: Int) {
+        Self.check(groups, length: length)
+        sum = [Double](unsafeUninitializedCapacity: length) { total, initialized in
+            let target = UnsafeSendable(total)
+            Parallel.forEachRange(length, ways: threads) { range in
+                Self.addRounded(groups, into: target.value, range: range, fromZero: true)
+            }
+            initialized = length
+        }
+        count(groups)
+    }
+
+    /// One group's float sum with its total examples and number of updates.
+    public typealias GroupSum = (sum: UnsafeBufferPointer<Float>, examples: Int, updates: Int)
+
+    private static func check(_ groups: [GroupSum], length: Int) {
+        precondition(
+            groups.allSatisfy { $0.sum.count == length && $0.updates >= 1 && $0.examples >= $0.updates },
+            "a group sum of the wrong length or count")
+    }
+
+    private mutating func count(_ groups: [GroupSum]) {
         for group in groups {
             totalExamples += group.examples
             count += group.updates
+        }
+    }
+
+    /// total[range] (+)= Σ rounded(group[range]), a block at a time so each block of the total stays in
+    /// cache while every group is added to it; `fromZero` starts the blocks at zero (uninitialized memory).
+    private static func addRounded(_ groups: [GroupSum], into total: UnsafeMutableBufferPointer<Double>, range: Range<Int>, fromZero: Bool) {
+        let block = 2_048
+        for start in stride(from: range.lowerBound, to: range.upperBound, by: block) {
+            let part = start..<min(start + block, range.upperBound)
+            let totalBlock = UnsafeMutableBufferPointer(rebasing: total[part])
+            if fromZero { totalBlock.initialize(repeating: 0) }
+            for group in groups {
+                let groupBlock = UnsafeBufferPointer(rebasing: group.sum[part])
+                for i in 0..<part.count { totalBlock[i] += roundedToUnit(Double(groupBlock[i]) * unitsPerOne) }
+            }
         }
     }
 

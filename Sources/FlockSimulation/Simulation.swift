@@ -180,6 +180,8 @@ public struct Simulation: Sendable {
     public func run(onRound: (RoundReport) -> Void = { _ in }) throws(CoreError) -> Summary {
         let o = options
         try o.validate()
+        // Thread start-up belongs to the run's set-up, not to its first round.
+        Parallel.startWorkers()
         var train = try Dataset.loadCSV(path: o.trainPath)
         var eval = try Dataset.loadCSV(path: o.evalPath)
         let classes = max(train.classCount, eval.classCount)
@@ -229,6 +231,17 @@ public struct Simulation: Sendable {
             let m = try Model(spec: spec, seed: 0)
             m.threads = 1
             return m
+        }
+        // The round's sum and mean, made here and kept from round to round so that no round allocates them.
+        var roundSum = WeightedAverage(length: 0)
+        var decodedMean: [Float] = []
+        if o.secureAggregation == nil {
+            let length: Int
+            do { length = try PlainCodec(o.codec, length: global.parameterCount, seed: 0).decodedLength } catch {
+                throw CoreError(.invalidArgument, error.message)
+            }
+            roundSum = WeightedAverage(length: length)
+            decodedMean = [Float](repeating: 0, count: length)
         }
         // Each worker's group sums, up to 32 MB in all.
         let slots = (0..<o.threads).map { _ in GroupSumSlots(length: global.parameterCount, budgetBytes: 32 << 20 / max(1, o.threads)) }
@@ -299,10 +312,10 @@ public struct Simulation: Sendable {
                 }
                 let trained = try Self.trainInParallel(
                     selected: selected, edges: edges, workers: workers, slots: slots, global: served, plan: plan, seed: roundSeed,
-                    codec: codec, edgeStates: edgeStates, threads: o.threads)
-                let average = try Self.accept(trained, selected: selected, round: round)
+                    codec: codec, edgeStates: edgeStates, threads: o.threads, into: &roundSum)
+                try Self.accept(trained, sum: roundSum, selected: selected, round: round)
                 // A NaN or infinity in any update makes the mean's value there NaN or infinite too.
-                let decodedMean = average.mean()
+                roundSum.mean(into: &decodedMean)
                 guard decodedMean.allSatisfy(\.isFinite) else {
                     throw CoreError(.invalidData, "round \(round): an update holds NaN or infinite values (local training diverged; lower --lr)")
                 }
@@ -312,9 +325,9 @@ public struct Simulation: Sendable {
                 }
                 state.apply(meanDelta: mean, threads: o.threads)
                 report = RoundReport(
-                    round: round, accuracy: 0, loss: 0, participants: average.count, seconds: Date().timeIntervalSince(start),
+                    round: round, accuracy: 0, loss: 0, participants: roundSum.count, seconds: Date().timeIntervalSince(start),
                     trainingSeconds: trained.trainingSeconds.max() ?? 0,
-                    uploadBytes: trained.uploadBytes ?? average.count * codec.payloadBytes, downloadBytes: downloadBytes)
+                    uploadBytes: trained.uploadBytes ?? roundSum.count * codec.payloadBytes, downloadBytes: downloadBytes)
             }
             try global.setParameters(state.weights)
             let metrics = global.evaluate(eval)
@@ -343,10 +356,9 @@ public struct Simulation: Sendable {
     /// Runs the server's round logic over the trained edges: every update goes through the state machine.
     /// In-process edges have no stragglers, so no over-selection: the target is the K selected, and every
     /// edge that trained is accepted (the workers have already added its update to the sum).
-    /// - Returns: the round's sum of updates.
+    /// `sum` is the round's sum of updates, checked to hold at least one.
     /// - Throws: ``CoreError/Code/invalidData`` when no edge held data.
-    private static func accept(_ trained: ParallelRound, selected: [Int], round: Int) throws(CoreError) -> WeightedAverage {
-        let average = trained.sum
+    private static func accept(_ trained: ParallelRound, sum average: WeightedAverage, selected: [Int], round: Int) throws(CoreError) {
         var machine = RoundStateMachine(configuration: .init(target: selected.count, minimumUpdates: 1, overSelection: 0, timeout: .infinity))
         let ids = selected.map { "edge-\($0)" }
         do {
@@ -366,15 +378,12 @@ public struct Simulation: Sendable {
             throw CoreError(.invalidData, "round \(round): no selected edge holds any data")
         }
         _ = try? machine.receive(.aggregated(round: round))
-        return average
     }
 
     /// One round's local training over the workers.
     struct ParallelRound {
         /// Per selected edge, in selection order.
         var results: [LocalTraining]
-        /// The example-weighted sum of every update.
-        var sum: WeightedAverage
         /// Seconds each worker spent in local training.
         var trainingSeconds: [Double]
         /// Payload bytes of a compressing codec's updates (nil for `f32`).
@@ -388,7 +397,7 @@ public struct Simulation: Sendable {
     /// depend on the number of workers or on which worker took which group.
     private static func trainInParallel(
         selected: [Int], edges: [Dataset], workers: [Model], slots: [GroupSumSlots], global: [Float], plan: LocalTrainingPlan, seed: UInt64,
-        codec: PlainCodec, edgeStates: ErrorFeedbackStore<Int>, threads: Int
+        codec: PlainCodec, edgeStates: ErrorFeedbackStore<Int>, threads: Int, into total: inout WeightedAverage
     ) throws(CoreError) -> ParallelRound {
         let groups = Self.groups(positions: selected.count, size: Self.groupSize(selected: selected.count))
         let groupCount = groups.count
@@ -454,14 +463,15 @@ public struct Simulation: Sendable {
         }
         let trainingSeconds = perWorker.map(\.2)
         let uploadBytes = perWorker.reduce(0) { $0 + $1.3 }
-        var total = WeightedAverage(summing: slots.flatMap(\.groupSums), length: codec.decodedLength, threads: threads)
+        if total.length != codec.decodedLength { total = WeightedAverage(length: codec.decodedLength) }
+        total.reset(summing: slots.flatMap(\.groupSums), threads: threads)
         for s in slots { s.empty() }
         for case let sum? in perWorker.map(\.1) { total.merge(sum) }
         let results = try outcomes.map { result throws(CoreError) -> LocalTraining in try result!.get() }
         if case .f32 = codec {
-            return ParallelRound(results: results, sum: total, trainingSeconds: trainingSeconds, uploadBytes: nil)
+            return ParallelRound(results: results, trainingSeconds: trainingSeconds, uploadBytes: nil)
         }
-        return ParallelRound(results: results, sum: total, trainingSeconds: trainingSeconds, uploadBytes: uploadBytes)
+        return ParallelRound(results: results, trainingSeconds: trainingSeconds, uploadBytes: uploadBytes)
     }
 
     /// Splits selection positions `0..<positions` into consecutive groups of `size` (the last may be

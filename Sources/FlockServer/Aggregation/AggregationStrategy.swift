@@ -280,17 +280,18 @@ public struct WeightedAverage: Sendable {
         count(groups)
     }
 
-    /// A sum of `length` values holding the group sums `groups` (as ``add(groupSums:threads:)`` would add
-    /// them to an empty sum, without first filling it with zeros).
+    /// Replaces everything in this sum by the group sums `groups` (as ``add(groupSums:threads:)`` would add
+    /// them to an empty sum), reusing its storage: a simulation keeps one sum for all its rounds.
     /// - Precondition: as for ``add(groupSums:threads:)``.
-    public init(summing groups: [GroupSum], length: Int, threads: Int) {
-        Self.check(groups, length: length)
-        sum = [Double](unsafeUninitializedCapacity: length) { total, initialized in
-            let target = UnsafeSendable(total)
-            Parallel.forEachRange(length, ways: threads) { range in
-                Self.addRounded(groups, into: target.value, range: range, fromZero: true)
+    public mutating func reset(summing groups: [GroupSum], threads: Int) {
+        Self.check(groups, length: sum.count)
+        totalExamples = 0
+        count = 0
+        sum.withUnsafeMutableBufferPointer { total in
+            let total = UnsafeSendable(total)
+            Parallel.forEachRange(total.value.count, ways: threads) { range in
+                Self.addRounded(groups, into: total.value, range: range, fromZero: true)
             }
-            initialized = length
         }
         count(groups)
     }
@@ -312,13 +313,13 @@ public struct WeightedAverage: Sendable {
     }
 
     /// total[range] (+)= Σ rounded(group[range]), a block at a time so each block of the total stays in
-    /// cache while every group is added to it; `fromZero` starts the blocks at zero (uninitialized memory).
+    /// cache while every group is added to it; `fromZero` starts the blocks at zero.
     private static func addRounded(_ groups: [GroupSum], into total: UnsafeMutableBufferPointer<Double>, range: Range<Int>, fromZero: Bool) {
         let block = 2_048
         for start in stride(from: range.lowerBound, to: range.upperBound, by: block) {
             let part = start..<min(start + block, range.upperBound)
             let totalBlock = UnsafeMutableBufferPointer(rebasing: total[part])
-            if fromZero { totalBlock.initialize(repeating: 0) }
+            if fromZero { totalBlock.update(repeating: 0) }
             for group in groups {
                 let groupBlock = UnsafeBufferPointer(rebasing: group.sum[part])
                 for i in 0..<part.count { totalBlock[i] += roundedToUnit(Double(groupBlock[i]) * unitsPerOne) }
@@ -353,12 +354,20 @@ public struct WeightedAverage: Sendable {
     /// The weighted mean Σ n_i Δ_i / Σ n_i.
     /// - Precondition: at least one update was added.
     public func mean() -> [Float] {
+        var out: [Float] = []
+        mean(into: &out)
+        return out
+    }
+
+    /// The weighted mean Σ n_i Δ_i / Σ n_i written into `out` (resized to ``length``; its storage is reused).
+    /// - Precondition: at least one update was added.
+    public func mean(into out: inout [Float]) {
         precondition(totalExamples > 0, "no updates to average")
         let inv = 1 / (Double(totalExamples) * Self.unitsPerOne)
-        return sum.withUnsafeBufferPointer { total in
-            [Float](unsafeUninitializedCapacity: total.count) { out, initialized in
+        if out.count != sum.count { out = [Float](repeating: 0, count: sum.count) }
+        sum.withUnsafeBufferPointer { total in
+            out.withUnsafeMutableBufferPointer { out in
                 for i in 0..<total.count { out[i] = Float(total[i] * inv) }
-                initialized = total.count
             }
         }
     }

@@ -158,9 +158,15 @@ public struct SecAggServer: Sendable {
         droppedPerPhase[3] = masked.count - responses.count
         var total = sum
         let t = configuration.threshold
+        // Every revealed share once, by owner (not every response searched for each owner: n² lookups).
+        var seedPieces: [String: [Shamir.Share]] = [:], keyPieces: [String: [Shamir.Share]] = [:]
+        for response in responses.values {
+            for (owner, share) in response.seedShares { seedPieces[owner, default: []].append(share) }
+            for (owner, share) in response.keyShares { keyPieces[owner, default: []].append(share) }
+        }
         var terms = [MaskStream.Term]()
         for owner in masked.sorted() {
-            let pieces = responses.values.compactMap { $0.seedShares[owner] }
+            let pieces = seedPieces[owner] ?? []
             let seed: SecretBytes
             do { seed = try Shamir.combine(pieces, threshold: t) } catch {
                 throw SecAggError(.tooFewSurvivors, "\(pieces.count) shares of \(owner)'s self mask came back; \(t) needed")
@@ -169,7 +175,7 @@ public struct SecAggServer: Sendable {
         }
         let droppedAfterSharing = Set(shares.keys).subtracting(masked)
         for gone in droppedAfterSharing.sorted() {
-            let pieces = responses.values.compactMap { $0.keyShares[gone] }
+            let pieces = keyPieces[gone] ?? []
             let key: X25519.KeyPair
             do { key = try X25519.KeyPair(privateKey: Shamir.combine(pieces, threshold: t)) } catch {
                 throw SecAggError(.tooFewSurvivors, "\(pieces.count) shares of \(gone)'s masking key came back; \(t) needed")

@@ -153,10 +153,17 @@ struct NeighbourGraph: Sendable {
     /// The neighbours of `id` (not including it), sorted; empty for a non-participant.
     func neighbours(of id: String) -> [String] { lists[id] ?? [] }
 
-    /// The share index (x coordinate, 1-based) that `holder` gets for secrets of `owner`.
+    /// The share index (x coordinate, 1-based) that `holder` gets for secrets of `owner`: its place in the
+    /// sorted list of `owner`'s neighbours with `owner` itself; nil when it is neither.
     func shareIndex(owner: String, holder: String) -> UInt8? {
-        let group = (neighbours(of: owner) + [owner]).sorted()
-        guard lists[owner] != nil, let i = group.firstIndex(of: holder) else { return nil }
-        return UInt8(i + 1)
+        guard let list = lists[owner] else { return nil }
+        // Neighbours sorting before `holder`, by binary search in the sorted list (no list built per call).
+        var low = 0, high = list.count
+        while low < high {
+            let middle = (low + high) / 2
+            if list[middle] < holder { low = middle + 1 } else { high = middle }
+        }
+        guard holder == owner || (low < list.count && list[low] == holder) else { return nil }
+        return UInt8(low + (owner < holder ? 1 : 0) + 1)
     }
 }

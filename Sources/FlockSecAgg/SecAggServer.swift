@@ -68,7 +68,8 @@ public struct SecAggServer: Sendable {
         guard phase == .sharing else { throw SecAggError(.wrongPhase, "shares from \(id) arrived outside their phase") }
         guard advertisements[id] != nil else { throw SecAggError(.notAllowed, "\(id) did not advertise keys") }
         guard shares[id] == nil else { throw SecAggError(.duplicate, "\(id) already sent its shares") }
-        let allowed = Set(graph.neighbours(of: id)).intersection(advertisements.keys)
+        // Filtering the few neighbours, not intersecting with every advertiser's id (n per edge, n² a round).
+        let allowed = Set(graph.neighbours(of: id).filter { advertisements[$0] != nil })
         var seen = Set<String>()
         for share in sent {
             try check(id, round: share.round, phase: .sharing)
@@ -120,12 +121,11 @@ public struct SecAggServer: Sendable {
         try requireThreshold(masked.count, "sent masked inputs")
         droppedPerPhase[2] = shares.count - masked.count
         phase = .unmasking
-        let sharedKeys = Set(shares.keys)
         for id in masked {
-            let group = Set(graph.neighbours(of: id)).intersection(sharedKeys)
+            let group = Set(graph.neighbours(of: id).filter { shares[$0] != nil })
             requests[id] = UnmaskRequest(
-                round: configuration.round, survivors: group.intersection(masked).union([id]).sorted(),
-                dropped: group.subtracting(masked).sorted())
+                round: configuration.round, survivors: group.filter { masked.contains($0) }.union([id]).sorted(),
+                dropped: group.filter { !masked.contains($0) }.sorted())
         }
         return requests
     }
@@ -181,7 +181,7 @@ public struct SecAggServer: Sendable {
                 throw SecAggError(.tooFewSurvivors, "\(pieces.count) shares of \(gone)'s masking key came back; \(t) needed")
             }
             // Each surviving neighbour u added sign(u, gone) * PRG(s(u, gone)); take it out again.
-            for u in Set(graph.neighbours(of: gone)).intersection(masked).sorted() {
+            for u in Set(graph.neighbours(of: gone).filter { masked.contains($0) }).sorted() {
                 let seed: SecretBytes
                 do { seed = try key.sharedKey(with: advertisements[u]!.maskingKey, context: configuration.maskContext) } catch {
                     throw SecAggError(.malformed, "\(u): \(error.message)")

@@ -28,6 +28,11 @@ let package = Package(
             providers: [.apt(["libsodium-dev"])]
         ),
         .systemLibrary(
+            name: "CLibCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .systemLibrary(
             name: "COpenBLAS",
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
@@ -41,8 +46,8 @@ let package = Package(
         // Worker threads for parallel loops (woken in microseconds, unlike libdispatch's idle pool).
         .target(name: "FlockParallel"),
 
-        // Safe Swift over libsodium.
-        .target(name: "FlockCrypto", dependencies: ["CSodium", "FlockParallel"]),
+        // Safe Swift over libsodium (and OpenSSL's libcrypto for its faster ChaCha20 keystream).
+        .target(name: "FlockCrypto", dependencies: ["CSodium", "CLibCrypto", "FlockParallel"]),
 
         // The shared training core: tensors, layers, models, optimizers, data, model files.
         .target(

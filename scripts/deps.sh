@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Flock's build, tests and data script need, and nothing when it is all there.
 #
-#   apt (Debian/Ubuntu): libsodium-dev libopenblas-dev libsqlite3-dev pkg-config
+#   apt (Debian/Ubuntu): libsodium-dev libssl-dev libopenblas-dev libsqlite3-dev pkg-config
 #                        protobuf-compiler python3 python3-pip zlib1g-dev
 #   pip (for $PYTHON):   mlxtend scikit-learn onnx onnxruntime (onnx export tests)
 #
@@ -13,7 +13,7 @@
 set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
-APT_PACKAGES=(libsodium-dev libopenblas-dev libsqlite3-dev pkg-config protobuf-compiler python3 python3-pip zlib1g-dev)
+APT_PACKAGES=(libsodium-dev libssl-dev libopenblas-dev libsqlite3-dev pkg-config protobuf-compiler python3 python3-pip zlib1g-dev)
 PIP_PACKAGES=(mlxtend scikit-learn onnx onnxruntime)
 
 SUDO=""

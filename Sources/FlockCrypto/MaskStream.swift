@@ -3,11 +3,29 @@ import Dispatch
 import FlockParallel
 
 /// The pseudorandom generator of secure aggregation masks: a 32-byte seed expanded by the ChaCha20 stream
-/// cipher (RFC 8439, libsodium's `crypto_stream_chacha20_ietf`, zero nonce, block counter from 0) into
-/// little-endian UInt32 words. Both parties of a pairwise mask expand the same seed to the same words.
+/// cipher (RFC 8439, zero nonce, block counter from 0) into little-endian UInt32 words. Both parties of a
+/// pairwise mask expand the same seed to the same words.
+///
+/// Two implementations of the same keystream are wrapped (``Backend``): OpenSSL's libcrypto, about 1.5x
+/// faster here, is used when it provides ChaCha20, libsodium otherwise; their words are identical, so
+/// edges and servers may use either.
 ///
 /// One seed gives at most 2^32 blocks (256 GiB); masks are far shorter.
 public enum MaskStream {
+    /// Which library expands the keystream. Both give the same words.
+    public enum Backend: String, Sendable, CaseIterable {
+        /// OpenSSL's libcrypto (`EVP_chacha20`, with an 8-block AVX2 path).
+        case libcrypto
+        /// libsodium's `crypto_stream_chacha20_ietf_xor_ic`.
+        case libsodium
+
+        /// libcrypto when it provides ChaCha20 on this machine, else libsodium.
+        public static var fastest: Backend { LibCryptoChaCha20.isAvailable ? .libcrypto : .libsodium }
+
+        /// False only for libcrypto when its loaded providers lack ChaCha20.
+        public var isAvailable: Bool { self == .libsodium || LibCryptoChaCha20.isAvailable }
+    }
+
     /// Seed bytes.
     public static let seedBytes = 32
 
@@ -44,8 +62,10 @@ public enum MaskStream {
     /// Adds every term's stream into `vector`, modulo 2^32, in one pass: the vector is walked in blocks of
     /// 16 KiB and each block takes all the streams while it is in cache. `threads` > 1 splits the vector
     /// into that many ranges expanded at once (each range starts its streams at its own block counter).
-    public static func add(_ terms: [Term], into vector: inout [UInt32], threads: Int = 1) {
+    /// - Precondition: `backend.isAvailable`.
+    public static func add(_ terms: [Term], into vector: inout [UInt32], threads: Int = 1, backend: Backend = .fastest) {
         guard !terms.isEmpty, !vector.isEmpty else { return }
+        precondition(backend.isAvailable, "libcrypto provides no ChaCha20 here")
         Sodium.ensureInitialized()
         let blocks = (vector.count + blockWords - 1) / blockWords
         let parts = max(1, min(threads, blocks))
@@ -55,17 +75,23 @@ public enum MaskStream {
             WorkerPool.shared.run(parts) { p in
                 let first = blocks * p / parts * blockWords
                 let end = min(count, blocks * (p + 1) / parts * blockWords)
-                addRange(terms, into: base.pointer, words: first..<end)
+                switch backend {
+                case .libcrypto: addRangeLibCrypto(terms, into: base.pointer, words: first..<end)
+                case .libsodium: addRange(terms, into: base.pointer, words: first..<end)
+                }
             }
         }
     }
 
-    /// libsodium's raw ChaCha20 keystream rate on this machine, in bytes per second on one core: the best of
-    /// 3 runs over `bytes` bytes, generated in 1 MiB calls (for benchmarks: the limit mask expansion can
-    /// approach).
-    public static func keystreamBytesPerSecond(bytes: Int = 64 << 20) -> Double {
+    /// A library's raw ChaCha20 keystream rate on this machine, in bytes per second on one core: the best
+    /// of 3 runs over `bytes` bytes, one key, generated in 16 KiB calls (for benchmarks: the limit mask
+    /// expansion can approach).
+    /// - Precondition: `backend.isAvailable`.
+    public static func keystreamBytesPerSecond(bytes: Int = 64 << 20, backend: Backend = .libsodium) -> Double {
+        precondition(backend.isAvailable, "libcrypto provides no ChaCha20 here")
         Sodium.ensureInitialized()
-        let chunk = 1 << 20
+        let chunk = LibCryptoChaCha20.maximumCallBytes
+        let calls = max(1, bytes / chunk)
         let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: chunk)
         defer { buffer.deallocate() }
         buffer.initialize(repeating: 0, count: chunk)
@@ -74,11 +100,17 @@ public enum MaskStream {
         var best = 0.0
         for _ in 0..<3 {
             let start = DispatchTime.now().uptimeNanoseconds
-            for c in 0..<max(1, bytes / chunk) {
-                _ = crypto_stream_chacha20_ietf_xor_ic(buffer, buffer, UInt64(chunk), nonce, UInt32(c * chunk / 64), key)
+            switch backend {
+            case .libsodium:
+                for c in 0..<calls {
+                    _ = crypto_stream_chacha20_ietf_xor_ic(buffer, buffer, UInt64(chunk), nonce, UInt32(c * chunk / 64), key)
+                }
+            case .libcrypto:
+                let stream = key.withUnsafeBytes { LibCryptoChaCha20(key: $0, counter: 0) }!
+                for _ in 0..<calls { stream.next(chunk, into: buffer) }
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            best = max(best, Double(max(1, bytes / chunk) * chunk) / seconds)
+            best = max(best, Double(calls * chunk) / seconds)
         }
         return best
     }
@@ -104,6 +136,32 @@ public enum MaskStream {
                         _ = crypto_stream_chacha20_ietf_xor_ic(bytes, bytes, UInt64(n * 4), iv.baseAddress!, counter, key.baseAddress!)
                     }
                 }
+                if term.sign == 1 {
+                    for i in 0..<n { out[i] &+= UInt32(littleEndian: block[i]) }
+                } else {
+                    for i in 0..<n { out[i] &-= UInt32(littleEndian: block[i]) }
+                }
+            }
+            start += n
+        }
+    }
+}
+
+extension MaskStream {
+    /// ``addRange(_:into:words:)`` with libcrypto: one keystream per term for the whole range, each written
+    /// straight into the block buffer (libcrypto reads a shared buffer of zeros, so nothing is cleared).
+    fileprivate static func addRangeLibCrypto(_ terms: [Term], into vector: UnsafeMutablePointer<UInt32>, words range: Range<Int>) {
+        let streams = terms.map { term in
+            term.seed.withUnsafe { key in LibCryptoChaCha20(key: UnsafeRawBufferPointer(key), counter: UInt32(range.lowerBound / 16)) }!
+        }
+        let block = UnsafeMutablePointer<UInt32>.allocate(capacity: blockWords)
+        defer { block.deallocate() }
+        var start = range.lowerBound
+        while start < range.upperBound {
+            let n = min(blockWords, range.upperBound - start)
+            let out = vector + start
+            for (term, stream) in zip(terms, streams) {
+                stream.next(n * 4, into: block)
                 if term.sign == 1 {
                     for i in 0..<n { out[i] &+= UInt32(littleEndian: block[i]) }
                 } else {

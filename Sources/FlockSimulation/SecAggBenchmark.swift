@@ -1,4 +1,5 @@
 import FlockCore
+import FlockCrypto
 import FlockSecAgg
 import FlockServer
 import Foundation
@@ -105,12 +106,12 @@ public struct SecAggBenchmark: Sendable {
     }
 
     /// The table of `rows`, with the ChaCha20 keystream rate of this machine for the ratio column.
-    public static func render(_ rows: [Row], chachaBytesPerSecond: Double) -> String {
+    public static func render(_ rows: [Row], chachaBytesPerSecond: Double, libcryptoBytesPerSecond: Double?) -> String {
         func ms(_ s: Double) -> String { String(format: s < 0.01 ? "%.2f" : "%.0f", s * 1000) }
         let table = TextTable(
             header: [
                 "n", "d", "drop", "graph", "k", "t", "client ms adv/share/mask/unmask", "server ms adv/share/mask/unmask",
-                "KB/edge", "mask GB/s", "of ChaCha20",
+                "KB/edge", "mask GB/s", "of libsodium", "of libcrypto",
             ],
             rows: rows.map { r in
                 [
@@ -118,8 +119,12 @@ public struct SecAggBenchmark: Sendable {
                     r.clientSeconds.map(ms).joined(separator: " / "), r.serverSeconds.map(ms).joined(separator: " / "),
                     String(format: "%.0f", Double(r.bytesPerEdge) / 1000), String(format: "%.2f", r.maskBytesPerSecond / 1e9),
                     String(format: "%.2f", r.maskBytesPerSecond / chachaBytesPerSecond),
+                    libcryptoBytesPerSecond.map { String(format: "%.2f", r.maskBytesPerSecond / $0) } ?? "-",
                 ]
             })
-        return String(format: "libsodium ChaCha20 keystream on this machine: %.2f GB/s per core\n", chachaBytesPerSecond / 1e9) + table.render()
+        let libcrypto = libcryptoBytesPerSecond.map { String(format: "%.2f GB/s", $0 / 1e9) } ?? "not available"
+        return String(
+            format: "ChaCha20 keystream on this machine, per core: libsodium %.2f GB/s, libcrypto %@; masks are expanded by %@\n",
+            chachaBytesPerSecond / 1e9, libcrypto, MaskStream.Backend.fastest.rawValue) + table.render()
     }
 }

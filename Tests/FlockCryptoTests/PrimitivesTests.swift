@@ -80,6 +80,29 @@ import Testing
         #expect(masked == original)
     }
 
+    @Test func libcryptoAndLibsodiumExpandTheSameMaskWords() {
+        #expect(MaskStream.Backend.libcrypto.isAvailable, "Debian's libcrypto provides ChaCha20")
+        #expect(MaskStream.Backend.fastest == .libcrypto)
+        // Several terms of both signs, lengths around the 4,096-word block and not multiples of 16, and the
+        // vector split over threads so ranges start their streams at a block counter other than 0.
+        var rng = SystemRandomNumberGenerator()
+        for (count, threads) in [(1, 1), (15, 1), (4_095, 1), (4_097, 2), (200_003, 2), (200_003, 5)] {
+            let terms = (0..<4).map { i in MaskStream.Term(seed: SecretBytes.random(count: 32), sign: i % 2 == 0 ? 1 : -1) }
+            let original = (0..<count).map { _ in UInt32.random(in: .min ... .max, using: &rng) }
+            var bySodium = original
+            var byLibCrypto = original
+            MaskStream.add(terms, into: &bySodium, threads: threads, backend: .libsodium)
+            MaskStream.add(terms, into: &byLibCrypto, threads: threads, backend: .libcrypto)
+            #expect(bySodium == byLibCrypto, "count \(count), threads \(threads)")
+            #expect(count < 16 || bySodium != original)
+        }
+        // The known answer above holds for libsodium too.
+        let seed = SecretBytes((0..<32).map { UInt8($0) })
+        var words = [UInt32](repeating: 0, count: 4_098)
+        MaskStream.add([MaskStream.Term(seed: seed, sign: 1)], into: &words, backend: .libsodium)
+        #expect(Array(words[4_095...4_097]) == [0x7096_311a, 0xc324_1118, 0x7bcc_131a])
+    }
+
     @Test func anyThresholdOfShamirSharesReconstructsAndFewerDoNot() throws {
         let secret = SecretBytes.random(count: 32)
         for (threshold, count) in [(1, 1), (2, 3), (5, 9), (171, 255)] {

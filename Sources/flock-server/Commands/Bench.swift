@@ -125,7 +125,9 @@ struct Bench: ParsableCommand {
                 costliest case, as in Bonawitz et al. 2017). Client times are medians over edges, each on one \
                 core; server times are on one core. Every run checks that the unmasked sum equals the \
                 survivors' plain sum exactly. "mask GB/s" is the bytes of mask keystream a client adds per \
-                second in the masked-input phase; "of ChaCha20" divides it by libsodium's raw keystream rate.
+                second in the masked-input phase; "of libsodium" divides it by libsodium's raw ChaCha20 keystream \
+                rate and "of libcrypto" by OpenSSL libcrypto's, the faster of the two, which expands the masks \
+                (the same keystream).
                 Where the default threshold (two thirds of a neighbourhood) would abort the round because a \
                 neighbourhood keeps fewer survivors, t is lowered to the fewest survivors (the t column).
                 The complete graph is skipped where n * n * d exceeds --complete-limit (it grows with n^2).
@@ -186,8 +188,12 @@ struct Bench: ParsableCommand {
                 for drop in [0, 0.1, 0.3] { configurations.append((255, 100_000, drop, true)) }
                 for drop in [0, 0.1, 0.3] { configurations.append((500, 100_000, drop, false)) }
             }
-            let chacha = MaskStream.keystreamBytesPerSecond()
-            StandardError.line(String(format: "bench secagg: ChaCha20 %.2f GB/s per core; %d configurations", chacha / 1e9, configurations.count))
+            let chacha = MaskStream.keystreamBytesPerSecond(backend: .libsodium)
+            let libcrypto = MaskStream.Backend.libcrypto.isAvailable ? MaskStream.keystreamBytesPerSecond(backend: .libcrypto) : nil
+            StandardError.line(String(
+                format: "bench secagg: ChaCha20 per core %.2f GB/s (libsodium), %@ (libcrypto); masks use %@; %d configurations",
+                chacha / 1e9, libcrypto.map { String(format: "%.2f GB/s", $0 / 1e9) } ?? "not available",
+                MaskStream.Backend.fastest.rawValue, configurations.count))
             var rows = [SecAggBenchmark.Row]()
             do {
                 for (i, (count, length, drop, complete)) in configurations.enumerated() {
@@ -206,15 +212,21 @@ struct Bench: ParsableCommand {
             if json {
                 struct Output: Encodable {
                     let chacha20BytesPerSecond: Double
+                    let libcryptoChacha20BytesPerSecond: Double?
+                    let maskBackend: String
                     let rows: [SecAggBenchmark.Row]
                     enum CodingKeys: String, CodingKey {
                         case chacha20BytesPerSecond = "chacha20_bytes_per_second"
+                        case libcryptoChacha20BytesPerSecond = "libcrypto_chacha20_bytes_per_second"
+                        case maskBackend = "mask_backend"
                         case rows
                     }
                 }
-                print(JSONOutput.line(Output(chacha20BytesPerSecond: chacha, rows: rows)))
+                print(JSONOutput.line(Output(
+                    chacha20BytesPerSecond: chacha, libcryptoChacha20BytesPerSecond: libcrypto,
+                    maskBackend: MaskStream.Backend.fastest.rawValue, rows: rows)))
             } else {
-                print(SecAggBenchmark.render(rows, chachaBytesPerSecond: chacha))
+                print(SecAggBenchmark.render(rows, chachaBytesPerSecond: chacha, libcryptoBytesPerSecond: libcrypto))
             }
         }
     }

@@ -75,10 +75,7 @@ public enum MaskStream {
             WorkerPool.shared.run(parts) { p in
                 let first = blocks * p / parts * blockWords
                 let end = min(count, blocks * (p + 1) / parts * blockWords)
-                switch backend {
-                case .libcrypto: addRangeLibCrypto(terms, into: base.pointer, words: first..<end)
-                case .libsodium: addRange(terms, into: base.pointer, words: first..<end)
-                }
+                addRange(terms, into: base.pointer, words: first..<end, backend: backend)
             }
         }
     }
@@ -115,25 +112,34 @@ public enum MaskStream {
         return best
     }
 
-    /// Words generated per libsodium call: 256 ChaCha20 blocks of 64 bytes.
-    private static let blockWords = 4_096
+    /// Words generated per keystream call: 256 ChaCha20 blocks of 64 bytes (16 KiB).
+    private static let blockWords = LibCryptoChaCha20.maximumCallBytes / 4
 
     /// Adds the streams' words `range` into `vector[range]`. `range.lowerBound` is a multiple of 16.
-    private static func addRange(_ terms: [Term], into vector: UnsafeMutablePointer<UInt32>, words range: Range<Int>) {
+    /// libcrypto keeps one keystream per term for the whole range and writes it straight into the block
+    /// (it reads a shared buffer of zeros); libsodium is called per block at the block's counter, on a
+    /// cleared block.
+    private static func addRange(_ terms: [Term], into vector: UnsafeMutablePointer<UInt32>, words range: Range<Int>, backend: Backend) {
+        let streams = backend == .libsodium ? nil : terms.map { term in
+            term.seed.withUnsafe { key in LibCryptoChaCha20(key: UnsafeRawBufferPointer(key), counter: UInt32(range.lowerBound / 16)) }!
+        }
         let nonce = [UInt8](repeating: 0, count: Int(crypto_stream_chacha20_ietf_NONCEBYTES))
         let block = UnsafeMutablePointer<UInt32>.allocate(capacity: blockWords)
         defer { block.deallocate() }
         var start = range.lowerBound
         while start < range.upperBound {
             let n = min(blockWords, range.upperBound - start)
-            let counter = UInt32(start / 16)
             let out = vector + start
-            for term in terms {
-                block.update(repeating: 0, count: n)
-                let bytes = UnsafeMutableRawPointer(block).assumingMemoryBound(to: UInt8.self)
-                nonce.withUnsafeBufferPointer { iv in
-                    term.seed.withUnsafe { key in
-                        _ = crypto_stream_chacha20_ietf_xor_ic(bytes, bytes, UInt64(n * 4), iv.baseAddress!, counter, key.baseAddress!)
+            for (t, term) in terms.enumerated() {
+                if let streams {
+                    streams[t].next(n * 4, into: block)
+                } else {
+                    block.update(repeating: 0, count: n)
+                    let bytes = UnsafeMutableRawPointer(block).assumingMemoryBound(to: UInt8.self)
+                    nonce.withUnsafeBufferPointer { iv in
+                        term.seed.withUnsafe { key in
+                            _ = crypto_stream_chacha20_ietf_xor_ic(bytes, bytes, UInt64(n * 4), iv.baseAddress!, UInt32(start / 16), key.baseAddress!)
+                        }
                     }
                 }
                 if term.sign == 1 {
@@ -147,33 +153,7 @@ public enum MaskStream {
     }
 }
 
-extension MaskStream {
-    /// ``addRange(_:into:words:)`` with libcrypto: one keystream per term for the whole range, each written
-    /// straight into the block buffer (libcrypto reads a shared buffer of zeros, so nothing is cleared).
-    fileprivate static func addRangeLibCrypto(_ terms: [Term], into vector: UnsafeMutablePointer<UInt32>, words range: Range<Int>) {
-        let streams = terms.map { term in
-            term.seed.withUnsafe { key in LibCryptoChaCha20(key: UnsafeRawBufferPointer(key), counter: UInt32(range.lowerBound / 16)) }!
-        }
-        let block = UnsafeMutablePointer<UInt32>.allocate(capacity: blockWords)
-        defer { block.deallocate() }
-        var start = range.lowerBound
-        while start < range.upperBound {
-            let n = min(blockWords, range.upperBound - start)
-            let out = vector + start
-            for (term, stream) in zip(terms, streams) {
-                stream.next(n * 4, into: block)
-                if term.sign == 1 {
-                    for i in 0..<n { out[i] &+= UInt32(littleEndian: block[i]) }
-                } else {
-                    for i in 0..<n { out[i] &-= UInt32(littleEndian: block[i]) }
-                }
-            }
-            start += n
-        }
-    }
-}
-
-/// A pointer handed to the workers of ``MaskStream/add(_:into:threads:)``.
+/// A pointer handed to the workers of ``MaskStream/add(_:into:threads:backend:)``.
 ///
 /// @unchecked Sendable: each worker writes its own disjoint range, and `WorkerPool.run` joins them all
 /// before the buffer's owner reads it again.

@@ -371,7 +371,7 @@ public final class Registry: Sendable {
             let size = (try? FileManager.default.attributesOfItem(atPath: store.path(of: hash))[.size] as? Int64) ?? 0
             store.remove(hash)
             removed.append(hash)
-            freed += size ?? 0
+            freed += size
         }
         if let enumerator = FileManager.default.enumerator(atPath: store.folder) {
             while let entry = enumerator.nextObject() as? String {

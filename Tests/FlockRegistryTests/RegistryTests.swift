@@ -36,7 +36,7 @@ func newVersion(seed: UInt64, parent: Int64? = nil, round: Int, accuracy: Double
         let folder = TestData.temporaryFolder()
         let path = RegistryReader.databasePath(dataDirectory: folder)
         try FileManager.default.createDirectory(atPath: RegistryReader.folder(dataDirectory: folder), withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: path, contents: Data())
+        #expect(FileManager.default.createFile(atPath: path, contents: Data()))
         do {
             let registry = try Registry(dataDirectory: folder)
             try registry.register(try newVersion(seed: 1, round: 1, accuracy: 0.8))

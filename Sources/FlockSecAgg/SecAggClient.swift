@@ -34,7 +34,7 @@ public struct SecAggClient: Sendable {
         guard configuration.participants.contains(id) else { throw SecAggError(.notAllowed, "\(id) does not take part in round \(configuration.round)") }
         self.id = id
         self.configuration = configuration
-        graph = NeighbourGraph(configuration)
+        graph = NeighbourGraph(configuration, around: id)
         neighbours = Set(graph.neighbours(of: id))
     }
 

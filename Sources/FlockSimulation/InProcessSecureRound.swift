@@ -72,13 +72,20 @@ struct InProcessSecureRound {
             return outcome
         }
         do {
-            // Phase 1: advertise keys.
+            // Phase 1: advertise keys (two X25519 key pairs per edge), on the workers.
+            let advertising = (0..<n).filter { stays(ids[$0], 0) }
+            let advertised = Parallel.map(advertising.count) { j -> Result<(SecAggClient, KeyAdvertisement, Double), SecAggError> in
+                Result { () throws(SecAggError) in
+                    let start = Date()
+                    var client = try SecAggClient(id: ids[advertising[j]], configuration: configuration)
+                    let advertisement = try client.advertise()
+                    return (client, advertisement, Date().timeIntervalSince(start))
+                }
+            }
             var clients = [SecAggClient?](repeating: nil, count: n)
-            for i in 0..<n where stays(ids[i], 0) {
-                let start = Date()
-                var client = try SecAggClient(id: ids[i], configuration: configuration)
-                let advertisement = try client.advertise()
-                outcome.clientSeconds[0][i] = Date().timeIntervalSince(start)
+            for (i, result) in zip(advertising, advertised) {
+                let (client, advertisement, seconds) = try result.get()
+                outcome.clientSeconds[0][i] = seconds
                 outcome.bytes[i] += 64
                 clients[i] = client
                 try timed(0) { () throws(SecAggError) in try server.receive(advertisement) }

@@ -168,4 +168,20 @@ import Testing
         let reseeded = SecAggConfiguration.make(round: 1, participants: ids, vectorLength: 1, graphSeed: 6)
         #expect(reseeded.neighbours(of: "edge-0") != configuration.neighbours(of: "edge-0"))
     }
+
+    @Test func theServersWholeGraphAgreesWithEachEdgesOwnPart() throws {
+        // An edge builds only its own and its neighbours' lists; the server builds all of them. The rosters
+        // the server relays are its lists: each must be the edge itself plus the neighbours the edge computed.
+        let ids = (0..<60).map { "edge-\($0)" }
+        let configuration = SecAggConfiguration.make(round: 3, participants: ids, vectorLength: 1, graphSeed: 11)
+        var server = try SecAggServer(configuration: configuration)
+        for id in ids {
+            var client = try SecAggClient(id: id, configuration: configuration)
+            try server.receive(client.advertise())
+        }
+        let rosters = try server.closeAdvertising()
+        for id in ids {
+            #expect(rosters[id]!.map(\.id).sorted() == ([id] + configuration.neighbours(of: id)).sorted())
+        }
+    }
 }

@@ -8,7 +8,7 @@
 #    PyTorch numbers were produced in this run, so both appear in one table.
 # 3. Runs `flock-server bench secagg`: client and server time per phase and bytes per edge for
 #    n in {10, 100, 500}, d in {10k, 200k, 1.6M}, 0/10/30% drop-out, secagg+ and complete
-#    (complete where n^2 d is at most 2e9), beside libsodium's ChaCha20 rate (about 2 minutes).
+#    (complete where n^2 d is at most 2e9), beside the ChaCha20 rates of libsodium and libcrypto (about 2 minutes).
 # 4. Runs `flock-server bench codecs`: upload bytes per edge, ratio to f32, accuracy and coding time
 #    of each update codec on the mnist5k simulate run, iid and shards, with and without secure
 #    aggregation (about 1 minute).
@@ -60,7 +60,7 @@ echo "== Flock: flock-server bench training"
 "$BIN/flock-server" bench training --data data/mnist5k-train.csv --eval data/mnist5k-test.csv \
     ${peer_args[@]+"${peer_args[@]}"} ${FLOCK_BENCH_ARGS:-}
 
-echo "== Flock: flock-server bench secagg (client and server time per phase, beside libsodium's ChaCha20)"
+echo "== Flock: flock-server bench secagg (client and server time per phase, beside the ChaCha20 rates of libsodium and libcrypto)"
 # shellcheck disable=SC2086
 "$BIN/flock-server" bench secagg ${SECAGG_BENCH_ARGS:-}
 

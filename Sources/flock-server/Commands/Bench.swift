@@ -124,10 +124,11 @@ struct Bench: ParsableCommand {
                 the dropped share of edges leaves after sharing keys, before the masked input (the server's \
                 costliest case, as in Bonawitz et al. 2017). Client times are medians over edges, each on one \
                 core; server times are on one core. Every run checks that the unmasked sum equals the \
-                survivors' plain sum exactly. "mask GB/s" is the bytes of mask keystream a client adds per \
-                second in the masked-input phase; "of libsodium" divides it by libsodium's raw ChaCha20 keystream \
-                rate and "of libcrypto" by OpenSSL libcrypto's, the faster of the two, which expands the masks \
-                (the same keystream).
+                survivors' plain sum exactly. "phase GB/s" is the bytes of mask keystream a client adds per \
+                second of its masked-input phase, which also agrees a key with each neighbour (X25519); \
+                "expand GB/s" is the expansion alone, one edge's k + 1 streams over d words on one core; \
+                "of libsodium" divides that by libsodium's raw ChaCha20 keystream rate and "of libcrypto" by \
+                OpenSSL libcrypto's, the faster of the two, which expands the masks (the same keystream).
                 Where the default threshold (two thirds of a neighbourhood) would abort the round because a \
                 neighbourhood keeps fewer survivors, t is lowered to the fewest survivors (the t column).
                 The complete graph is skipped where n * n * d exceeds --complete-limit (it grows with n^2).

@@ -46,6 +46,15 @@ final class ManualTime: Sendable {
         return nil
     }
 
+    /// Registers each edge with its example count and reports it idle, so that the next round selects it;
+    /// returns the sessions by id.
+    static func registerIdle(_ coordinator: Coordinator, _ edges: [(id: String, examples: UInt64)]) async throws -> [String: String] {
+        var sessions = [String: String]()
+        for edge in edges { sessions[edge.id] = try await coordinator.register(id: edge.id, examples: edge.examples).session }
+        for edge in edges { _ = try await coordinator.heartbeat(id: edge.id, session: sessions[edge.id]!, status: .idle, round: 0) }
+        return sessions
+    }
+
     static func weights(_ coordinator: Coordinator, hash: String) async throws -> [Float] {
         let bytes = try #require(await coordinator.model(hash: hash)).bytes
         return try ModelFile.decode(bytes: bytes, source: "test").file.parameters
@@ -116,13 +125,10 @@ final class ManualTime: Sendable {
         // Lossless: the served model keeps the file's own hash, but travels deflated.
         configuration.downloadCodec = try ModelDownload(parsing: "f32+deflate")
         let coordinator = try Coordinator(configuration: configuration, clock: ManualTime().clock, log: { _ in })
-        let a = try await coordinator.register(id: "a", examples: 30)
-        let b = try await coordinator.register(id: "b", examples: 10)
-        _ = try await coordinator.heartbeat(id: "a", session: a.session, status: .idle, round: 0)
-        _ = try await coordinator.heartbeat(id: "b", session: b.session, status: .idle, round: 0)
+        let sessions = try await Self.registerIdle(coordinator, [("a", 30), ("b", 10)])
         let n = await coordinator.parameterCount
-        try await coordinator.submit(id: "a", session: a.session, round: 1, examples: 30, delta: [Float](repeating: 0.01, count: n), bytes: 0)
-        try await coordinator.submit(id: "b", session: b.session, round: 1, examples: 10, delta: [Float](repeating: -0.01, count: n), bytes: 0)
+        try await coordinator.submit(id: "a", session: sessions["a"]!, round: 1, examples: 30, delta: [Float](repeating: 0.01, count: n), bytes: 0)
+        try await coordinator.submit(id: "b", session: sessions["b"]!, round: 1, examples: 10, delta: [Float](repeating: -0.01, count: n), bytes: 0)
         let deployment = try #require(await coordinator.deployment(for: "a"))
         let status = await coordinator.status()
         #expect(deployment.productionVersion == 1 && deployment.productionHash == status.modelHash)
@@ -175,12 +181,9 @@ final class ManualTime: Sendable {
         configuration.edgeTimeout = 5
         let time = ManualTime()
         let coordinator = try Coordinator(configuration: configuration, clock: time.clock, log: { _ in })
-        let a = try await coordinator.register(id: "a", examples: 10)
-        let b = try await coordinator.register(id: "b", examples: 10)
-        _ = try await coordinator.heartbeat(id: "a", session: a.session, status: .idle, round: 0)
-        _ = try await coordinator.heartbeat(id: "b", session: b.session, status: .idle, round: 0)
+        let sessions = try await Self.registerIdle(coordinator, [("a", 10), ("b", 10)])
         let n = await coordinator.parameterCount
-        try await coordinator.submit(id: "a", session: a.session, round: 1, examples: 10, delta: [Float](repeating: 0.5, count: n), bytes: 1)
+        try await coordinator.submit(id: "a", session: sessions["a"]!, round: 1, examples: 10, delta: [Float](repeating: 0.5, count: n), bytes: 1)
         time.advance(2.1)
         await coordinator.tick()
         var rounds = await coordinator.rounds()
@@ -188,7 +191,7 @@ final class ManualTime: Sendable {
         // The retry is round 2, with a fresh selection; the failed round's update is gone.
         #expect(rounds.count == 2 && rounds[1].round == 2 && rounds[1].state == "running")
         #expect(await coordinator.status().completedRounds == 0)
-        for (id, session) in [("a", a.session), ("b", b.session)] {
+        for (id, session) in sessions.sorted(by: { $0.key < $1.key }) {
             try await coordinator.submit(id: id, session: session, round: 2, examples: 10, delta: [Float](repeating: 0.25, count: n), bytes: 1)
         }
         rounds = await coordinator.rounds()
@@ -200,7 +203,7 @@ final class ManualTime: Sendable {
         #expect(await restarted.rounds() == rounds)
         #expect(await restarted.status().modelHash == status.modelHash)
         // Old sessions are not valid any more: edges must register again.
-        await #expect(throws: ServeRefusal.self) { _ = try await restarted.heartbeat(id: "a", session: a.session, status: .idle, round: 0) }
+        await #expect(throws: ServeRefusal.self) { _ = try await restarted.heartbeat(id: "a", session: sessions["a"]!, status: .idle, round: 0) }
     }
 
     @Test func aRestartMidRoundKeepsEveryAcceptedUpdateAndEvaluation() async throws {

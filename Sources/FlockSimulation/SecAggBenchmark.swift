@@ -120,7 +120,8 @@ public struct SecAggBenchmark: Sendable {
             expansionBytesPerSecond: streams * Double(length) * 4 / max(fastest, 1e-9))
     }
 
-    /// The table of `rows`, with the ChaCha20 keystream rate of this machine for the ratio column.
+    /// The table of `rows`, with the raw ChaCha20 keystream rates of this machine (libsodium's, and libcrypto's
+    /// when it has ChaCha20) that the expansion rate is divided by in the ratio columns.
     public static func render(_ rows: [Row], chachaBytesPerSecond: Double, libcryptoBytesPerSecond: Double?) -> String {
         func ms(_ s: Double) -> String { String(format: s < 0.01 ? "%.2f" : "%.0f", s * 1000) }
         let table = TextTable(

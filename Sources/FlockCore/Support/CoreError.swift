@@ -6,7 +6,7 @@ public struct CoreError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure this is. Extensible: new codes can be added without breaking callers.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: Hashable, Sendable {
-            case invalidData, fileNotFound, io, modelMismatch, corruptFile, invalidArgument, unsupportedVersion
+            case invalidData, fileNotFound, io, modelMismatch, corruptFile, invalidArgument, unsupportedVersion, locked
         }
         private let base: Base
 
@@ -24,6 +24,8 @@ public struct CoreError: Error, Sendable, CustomStringConvertible {
         public static let invalidArgument = Code(base: .invalidArgument)
         /// A file was written by a newer, unknown format version.
         public static let unsupportedVersion = Code(base: .unsupportedVersion)
+        /// A folder is locked by another process (see `DirectoryLock`).
+        public static let locked = Code(base: .locked)
 
         public var description: String { "\(base)" }
     }

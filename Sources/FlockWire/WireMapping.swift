@@ -11,6 +11,8 @@ public enum WireLimits {
     public static let maximumEpochs: UInt32 = 1_000
     /// Largest mini-batch a plan may ask for.
     public static let maximumBatchSize: UInt32 = 65_536
+    /// Longest reason an edge gives for leaving a round.
+    public static let maximumReasonBytes = 512
 
     /// True for 1-128 bytes of `[A-Za-z0-9._-]`.
     public static func isValidEdgeId(_ id: String) -> Bool {

@@ -41,6 +41,9 @@ public nonisolated enum Flock_V1_EdgeStatus: SwiftProtobuf.Enum, Swift.CaseItera
   case idle // = 1
   case training // = 2
   case uploading // = 3
+
+  /// leaves the round `round` at once: the edge cannot take part (reason says why)
+  case declined // = 4
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -53,6 +56,7 @@ public nonisolated enum Flock_V1_EdgeStatus: SwiftProtobuf.Enum, Swift.CaseItera
     case 1: self = .idle
     case 2: self = .training
     case 3: self = .uploading
+    case 4: self = .declined
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -63,6 +67,7 @@ public nonisolated enum Flock_V1_EdgeStatus: SwiftProtobuf.Enum, Swift.CaseItera
     case .idle: return 1
     case .training: return 2
     case .uploading: return 3
+    case .declined: return 4
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -73,6 +78,7 @@ public nonisolated enum Flock_V1_EdgeStatus: SwiftProtobuf.Enum, Swift.CaseItera
     .idle,
     .training,
     .uploading,
+    .declined,
   ]
 
 }
@@ -273,6 +279,9 @@ public nonisolated struct Flock_V1_HeartbeatRequest: Sendable {
 
   /// the round the edge works on, 0 when idle
   public var round: UInt64 = 0
+
+  /// with EDGE_STATUS_DECLINED: why, for the operator (at most 512 bytes)
+  public var reason: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1304,7 +1313,7 @@ public nonisolated struct Flock_V1_ProductionChangeResponse: Sendable {
 fileprivate nonisolated let _protobuf_package = "flock.v1"
 
 nonisolated extension Flock_V1_EdgeStatus: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0EDGE_STATUS_UNSPECIFIED\0\u{1}EDGE_STATUS_IDLE\0\u{1}EDGE_STATUS_TRAINING\0\u{1}EDGE_STATUS_UPLOADING\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0EDGE_STATUS_UNSPECIFIED\0\u{1}EDGE_STATUS_IDLE\0\u{1}EDGE_STATUS_TRAINING\0\u{1}EDGE_STATUS_UPLOADING\0\u{1}EDGE_STATUS_DECLINED\0")
 }
 
 nonisolated extension Flock_V1_SecAggPhase: SwiftProtobuf._ProtoNameProviding {
@@ -1411,7 +1420,7 @@ nonisolated extension Flock_V1_RegisterResponse: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Flock_V1_HeartbeatRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".HeartbeatRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}edge_id\0\u{1}session\0\u{1}status\0\u{1}round\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}edge_id\0\u{1}session\0\u{1}status\0\u{1}round\0\u{1}reason\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1423,6 +1432,7 @@ nonisolated extension Flock_V1_HeartbeatRequest: SwiftProtobuf.Message, SwiftPro
       case 2: try { try decoder.decodeSingularStringField(value: &self.session) }()
       case 3: try { try decoder.decodeSingularEnumField(value: &self.status) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.round) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       default: break
       }
     }
@@ -1441,6 +1451,9 @@ nonisolated extension Flock_V1_HeartbeatRequest: SwiftProtobuf.Message, SwiftPro
     if self.round != 0 {
       try visitor.visitSingularUInt64Field(value: self.round, fieldNumber: 4)
     }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1449,6 +1462,7 @@ nonisolated extension Flock_V1_HeartbeatRequest: SwiftProtobuf.Message, SwiftPro
     if lhs.session != rhs.session {return false}
     if lhs.status != rhs.status {return false}
     if lhs.round != rhs.round {return false}
+    if lhs.reason != rhs.reason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

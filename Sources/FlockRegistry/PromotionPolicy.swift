@@ -120,6 +120,11 @@ public struct DeploymentPlan: Sendable, Equatable {
 /// move production back. Every decision is a registry transaction with its audit event and evidence, so the
 /// same code runs under `serve` (edges report over the network) and `simulate --data-dir` (edges in process).
 ///
+/// One shadow analysis runs at a time and always runs to its end: a version accepted meanwhile queues (it
+/// becomes the `candidate` alias). When the analysis ends, the newest queued version is analysed next against
+/// production; older queued versions are skipped, never analysed. So under continuous training an analysis
+/// is never cut short by the next round's model, and each one is a clean comparison of two fixed models.
+///
 /// The shape follows Argo Rollouts' analysis runs (an analysis with a state, success and failure conditions,
 /// automatic rollback), with the conditions replaced by the paired, sequentially valid
 /// ``NonInferiorityTest``.
@@ -219,8 +224,40 @@ public struct PromotionPolicy: Sendable {
         if try registry.reader.alias(Alias.production)?.pinned == true {
             return "version \(id) accepted; production is pinned to version \(production.id), so it is not shadowed"
         }
+        if let running = try registry.reader.runningAnalysis(.shadow), running.control == production.id {
+            return "version \(id) accepted; queued behind shadow analysis \(running.id!) of version \(running.treatment) "
+                + "(when it ends, the newest queued version is analysed)"
+        }
         let analysis = try registry.startAnalysis(.shadow, treatment: id, control: production.id)
         return "version \(id) accepted; shadow analysis \(analysis.id!) against production version \(production.id)"
+    }
+
+    /// Starts the shadow analysis of the newest queued version (the `candidate` alias, when it is accepted, newer
+    /// than production and never analysed) once no shadow analysis runs and production is not pinned. Older
+    /// queued versions are skipped.
+    /// - Returns: a line saying what started, or nil when nothing did.
+    @discardableResult
+    public func analyseNextQueued() throws(RegistryError) -> String? {
+        let reader = registry.reader
+        guard try reader.runningAnalysis(.shadow) == nil,
+              let production = try reader.alias(Alias.production), !production.pinned,
+              let candidate = try reader.alias(Alias.candidate), candidate.version > production.version,
+              try reader.version(candidate.version).status == .accepted else { return nil }
+        // A version analysed before (in shadow, or watched as production) is not queued again.
+        let analysed = Set(try reader.analyses().map(\.treatment))
+        guard !analysed.contains(candidate.version) else { return nil }
+        let skipped = try reader.versions().filter {
+            $0.status == .accepted && $0.id > production.version && $0.id < candidate.version && !analysed.contains($0.id)
+        }.count
+        let analysis = try registry.startAnalysis(.shadow, treatment: candidate.version, control: production.version)
+        return "shadow analysis \(analysis.id!) of version \(candidate.version), the newest queued, against production version "
+            + "\(production.version)" + (skipped > 0 ? " (\(skipped) older queued version\(skipped == 1 ? "" : "s") skipped)" : "")
+    }
+
+    /// `line`, followed by what ``analyseNextQueued()`` started.
+    private func thenNextQueued(_ line: String) throws(RegistryError) -> String {
+        guard let next = try analyseNextQueued() else { return line }
+        return line + "; " + next
     }
 
     // MARK: - Deployment
@@ -252,12 +289,15 @@ public struct PromotionPolicy: Sendable {
     /// - Parameters:
     ///   - served: the hash of the model the edge served, and `compared` the one it compared, which must be the
     ///     analysis's pair (a report for an older deployment is refused).
+    ///   - cohortEdges: the connected edges the deployment plan assigns to the analysis, when the caller knows:
+    ///     the policy then estimates whether the evidence can reach `min_pairs` and `min_edges` (see
+    ///     ``evidenceShortfall(_:cohortEdges:looksTaken:settings:)``).
     /// - Returns: a line saying what was decided, or nil when the analysis goes on.
     /// - Throws: ``RegistryError/Code/conflict`` for an analysis that is not running or a pair it is not about;
     ///   ``RegistryError/Code/invalidArgument`` for counts that do not add up.
     @discardableResult
     public func receive(
-        edge: String, analysis id: Int64, served: String, compared: String, comparison: PairedComparison
+        edge: String, analysis id: Int64, served: String, compared: String, comparison: PairedComparison, cohortEdges: Int? = nil
     ) throws(RegistryError) -> String? {
         let reader = registry.reader
         guard let analysis = try reader.analyses(state: .running).first(where: { $0.id == id }) else {
@@ -271,41 +311,98 @@ public struct PromotionPolicy: Sendable {
             throw RegistryError(.conflict, "evidence for analysis \(id) compares other models than it does")
         }
         try registry.record(EdgeEvidence(analysis: id, edge: edge, comparison: comparison, servedIsTreatment: servedIsTreatment, at: Date().timeIntervalSince1970))
-        return try judge(analysis)
+        return try judge(analysis, cohortEdges: cohortEdges)
+    }
+
+    /// The words that mark a running analysis's reason (and the log line) while its evidence cannot reach its
+    /// next look at the size of its cohort.
+    public static let shortfallNote = "evidence cannot reach"
+
+    /// Whether the evidence of an analysis that has taken `looksTaken` looks can reach its next look with
+    /// `cohortEdges` edges: nil when it can (or nothing can be told yet), else a note for the operator saying
+    /// why not and what to change. The estimate takes the labelled pairs each reporting edge has given so far
+    /// as what every edge of the cohort gives (held-out rows are compared once; predictions on labelled rows
+    /// add more).
+    public static func evidenceShortfall(_ evidence: AnalysisEvidence, cohortEdges: Int, looksTaken: Int = 0, settings: AnalysisSettings) -> String? {
+        guard looksTaken < settings.looks else { return nil }
+        let target = settings.minimumPairs << looksTaken
+        guard evidence.pairs < target || evidence.edges < settings.minimumEdges else { return nil }
+        if cohortEdges < settings.minimumEdges {
+            return "\(shortfallNote) min_edges: the cohort has \(cohortEdges) connected edge\(cohortEdges == 1 ? "" : "s") and min_edges is "
+                + "\(settings.minimumEdges); raise shadow_share, lower min_edges, or connect more edges"
+        }
+        guard evidence.edges > 0 else { return nil }
+        let perEdge = Double(evidence.pairs) / Double(evidence.edges)
+        let edges = max(cohortEdges, evidence.edges)
+        let expected = perEdge * Double(edges)
+        guard expected < Double(target) else { return nil }
+        let asks = looksTaken == 0 ? "min_pairs asks for" : "look \(looksTaken + 1) of \(settings.looks) needs"
+        return "\(shortfallNote) \(looksTaken == 0 ? "min_pairs" : "look \(looksTaken + 1)") at this cohort size: at about "
+            + "\(Int(perEdge.rounded())) labelled pairs per edge, its \(edges) edges give about \(Int(expected.rounded())) of the "
+            + "\(target) pairs \(asks); lower min_pairs, raise shadow_share, or give the edges more labelled held-out rows"
     }
 
     /// Judges a running analysis on all its evidence and acts on the verdict.
+    /// - Parameter cohortEdges: the connected edges assigned to it, when known: an analysis whose evidence cannot
+    ///   reach its first look then says so, in its reason (`registry analyses`) and once in the log.
     /// - Returns: a line saying what was decided, or nil when it goes on.
     @discardableResult
-    public func judge(_ analysis: Analysis) throws(RegistryError) -> String? {
+    public func judge(_ analysis: Analysis, cohortEdges: Int? = nil) throws(RegistryError) -> String? {
         let id = analysis.id!
         let (verdict, evidence, looks) = NonInferiorityTest.judge(
             try registry.reader.evidence(analysis: id), settings: settings.analysis, looksTaken: analysis.looks)
         let json = JSONOutput.line(evidence)
         switch verdict {
-        case .waiting:
-            return nil
-        case .continuing:
-            try registry.decide(id, state: .running, looks: looks, reason: "look \(looks) of \(settings.analysis.looks) not decisive", evidence: json)
+        case .waiting, .continuing:
+            // While it runs, its reason says where it stands, and whether the evidence can reach the next look.
+            let note = cohortEdges.flatMap { Self.evidenceShortfall(evidence, cohortEdges: $0, looksTaken: looks, settings: settings.analysis) }
+            let standing: String? = looks == 0 ? (note ?? (analysis.reason?.contains(Self.shortfallNote) == true ? "gathering evidence" : analysis.reason))
+                : "look \(looks) of \(settings.analysis.looks) not decisive" + (note.map { "; " + $0 } ?? "")
+            let wasNoted = analysis.reason?.contains(Self.shortfallNote) == true
+            if verdict == .continuing || standing != analysis.reason {
+                try registry.decide(id, state: .running, looks: looks, reason: standing ?? "gathering evidence", evidence: verdict == .continuing ? json : nil)
+            }
+            if let note, !wasNoted || verdict == .continuing {
+                log("registry: analysis \(id) (\(analysis.kind.rawValue) of version \(analysis.treatment)): " + note)
+            } else if note == nil, wasNoted {
+                log("registry: analysis \(id): the evidence can now reach its next look")
+            }
             return nil
         case .passed:
             let reason = String(format: "non-inferior: accuracy difference ≥ %+.4f > -%.4f at look %d (%d pairs, %d edges)",
                                 evidence.lower ?? .nan, settings.analysis.margin, looks, evidence.pairs, evidence.edges)
             try registry.decide(id, state: .passed, looks: looks, reason: reason, evidence: json)
-            return try analysis.kind == .shadow ? promoteAfterShadow(analysis, reason: reason, evidence: json) : "production version \(analysis.treatment) confirmed against version \(analysis.control): \(reason)"
+            return try analysis.kind == .shadow
+                ? thenNextQueued(try promoteAfterShadow(analysis, reason: reason, evidence: json))
+                : "production version \(analysis.treatment) confirmed against version \(analysis.control): \(reason)"
         case .failed(let why):
             try registry.decide(id, state: .failed, looks: looks, reason: why, evidence: json)
             if analysis.kind == .shadow {
                 try registry.setStatus(of: analysis.treatment, to: .rejected, actor: "policy", reason: "shadow analysis \(id) failed: \(why)", evidence: json)
                 try registry.removeAlias(Alias.shadow, actor: "policy", reason: "shadow analysis \(id) failed")
-                return "version \(analysis.treatment) rejected in shadow: \(why)"
+                return try thenNextQueued("version \(analysis.treatment) rejected in shadow: \(why)")
             }
-            return try rollBackAfterWatch(analysis, reason: why, evidence: json)
+            return try thenNextQueued(try rollBackAfterWatch(analysis, reason: why, evidence: json))
         case .inconclusive:
             try registry.decide(id, state: .inconclusive, looks: looks, reason: "the last planned look was not decisive", evidence: json)
             if analysis.kind == .shadow { try registry.removeAlias(Alias.shadow, actor: "policy", reason: "shadow analysis \(id) inconclusive") }
-            return "analysis \(id) inconclusive after \(looks) looks"
+            return try thenNextQueued("analysis \(id) inconclusive after \(looks) looks")
         }
+    }
+
+    /// Ends running analysis `id` inconclusive because no more evidence will come (every edge of its cohort has
+    /// compared all it will), and starts the newest queued version's shadow analysis.
+    /// - Returns: a line saying what was decided.
+    @discardableResult
+    public func endWithoutMoreEvidence(_ id: Int64, reason: String) throws(RegistryError) -> String {
+        guard let analysis = try registry.reader.analyses(state: .running).first(where: { $0.id == id }) else {
+            throw RegistryError(.conflict, "analysis \(id) is not running")
+        }
+        let json = JSONOutput.line(NonInferiorityTest.judge(
+            try registry.reader.evidence(analysis: id), settings: settings.analysis, looksTaken: analysis.looks).evidence)
+        try registry.decide(id, state: .inconclusive, looks: analysis.looks, reason: reason, evidence: json)
+        if analysis.kind == .shadow { try registry.removeAlias(Alias.shadow, actor: "policy", reason: "shadow analysis \(id) inconclusive") }
+        return try thenNextQueued("analysis \(id) inconclusive: \(reason)")
     }
 
     private func promoteAfterShadow(_ analysis: Analysis, reason: String, evidence: String) throws(RegistryError) -> String {
@@ -346,14 +443,34 @@ public struct PromotionPolicy: Sendable {
         let event = try registry.promote(id, actor: actor, reason: reason, force: force)
         try endAnalyses(reason: "production moved by \(actor)")
         if let previous = event.previousVersion { try registry.startAnalysis(.rollback, treatment: id, control: previous, actor: actor) }
+        if let next = try analyseNextQueued() { log("registry: " + next) }
         return event
     }
 
-    /// An operator's rollback (to `target`, or to the previous production).
+    /// An operator's rollback (to `target`, or to the previous production). A pinned production is rolled back
+    /// too, and the pin cleared: the event's reason says so.
+    /// - Returns: the `rolled-back` event, and the version whose pin it cleared (nil when production was not pinned).
     @discardableResult
-    public func rollback(to target: Int64?, actor: String, reason: String) throws(RegistryError) -> RegistryEvent {
+    public func rollback(to target: Int64?, actor: String, reason: String) throws(RegistryError) -> (event: RegistryEvent, clearedPin: Int64?) {
+        let before = try registry.reader.alias(Alias.production)
         let event = try registry.rollback(to: target, actor: actor, reason: reason, force: true)
         try endAnalyses(reason: "production rolled back by \(actor)")
+        if let next = try analyseNextQueued() { log("registry: " + next) }
+        return (event, before?.pinned == true ? before?.version : nil)
+    }
+
+    /// An operator's unpin: the policy moves production again, starting with the newest queued version.
+    public func unpin(actor: String, reason: String) throws(RegistryError) {
+        try registry.unpin(actor: actor, reason: reason)
+        if let next = try analyseNextQueued() { log("registry: " + next) }
+    }
+
+    /// An operator's pin: production moves to `id` (an accepted version, or any but a retired one with `force`)
+    /// and stays there until unpinned. When production moves, the analyses about the old production end.
+    @discardableResult
+    public func pin(_ id: Int64, actor: String, reason: String, force: Bool) throws(RegistryError) -> RegistryEvent {
+        let event = try registry.pin(id, actor: actor, reason: reason, force: force)
+        if event.previousVersion != id { try endAnalyses(reason: "production pinned to version \(id) by \(actor)") }
         return event
     }
 

@@ -206,8 +206,10 @@ public final class Registry: Sendable {
 
     /// Moves `production` back: to `target`, or to the previous production taken from the alias history
     /// (skipping versions that were themselves rolled back from).
+    /// - Parameter force: an operator's rollback of a pinned production: it clears the pin, and the event's reason
+    ///   says so.
     /// - Throws: ``RegistryError/Code/conflict`` when there is no earlier production, or production is pinned and
-    ///   the actor is the policy.
+    ///   `force` is false (the policy's rollbacks).
     @discardableResult
     public func rollback(to target: Int64? = nil, actor: String, reason: String, evidence: String? = nil, force: Bool = false) throws(RegistryError) -> RegistryEvent {
         let moment = now
@@ -225,7 +227,8 @@ public final class Registry: Sendable {
                 throw RegistryError(.conflict, "production (version \(current.version)) has no earlier production to roll back to")
             }
             guard destination != current.version else { throw RegistryError(.conflict, "version \(destination) is already production") }
-            return try Self.move(db, alias: Alias.production, to: destination, kind: .rolledBack, actor: actor, reason: reason, evidence: evidence, pinned: false, at: moment)
+            let recorded = current.pinned ? reason + " " + Self.pinCleared(current.version) : reason
+            return try Self.move(db, alias: Alias.production, to: destination, kind: .rolledBack, actor: actor, reason: recorded, evidence: evidence, pinned: false, at: moment)
         }
     }
 
@@ -249,12 +252,28 @@ public final class Registry: Sendable {
         }
     }
 
+    /// What a rollback's reason says when it cleared the pin on `version`.
+    public static func pinCleared(_ version: Int64) -> String {
+        "(production was pinned to version \(version); the rollback cleared the pin)"
+    }
+
     /// Pins `production` to version `id` (moving it there first when it points elsewhere): the policy will not
     /// move it until ``unpin(actor:reason:)``.
-    public func pin(_ id: Int64, actor: String, reason: String) throws(RegistryError) {
+    /// - Parameter force: an operator's override that moves production to a version the gate did not accept;
+    ///   pinning the version that already serves production needs none.
+    /// - Returns: the `pinned` event (its `previousVersion` is the production before).
+    /// - Throws: ``RegistryError/Code/conflict`` when production would move to a version that is not accepted and
+    ///   `force` is false, or to a retired version; ``RegistryError/Code/notFound`` for no such version.
+    @discardableResult
+    public func pin(_ id: Int64, actor: String, reason: String, force: Bool = false) throws(RegistryError) -> RegistryEvent {
         let moment = now
-        try write { db in
-            _ = try Self.move(db, alias: Alias.production, to: id, kind: .pinned, actor: actor, reason: reason, evidence: nil, pinned: true, at: moment)
+        return try write { db in
+            guard let v = try ModelVersion.fetchOne(db, key: id) else { throw RegistryError(.notFound, "no version \(id) in the registry") }
+            let current = try Alias.fetchOne(db, key: Alias.production)
+            if current?.version != id, v.status != .accepted, !force {
+                throw RegistryError(.conflict, "version \(id) is \(v.status.rawValue), not accepted; pin it with --force to override the gate")
+            }
+            return try Self.move(db, alias: Alias.production, to: id, kind: .pinned, actor: actor, reason: reason, evidence: nil, pinned: true, at: moment)
         }
     }
 

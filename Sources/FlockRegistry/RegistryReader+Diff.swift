@@ -3,14 +3,58 @@ import Foundation
 
 /// How two versions differ: their recorded fields side by side, and their weights.
 public struct VersionDiff: Sendable, Codable, Equatable {
-    /// One field that differs.
+    /// One field that differs. In JSON, `first` and `second` are numbers for numeric fields (null where a
+    /// version has no value) and strings for text fields and tags.
     public struct Field: Sendable, Codable, Equatable {
         /// The field's name, as `registry query` knows it.
         public var name: String
-        /// Its value in the first version.
+        /// Its value in the first version, as the table shows it (`-` for none).
         public var first: String
         /// Its value in the second.
         public var second: String
+        /// For a numeric field, the first version's value at full precision (nil for none).
+        public var firstNumber: Double?
+        /// For a numeric field, the second version's value.
+        public var secondNumber: Double?
+        /// Whether the field is numeric.
+        public var isNumeric: Bool
+
+        /// A field that differs.
+        public init(name: String, first: String, second: String, firstNumber: Double? = nil, secondNumber: Double? = nil, isNumeric: Bool = false) {
+            self.name = name
+            self.first = first
+            self.second = second
+            self.firstNumber = firstNumber
+            self.secondNumber = secondNumber
+            self.isNumeric = isNumeric
+        }
+
+        enum CodingKeys: String, CodingKey { case name, first, second }
+
+        public func encode(to encoder: Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(name, forKey: .name)
+            if isNumeric {
+                try container.encode(firstNumber, forKey: .first)
+                try container.encode(secondNumber, forKey: .second)
+            } else {
+                try container.encode(first, forKey: .first)
+                try container.encode(second, forKey: .second)
+            }
+        }
+
+        public init(from decoder: Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            name = try container.decode(String.self, forKey: .name)
+            func value(_ key: CodingKeys) throws -> (text: String, number: Double?, numeric: Bool) {
+                if let text = try? container.decode(String.self, forKey: key) { return (text, nil, false) }
+                let number = try container.decodeIfPresent(Double.self, forKey: key)
+                return (number.map { String($0) } ?? "-", number, true)
+            }
+            let a = try value(.first)
+            let b = try value(.second)
+            (first, firstNumber, second, secondNumber, isNumeric) = (a.text, a.number, b.text, b.number, a.numeric || b.numeric)
+        }
     }
 
     /// The first version.
@@ -44,8 +88,9 @@ extension RegistryReader {
         let first = try version(a)
         let second = try version(b)
         var fields: [VersionDiff.Field] = []
-        for (name, x, y) in zip(zip(Self.fieldNames, Self.fieldValues(first)), Self.fieldValues(second)).map({ ($0.0, $0.1, $1) }) where x != y {
-            fields.append(.init(name: name, first: x, second: y))
+        for (name, x, y) in zip(zip(Self.fieldNames, Self.fieldValues(first)), Self.fieldValues(second)).map({ ($0.0, $0.1, $1) })
+        where x.text != y.text || x.number != y.number {
+            fields.append(.init(name: name, first: x.text, second: y.text, firstNumber: x.number, secondNumber: y.number, isNumeric: x.numeric))
         }
         let tagsA = try tags(a)
         let tagsB = try tags(b)
@@ -86,13 +131,18 @@ extension RegistryReader {
         "federated_accuracy", "federated_loss", "upload_bytes", "download_bytes", "status",
     ]
 
-    static func fieldValues(_ v: ModelVersion) -> [String] {
-        func text(_ x: Double?) -> String { x.map { String(format: "%.4f", $0) } ?? "-" }
+    /// Each field's value: as shown, as a number (numeric fields), and whether the field is numeric.
+    static func fieldValues(_ v: ModelVersion) -> [(text: String, number: Double?, numeric: Bool)] {
+        func text(_ s: String) -> (String, Double?, Bool) { (s, nil, false) }
+        func integer<T: BinaryInteger>(_ x: T?) -> (String, Double?, Bool) { (x.map { String($0) } ?? "-", x.map { Double($0) }, true) }
+        func real(_ x: Double?) -> (String, Double?, Bool) {
+            (x.map { String(format: "%.4f", $0) } ?? "-", x.flatMap { $0.isFinite ? $0 : nil }, true)
+        }
         return [
-            v.hash, v.parent.map(String.init) ?? "-", v.model, String(v.parameters),
-            v.roundLast.map(String.init) ?? "-", String(v.participants), v.strategy, v.codec,
-            text(v.accuracy), text(v.loss), text(v.federatedAccuracy), text(v.federatedLoss),
-            String(v.uploadBytes), String(v.downloadBytes), v.status.rawValue,
+            text(v.hash), integer(v.parent), text(v.model), integer(v.parameters),
+            integer(v.roundLast), integer(v.participants), text(v.strategy), text(v.codec),
+            real(v.accuracy), real(v.loss), real(v.federatedAccuracy), real(v.federatedLoss),
+            integer(v.uploadBytes), integer(v.downloadBytes), text(v.status.rawValue),
         ]
     }
 }

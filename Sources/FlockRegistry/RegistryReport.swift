@@ -25,6 +25,28 @@ public enum RegistryReport {
         enum Keys: String, CodingKey { case tags, aliases }
     }
 
+    /// A version as `registry show --json` prints it: the ``VersionJSON`` fields and its `events`, oldest first.
+    public struct ShowJSON: Encodable {
+        /// The version, its tags and aliases.
+        public var detail: VersionJSON
+        /// Its events.
+        public var events: [RegistryEvent]
+
+        /// The version and its events.
+        public init(detail: VersionJSON, events: [RegistryEvent]) {
+            self.detail = detail
+            self.events = events
+        }
+
+        public func encode(to encoder: Encoder) throws {
+            try detail.encode(to: encoder)
+            var container = encoder.container(keyedBy: Keys.self)
+            try container.encode(events, forKey: .events)
+        }
+
+        enum Keys: String, CodingKey { case events }
+    }
+
     /// The versions with their tags and aliases.
     public static func details(_ versions: [ModelVersion], reader: RegistryReader) throws(RegistryError) -> [VersionJSON] {
         let aliases = try reader.aliases()
@@ -58,26 +80,29 @@ public enum RegistryReport {
         ).render()
     }
 
-    /// `registry show`: every field, tags, aliases, and the version's events.
+    /// `registry show`: every field, tags, aliases, and the version's events. Values line up in one column
+    /// after the longest label (a long tag key widens it; it is never cut).
     public static func show(_ d: VersionJSON, events: [RegistryEvent]) -> String {
         let v = d.version
-        var lines = [
-            "version            \(v.id)",
-            "status             \(v.status.rawValue)" + (v.statusReason.map { " (\($0))" } ?? ""),
-            "aliases            \(d.aliases.isEmpty ? "-" : d.aliases.joined(separator: ", "))",
-            "hash               \(v.hash)",
-            "signature          \(v.signature.prefix(32))…",
-            "parent             \(v.parent.map(String.init) ?? "-")",
-            "model              \(v.model) (\(v.parameters) parameters)",
-            "rounds             \(v.roundFirst.map(String.init) ?? "-")-\(v.roundLast.map(String.init) ?? "-")",
-            "participants       \(v.participants)",
-            "strategy / codec   \(v.strategy) / \(v.codec)",
-            "holdout            accuracy \(number(v.accuracy)), loss \(number(v.loss))",
-            "federated          accuracy \(number(v.federatedAccuracy)), loss \(number(v.federatedLoss))",
-            "bytes              up \(v.uploadBytes), down \(v.downloadBytes)",
-            "created            \(time(v.createdAt))",
+        var fields: [(label: String, value: String)] = [
+            ("version", "\(v.id)"),
+            ("status", "\(v.status.rawValue)" + (v.statusReason.map { " (\($0))" } ?? "")),
+            ("aliases", d.aliases.isEmpty ? "-" : d.aliases.joined(separator: ", ")),
+            ("hash", v.hash),
+            ("signature", "\(v.signature.prefix(32))…"),
+            ("parent", v.parent.map(String.init) ?? "-"),
+            ("model", "\(v.model) (\(v.parameters) parameters)"),
+            ("rounds", "\(v.roundFirst.map(String.init) ?? "-")-\(v.roundLast.map(String.init) ?? "-")"),
+            ("participants", "\(v.participants)"),
+            ("strategy / codec", "\(v.strategy) / \(v.codec)"),
+            ("holdout", "accuracy \(number(v.accuracy)), loss \(number(v.loss))"),
+            ("federated", "accuracy \(number(v.federatedAccuracy)), loss \(number(v.federatedLoss))"),
+            ("bytes", "up \(v.uploadBytes), down \(v.downloadBytes)"),
+            ("created", time(v.createdAt)),
         ]
-        for (key, value) in d.tags.sorted(by: { $0.key < $1.key }) { lines.append("tag.\(key)".padding(toLength: 19, withPad: " ", startingAt: 0) + value) }
+        for (key, value) in d.tags.sorted(by: { $0.key < $1.key }) { fields.append(("tag.\(key)", value)) }
+        let width = max(19, (fields.map(\.label.count).max() ?? 0) + 2)
+        var lines = fields.map { $0.label.padding(toLength: width, withPad: " ", startingAt: 0) + $0.value }
         lines.append("")
         lines.append(history(events))
         return lines.joined(separator: "\n")

@@ -20,12 +20,16 @@ struct SimulatedDeployment {
     /// Models of versions compared so far, by version.
     private var models: [Int64: Model] = [:]
 
-    /// Opens (or creates) the registry of `dataDirectory`.
-    init(dataDirectory: String, settings: PromotionSettings, spec: ModelSpec, scaling: FeatureScaling, heldOut: [Dataset], completedRounds: Int) throws(CoreError) {
+    /// Opens (or creates) the registry of `dataDirectory`; `lastCompletedRound` is the id of the round that made
+    /// the current global model (nil before the first).
+    init(
+        dataDirectory: String, settings: PromotionSettings, spec: ModelSpec, scaling: FeatureScaling, heldOut: [Dataset], lastCompletedRound: Int?
+    ) throws(CoreError) {
         do {
             registry = try Registry(dataDirectory: dataDirectory)
             policy = try PromotionPolicy(registry: registry, settings: settings)
-            globalVersion = completedRounds > 0 ? try registry.reader.version(round: completedRounds)?.id : nil
+            let reader = registry.reader
+            globalVersion = try lastCompletedRound.flatMap { round throws(RegistryError) in try reader.version(round: round)?.id }
         } catch {
             throw CoreError(.io, "\(dataDirectory): \(error.message)")
         }
@@ -34,15 +38,16 @@ struct SimulatedDeployment {
         self.heldOut = heldOut
     }
 
-    /// Registers round `round`'s model, gates it, and lets every edge report evidence on the running analyses.
+    /// Registers the model of round `round` (its id: an aborted round's retry has the next), the
+    /// `modelVersion`-th completed, gates it, and lets every edge report evidence on the running analyses.
     /// - Returns: what the registry decided, one line per decision.
     mutating func afterRound(
-        weights: [Float], round: Int, participants: Int, strategy: String, codec: String, accuracy: Double, loss: Double,
+        weights: [Float], round: Int, modelVersion: Int, participants: Int, strategy: String, codec: String, accuracy: Double, loss: Double,
         uploadBytes: Int, downloadBytes: Int
     ) throws(CoreError) -> [String] {
         var lines: [String] = []
         do {
-            let file = ModelFile(spec: spec, scaling: scaling, metadata: ["model_version": String(round)], parameters: weights).encoded()
+            let file = ModelFile(spec: spec, scaling: scaling, metadata: ["model_version": String(modelVersion)], parameters: weights).encoded()
             let (version, decision) = try policy.registerAndAdmit(NewVersion(
                 file: file.bytes, parent: globalVersion, model: spec.name, rounds: round...round, participants: participants,
                 strategy: strategy, codec: codec, accuracy: accuracy, loss: loss, uploadBytes: Int64(uploadBytes),
@@ -57,11 +62,29 @@ struct SimulatedDeployment {
     }
 
     /// Every edge that the deployment plan gives a comparison, and that has not compared that analysis's pair
-    /// yet, compares on its held-out rows and reports. Stops early when a decision changes the plan.
+    /// yet, compares on its held-out rows and reports. Stops early when a decision changes the plan. A shadow
+    /// analysis that every edge of its cohort has reported on gets no more evidence: it ends inconclusive, and
+    /// the newest queued version is analysed next.
     private mutating func reportEvidence() throws(RegistryError) -> [String] {
         var lines: [String] = []
         var plan = try policy.plan()
         var reported: [Int64: Set<String>] = [:]
+        while true {
+            lines += try reportEvidence(plan: &plan, reported: &reported)
+            guard let shadow = plan.shadow else { break }
+            let cohort = heldOut.indices.filter { heldOut[$0].count > 0 && plan.deployment(for: "edge-\($0)").analysis == shadow.analysis }
+            let done = Set(try registry.reader.evidence(analysis: shadow.analysis).map(\.edge))
+            guard cohort.allSatisfy({ done.contains("edge-\($0)") }) else { break }
+            lines.append(try policy.endWithoutMoreEvidence(
+                shadow.analysis, reason: "every edge of its cohort compared its held-out rows, and no look was decisive"))
+            plan = try policy.plan()
+            guard plan.shadow != nil else { break }
+        }
+        return lines
+    }
+
+    private mutating func reportEvidence(plan: inout DeploymentPlan, reported: inout [Int64: Set<String>]) throws(RegistryError) -> [String] {
+        var lines: [String] = []
         var edge = 0
         while edge < heldOut.count {
             let id = "edge-\(edge)"

@@ -258,7 +258,8 @@ public struct Simulation: Sendable {
         var fetch = savedCodec.fetch
         var deployment = try o.registryFolder.map { folder throws(CoreError) in
             try SimulatedDeployment(
-                dataDirectory: folder, settings: o.promotion, spec: spec, scaling: scaling, heldOut: heldOut, completedRounds: state.round)
+                dataDirectory: folder, settings: o.promotion, spec: spec, scaling: scaling, heldOut: heldOut,
+                lastCompletedRound: reports.last(where: { $0.participants > 0 })?.round)
         }
         while state.round < o.rounds {
             round += 1
@@ -336,7 +337,7 @@ public struct Simulation: Sendable {
             // Into the registry before the checkpoint: a round replayed after a crash finds its version there.
             if deployment != nil, report.participants > 0 {
                 report.registry = try deployment!.afterRound(
-                    weights: state.weights, round: state.round, participants: report.participants, strategy: o.strategy.description,
+                    weights: state.weights, round: round, modelVersion: state.round, participants: report.participants, strategy: o.strategy.description,
                     codec: (o.secureAggregation?.codec ?? o.codec).identifier, accuracy: metrics.accuracy, loss: metrics.loss,
                     uploadBytes: report.uploadBytes, downloadBytes: report.downloadBytes)
             }

@@ -159,19 +159,31 @@ func newVersion(seed: UInt64, parent: Int64? = nil, round: Int, accuracy: Double
         let files = try (2...41).map { try modelFile(seed: UInt64($0)) }
         let reader = try sqlite(folder)
         let seen = SeenCount()
+        // Every wait has a deadline: a regression fails the test instead of hanging it.
+        let deadline = ContinuousClock.now + .seconds(120)
         let writer = Task.detached {
-            while seen.value < 1 { try await Task.sleep(for: .milliseconds(1)) }
+            while seen.value < 1 {
+                guard ContinuousClock.now < deadline else { throw PollTimeout(waitingFor: "the reader's first look") }
+                try await Task.sleep(for: .milliseconds(1))
+            }
             for (i, file) in files.enumerated() {
                 let v = try registry.register(NewVersion(
                     file: file, parent: Int64(i + 1), model: "2nn", rounds: (i + 2)...(i + 2), participants: 3,
                     strategy: "fedavg", codec: "f32", accuracy: 0.5))
                 try registry.moveAlias("latest", to: v.id, actor: "test", reason: "newest")
                 // For the first versions, wait until the reader has seen each one: the interleaving is then certain.
-                while i < 5, seen.value < i + 2 { try await Task.sleep(for: .milliseconds(1)) }
+                while i < 5, seen.value < i + 2 {
+                    guard ContinuousClock.now < deadline else { throw PollTimeout(waitingFor: "the reader to see version \(i + 2)") }
+                    try await Task.sleep(for: .milliseconds(1))
+                }
             }
         }
         var observed: [Int] = []
         while observed.last ?? 0 < 41 {
+            guard ContinuousClock.now < deadline else {
+                writer.cancel()
+                throw PollTimeout(waitingFor: "all 41 versions (the reader saw \(observed))")
+            }
             // Every snapshot is consistent: the alias points at a version that exists, no row refers to a missing one.
             let (count, latest, dangling) = try await reader.read { db in
                 (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM version")!,
@@ -187,6 +199,36 @@ func newVersion(seed: UInt64, parent: Int64? = nil, round: Int, accuracy: Double
         try await writer.value
         #expect(observed == observed.sorted())
         #expect(Array(observed.prefix(6)) == [1, 2, 3, 4, 5, 6], "the reader saw \(observed)")
+    }
+}
+
+/// A polling loop that passed its deadline.
+struct PollTimeout: Error, CustomStringConvertible {
+    var waitingFor: String
+    var description: String { "gave up waiting for \(waitingFor)" }
+}
+
+/// `registry show`'s layout: every label, however long, keeps a gap before its value.
+@Suite struct RegistryReportTests {
+    @Test func longTagKeysAreNeverCutOrGluedToTheirValues() throws {
+        let registry = try Registry(dataDirectory: TestData.temporaryFolder())
+        let v = try registry.register(try newVersion(
+            seed: 1, round: 1, accuracy: 0.8, tags: ["secure_aggregation": "on", "round": "1", "a_much_longer_tag_key_than_usual": "yes"]))
+        let details = try RegistryReport.details([v], reader: registry.reader)[0]
+        let text = RegistryReport.show(details, events: try registry.reader.events(version: v.id))
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let tagLines = lines.filter { $0.hasPrefix("tag.") }
+        #expect(tagLines.count == 3)
+        // Every field's value starts in one column, past the longest label with at least two spaces.
+        let column = "tag.a_much_longer_tag_key_than_usual".count + 2
+        for (label, value) in [("tag.secure_aggregation", "on"), ("tag.round", "1"), ("tag.a_much_longer_tag_key_than_usual", "yes"), ("version", "1")] {
+            #expect(lines.contains(label.padding(toLength: column, withPad: " ", startingAt: 0) + value), "\(text)")
+        }
+        // Short keys keep the usual layout.
+        let plain = try registry.register(try newVersion(seed: 2, round: 2, accuracy: 0.8, tags: ["team": "vision"]))
+        let shown = RegistryReport.show(try RegistryReport.details([plain], reader: registry.reader)[0], events: [])
+        #expect(shown.contains("\nversion            2\n") || shown.hasPrefix("version            2\n"))
+        #expect(shown.contains("tag.team           vision"))
     }
 }
 

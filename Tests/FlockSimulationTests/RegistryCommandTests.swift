@@ -108,6 +108,85 @@ import Testing
         #expect(nowhere.status == 1 && nowhere.error.contains("no registry here"))
     }
 
+    /// A registry of two versions written through the library (no simulation): version 1 accepted and in
+    /// production, version 2 a candidate; version 1 tagged as `serve` tags its versions.
+    static func twoVersions() throws -> (folder: String, hashes: [String]) {
+        let folder = TestData.temporaryFolder()
+        let registry = try Registry(dataDirectory: folder)
+        let spec = try ModelSpec.preset("logreg", inputFeatures: 6, classCount: 3)
+        var hashes: [String] = []
+        for seed in [1, 2] as [UInt64] {
+            let file = ModelFile(model: try Model(spec: spec, seed: seed), scaling: .none).encoded().bytes
+            let v = try registry.register(NewVersion(
+                file: file, parent: seed == 1 ? nil : 1, model: "logreg", rounds: Int(seed)...Int(seed), participants: 3 + Int(seed),
+                strategy: "fedavg", codec: "f32", accuracy: [0.81, 0.82][Int(seed) - 1], loss: 0.5, uploadBytes: 100, downloadBytes: 200,
+                tags: seed == 1 ? ["secure_aggregation": "on", "round": "1"] : [:]))
+            hashes.append(v.hash)
+        }
+        try registry.setStatus(of: 1, to: .accepted, actor: "gate", reason: "ok")
+        try registry.promote(1, actor: "policy", reason: "first")
+        return (folder, hashes)
+    }
+
+    @Test func everyRegistryCommandAnswersInJSONUnderJSONAndItsErrorsToo() throws {
+        let (folder, hashes) = try Self.twoVersions()
+        // A long tag key lines up with the rest, with a gap before its value.
+        let shown = try registry(folder, ["show", "1"])
+        #expect(shown.status == 0 && shown.output.contains("tag.secure_aggregation  on"), "\(shown.output)")
+        #expect(shown.output.hasPrefix("version" + String(repeating: " ", count: "tag.secure_aggregation".count + 2 - "version".count) + "1\n"))
+
+        let show = try json(try registry(folder, ["show", "1", "--json"])) as? [String: Any]
+        #expect((show?["events"] as? [[String: Any]])?.compactMap { $0["kind"] as? String } == ["created", "accepted", "promoted"])
+        #expect(show?["id"] as? Int == 1 && (show?["tags"] as? [String: String])?["secure_aggregation"] == "on")
+
+        let tagged = try json(try registry(folder, ["tag", "2", "team=vision", "--json"])) as? [String: Any]
+        #expect(tagged?["version"] as? Int == 2 && tagged?["tags"] as? [String: String] == ["team": "vision"])
+        let set = try json(try registry(folder, ["alias", "set", "stable", "2", "--reason", "trusted", "--json"])) as? [String: Any]
+        #expect(set?["alias"] as? String == "stable" && set?["version"] as? Int == 2 && set?["reason"] as? String == "trusted")
+        let removed = try json(try registry(folder, ["alias", "remove", "stable", "--reason", "done", "--json"])) as? [String: Any]
+        #expect(removed?["alias"] as? String == "stable" && removed?["removed"] as? Bool == true)
+
+        let diff = try json(try registry(folder, ["diff", "1", "2", "--json"])) as? [String: Any]
+        let fields = Dictionary(uniqueKeysWithValues: (diff?["fields"] as? [[String: Any]] ?? []).map { ($0["name"] as? String ?? "", $0) })
+        #expect(fields["accuracy"]?["first"] as? Double == 0.81 && fields["accuracy"]?["second"] as? Double == 0.82)
+        #expect(fields["round"]?["first"] as? Int == 1 && fields["participants"]?["second"] as? Int == 5)
+        #expect(fields["parent"]?["first"] is NSNull && fields["parent"]?["second"] as? Int == 1)
+        #expect(fields["hash"]?["first"] as? String == hashes[0] && fields["tag.secure_aggregation"]?["second"] as? String == "-")
+
+        let history = try json(try registry(folder, ["history", "--of", String(hashes[1].prefix(8)), "--json"])) as? [[String: Any]]
+        #expect(history?.compactMap { $0["kind"] as? String } == ["created", "alias-moved", "alias-removed"])
+        #expect(try registry(folder, ["history", "--help"]).output.contains("--of <VERSION>"))
+
+        // Errors: one JSON object on standard error, with the exit code in it.
+        let missing = try registry(folder, ["show", "99", "--json"])
+        let missingError = try JSONSerialization.jsonObject(with: Data(missing.error.utf8)) as? [String: Any]
+        #expect(missing.status == 1 && missing.output.isEmpty && missingError?["code"] as? Int == 1)
+        #expect((missingError?["error"] as? String)?.contains("99") == true)
+        let unparsed = try registry(folder, ["query", "acc >= 1", "--json"])
+        let unparsedError = try JSONSerialization.jsonObject(with: Data(unparsed.error.utf8)) as? [String: Any]
+        #expect(unparsed.status == 2 && unparsedError?["code"] as? Int == 2 && (unparsedError?["error"] as? String)?.contains("\n  ^") == true)
+
+        // --state is a choice: listed in the help, a bad value is a usage error.
+        let help = try registry(folder, ["analyses", "--help"]).output.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(help.contains("(values: running, passed, failed, inconclusive)"), "\(help)")
+        let badState = try registry(folder, ["analyses", "--state", "done"])
+        #expect(badState.status == 64 && badState.error.contains("done"))
+        #expect(try registry(folder, ["analyses", "--state", "running", "--json"]).output.hasPrefix("[]"))
+    }
+
+    @Test func deepQueriesAreParseErrorsAndTheQueryLanguageTakesHashPrefixes() throws {
+        let (folder, hashes) = try Self.twoVersions()
+        for depth in [100, 30_000] {
+            let query = String(repeating: "(", count: depth) + "round > 1" + String(repeating: ")", count: depth)
+            let result = try registry(folder, ["query", query])
+            #expect(result.status == 2, "depth \(depth): \(result.status) \(result.error.prefix(300))")
+            #expect(result.error.contains("nested more than \(RegistryQuery.maximumDepth) deep") && result.error.contains("(column 33)"))
+            #expect(result.error.hasSuffix("  " + String(repeating: " ", count: 32) + "^\n"))
+        }
+        let found = try json(try registry(folder, ["query", "hash = \"\(hashes[1].prefix(6))\" or round in (1)", "--json"])) as? [[String: Any]]
+        #expect(found?.compactMap { $0["id"] as? Int } == [2, 1])
+    }
+
     @Test func aSimulationKilledWhileItWritesLeavesAConsistentRegistry() throws {
         let folder = TestData.temporaryFolder()
         let rounds = 30

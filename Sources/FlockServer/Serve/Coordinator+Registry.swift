@@ -18,8 +18,10 @@ extension Coordinator {
     public var serverPublicKey: String { Hex.encode(registry.publicKey.bytes) }
 
     /// Registers the new global model (once: a round replayed after a crash finds its version) and gates it.
+    /// The version's round is the round id (`admin rounds`, `tag.round`), not the count of completed rounds:
+    /// the two part after a failed round.
     func registerGlobalModel(record: RoundRecord) {
-        let round = global.round
+        let round = record.round
         do {
             let (version, decision) = try policy.registerAndAdmit(NewVersion(
                 file: modelFileBytes, parent: globalVersion, model: configuration.model, rounds: round...round,
@@ -35,10 +37,18 @@ extension Coordinator {
         }
     }
 
-    /// Attaches the edges' evaluation of the model that `modelRound` rounds made to its version.
+    /// The registry version of the global model after `modelVersion` completed rounds: the version of the round
+    /// (by id) that completed as the `modelVersion`-th, found through the round history.
+    static func registryVersion(modelVersion: Int, history: [RoundRecord], registry: Registry) -> Int64? {
+        guard modelVersion > 0,
+              let record = history.last(where: { $0.state == "completed" && $0.modelVersion == modelVersion }) else { return nil }
+        return (try? registry.reader.version(round: record.round))?.id
+    }
+
+    /// Attaches the edges' evaluation of the model that `modelRound` completed rounds made to its version.
     func recordFederatedMetrics(modelRound: Int, accuracy: Double, loss: Double) {
-        guard modelRound > 0, let version = try? registry.reader.version(round: modelRound) else { return }
-        do { try registry.setFederatedMetrics(of: version.id, accuracy: accuracy, loss: loss) } catch {
+        guard let version = Self.registryVersion(modelVersion: modelRound, history: rounds(), registry: registry) else { return }
+        do { try registry.setFederatedMetrics(of: version, accuracy: accuracy, loss: loss) } catch {
             log("error: registry: \(error.message)")
         }
     }
@@ -76,7 +86,10 @@ extension Coordinator {
             throw ServeRefusal(.failedPrecondition, "edge \(id) is not comparing for analysis \(analysis) now; its next heartbeat says what it runs")
         }
         do {
-            let decision = try policy.receive(edge: id, analysis: analysis, served: served, compared: compared, comparison: comparison)
+            // The analysis's cohort: the connected edges the plan assigns to it.
+            let cohort = clients().filter { $0.state != "gone" && deploymentPlan.deployment(for: $0.edgeID).analysis == analysis }.count
+            let decision = try policy.receive(
+                edge: id, analysis: analysis, served: served, compared: compared, comparison: comparison, cohortEdges: cohort)
             if let decision {
                 log("registry: " + decision)
                 refreshDeploymentPlan()
@@ -102,13 +115,14 @@ extension Coordinator {
                 try policy.promote(version, actor: "admin", reason: reason, force: change.force)
                 message = "version \(version) promoted to production" + (change.force ? " (forced)" : "")
             case .rollback:
-                let event = try policy.rollback(to: change.version == 0 ? nil : version, actor: "admin", reason: reason)
+                let (event, clearedPin) = try policy.rollback(to: change.version == 0 ? nil : version, actor: "admin", reason: reason)
                 message = "production rolled back to version \(event.version ?? 0)"
+                    + (clearedPin.map { "; it was pinned to version \($0): the pin is cleared (admin pin pins it again)" } ?? "")
             case .pin:
-                try registry.pin(version, actor: "admin", reason: reason)
-                message = "production pinned to version \(version)"
+                try policy.pin(version, actor: "admin", reason: reason, force: change.force)
+                message = "production pinned to version \(version)" + (change.force ? " (forced)" : "")
             case .unpin:
-                try registry.unpin(actor: "admin", reason: reason)
+                try policy.unpin(actor: "admin", reason: reason)
                 message = "production unpinned"
             case .unspecified, .UNRECOGNIZED:
                 throw ServeRefusal(.invalidArgument, "unknown production action; use promote, rollback, pin or unpin")

@@ -14,6 +14,9 @@ struct RegistryCommand: ParsableCommand {
             server runs (it sees the last committed state) and when it is down. VERSION is a version number, an \
             alias (production, candidate, shadow, or your own), or a hash prefix of 6 or more hex digits. \
             Promotion, rollback and pinning go through the running server: flock-server admin promote|rollback|pin|unpin.
+            With --json every result is one JSON value on standard output, and an error is one JSON object \
+            {"error": MESSAGE, "code": EXIT_CODE} on standard error (exit 1, or 2 for a query that does not parse); \
+            a bad option or value is a usage error (exit 64, text).
             """,
         subcommands: [
             List.self, Show.self, Lineage.self, History.self, Analyses.self, Diff.self, Query.self, Export.self, Verify.self,
@@ -37,6 +40,27 @@ struct RegistryCommand: ParsableCommand {
         func openForWriting() -> Registry {
             attempt { () throws(RegistryError) in try Registry(dataDirectory: dataDir) }
         }
+
+        /// Prints a registry error (as JSON under `--json`) and exits with code 1 (2 for a query that does not parse).
+        func fail(_ error: RegistryError) -> Never {
+            RegistryCommand.fail(error, json: json)
+        }
+
+        /// Runs `body`, turning a registry error into a message and an exit code.
+        func attempt<T>(_ body: () throws(RegistryError) -> T) -> T {
+            do { return try body() } catch { fail(error) }
+        }
+
+        /// Prints `value` as JSON under `--json`, else `text`.
+        func print(_ value: some Encodable, text: @autoclosure () -> String) {
+            Swift.print(json ? JSONOutput.line(value) : text())
+        }
+    }
+
+    /// An error as `--json` prints it on standard error.
+    struct ErrorJSON: Encodable {
+        var error: String
+        var code: Int32
     }
 
     /// What the audit log records of a command that writes.
@@ -45,15 +69,12 @@ struct RegistryCommand: ParsableCommand {
         @Option(help: "Who is doing it (recorded in the audit log).") var actor: String = "admin"
     }
 
-    /// Prints a registry error and exits with code 1 (2 for a query that does not parse).
-    static func fail(_ error: RegistryError) -> Never {
-        StandardError.line("error: \(error.message)")
-        Foundation.exit(error.code == .query ? 2 : 1)
-    }
-
-    /// Runs `body`, turning a registry error into a message and an exit code.
-    static func attempt<T>(_ body: () throws(RegistryError) -> T) -> T {
-        do { return try body() } catch { fail(error) }
+    /// Prints a registry error, as `{"error": …, "code": …}` when `json`, and exits with code 1 (2 for a query
+    /// that does not parse).
+    static func fail(_ error: RegistryError, json: Bool) -> Never {
+        let code: Int32 = error.code == .query ? 2 : 1
+        StandardError.line(json ? JSONOutput.line(ErrorJSON(error: error.message, code: code)) : "error: \(error.message)")
+        Foundation.exit(code)
     }
 
     struct List: ParsableCommand {
@@ -62,7 +83,7 @@ struct RegistryCommand: ParsableCommand {
         @Option(help: "Show at most this many.") var limit: Int?
         func run() throws {
             let reader = try location.open()
-            let details = attempt { () throws(RegistryError) in try RegistryReport.details(try reader.versions(limit: limit), reader: reader) }
+            let details = location.attempt { () throws(RegistryError) in try RegistryReport.details(try reader.versions(limit: limit), reader: reader) }
             print(location.json ? JSONOutput.line(details) : RegistryReport.table(details))
         }
     }
@@ -73,11 +94,11 @@ struct RegistryCommand: ParsableCommand {
         @OptionGroup var location: Location
         func run() throws {
             let reader = try location.open()
-            let (detail, events) = attempt { () throws(RegistryError) in
+            let (detail, events) = location.attempt { () throws(RegistryError) in
                 let v = try reader.resolve(version)
                 return (try RegistryReport.details([v], reader: reader)[0], try reader.events(version: v.id))
             }
-            print(location.json ? JSONOutput.line(detail) : RegistryReport.show(detail, events: events))
+            location.print(RegistryReport.ShowJSON(detail: detail, events: events), text: RegistryReport.show(detail, events: events))
         }
     }
 
@@ -87,7 +108,7 @@ struct RegistryCommand: ParsableCommand {
         @OptionGroup var location: Location
         func run() throws {
             let reader = try location.open()
-            let (ancestry, children) = attempt { () throws(RegistryError) in try reader.lineage(try reader.resolve(version).id) }
+            let (ancestry, children) = location.attempt { () throws(RegistryError) in try reader.lineage(try reader.resolve(version).id) }
             if location.json {
                 struct LineageJSON: Encodable {
                     var ancestry: [ModelVersion]
@@ -103,33 +124,40 @@ struct RegistryCommand: ParsableCommand {
     struct History: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show the audit log: every event with its reason, actor and evidence.",
-            discussion: "--alias production shows every move of production (promotions, rollbacks, pins) with the evidence that decided it.")
+            discussion: """
+                --alias production shows every move of production (promotions, rollbacks, pins) with the evidence \
+                that decided it; --of VERSION shows one version's events.
+                """)
         @Option(help: "Only the moves of this alias.") var alias: String?
-        @Option(help: "Only the events of this version (number, alias or hash prefix).") var version: String?
+        @Option(name: .customLong("of"), help: ArgumentHelp("Only the events of this version (number, alias or hash prefix).", valueName: "VERSION"))
+        var subject: String?
         @OptionGroup var location: Location
         func run() throws {
             let reader = try location.open()
-            let events = attempt { () throws(RegistryError) in
-                try reader.events(alias: alias, version: try version.map { v throws(RegistryError) in try reader.resolve(v).id })
+            let events = location.attempt { () throws(RegistryError) in
+                try reader.events(alias: alias, version: try subject.map { v throws(RegistryError) in try reader.resolve(v).id })
             }
             print(location.json ? JSONOutput.line(events) : RegistryReport.history(events))
         }
     }
 
     struct Analyses: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List shadow and rollback analyses: versions compared, state, looks taken.")
-        @Option(help: "Only analyses in this state (running, passed, failed, inconclusive).") var state: String?
+        static let configuration = CommandConfiguration(
+            abstract: "List shadow and rollback analyses: versions compared, state, looks taken.",
+            discussion: """
+                A running analysis's reason says when its evidence cannot reach min_pairs (or min_edges) at the size \
+                of its cohort, and what to change.
+                """)
+        /// An analysis state, as `--state` takes it.
+        enum State: String, ExpressibleByArgument, CaseIterable {
+            case running, passed, failed, inconclusive
+            var analysisState: Analysis.State { Analysis.State(rawValue: rawValue)! }
+        }
+        @Option(help: "Only analyses in this state.") var state: State?
         @OptionGroup var location: Location
         func run() throws {
             let reader = try location.open()
-            var filter: Analysis.State?
-            if let state {
-                guard let parsed = Analysis.State(rawValue: state) else {
-                    throw ValidationError("--state is running, passed, failed or inconclusive")
-                }
-                filter = parsed
-            }
-            let list = attempt { () throws(RegistryError) in try reader.analyses(state: filter) }
+            let list = location.attempt { () throws(RegistryError) in try reader.analyses(state: state?.analysisState) }
             print(location.json ? JSONOutput.line(list) : RegistryReport.analyses(list))
         }
     }
@@ -141,7 +169,7 @@ struct RegistryCommand: ParsableCommand {
         @OptionGroup var location: Location
         func run() throws {
             let reader = try location.open()
-            let diff = attempt { () throws(RegistryError) in try reader.diff(try reader.resolve(first).id, try reader.resolve(second).id) }
+            let diff = location.attempt { () throws(RegistryError) in try reader.diff(try reader.resolve(first).id, try reader.resolve(second).id) }
             print(location.json ? JSONOutput.line(diff) : RegistryReport.diff(diff))
         }
     }
@@ -163,7 +191,7 @@ struct RegistryCommand: ParsableCommand {
         @OptionGroup var location: Location
         func run() throws {
             let reader = try location.open()
-            let details = attempt { () throws(RegistryError) in try RegistryReport.details(try reader.query(expression), reader: reader) }
+            let details = location.attempt { () throws(RegistryError) in try RegistryReport.details(try reader.query(expression), reader: reader) }
             print(location.json ? JSONOutput.line(details) : RegistryReport.table(details))
         }
     }
@@ -179,7 +207,7 @@ struct RegistryCommand: ParsableCommand {
         @OptionGroup var location: Location
         func run() throws {
             let reader = try location.open()
-            let (v, bytes) = attempt { () throws(RegistryError) in
+            let (v, bytes) = location.attempt { () throws(RegistryError) in
                 let v = try reader.resolve(version)
                 let file = try reader.modelFile(of: v.id)
                 switch format {
@@ -193,8 +221,7 @@ struct RegistryCommand: ParsableCommand {
                 }
             }
             do { try FileIO.writeAtomically(bytes, to: out) } catch {
-                StandardError.line("error: \(error.message)")
-                throw ExitCode(1)
+                location.fail(RegistryError(.io, error.message))
             }
             if location.json {
                 struct ExportJSON: Encodable {
@@ -217,8 +244,8 @@ struct RegistryCommand: ParsableCommand {
         @OptionGroup var location: Location
         func run() throws {
             let reader = try location.open()
-            let (problems, checked) = attempt { () throws(RegistryError) in try reader.verify() }
-            let versions = attempt { () throws(RegistryError) in try reader.versions().count }
+            let (problems, checked) = location.attempt { () throws(RegistryError) in try reader.verify() }
+            let versions = location.attempt { () throws(RegistryError) in try reader.versions().count }
             if location.json {
                 struct VerifyJSON: Encodable {
                     var ok: Bool
@@ -258,9 +285,9 @@ struct RegistryCommand: ParsableCommand {
             func validate() throws { try AliasCommand.checkOwn(name) }
             func run() throws {
                 let registry = location.openForWriting()
-                let v = attempt { () throws(RegistryError) in try registry.reader.resolve(version) }
-                attempt { () throws(RegistryError) in _ = try registry.moveAlias(name, to: v.id, actor: audit.actor, reason: audit.reason) }
-                print("\(name) -> version \(v.id)")
+                let v = location.attempt { () throws(RegistryError) in try registry.reader.resolve(version) }
+                let event = location.attempt { () throws(RegistryError) in try registry.moveAlias(name, to: v.id, actor: audit.actor, reason: audit.reason) }
+                location.print(event, text: "\(name) -> version \(v.id)")
             }
         }
 
@@ -272,11 +299,15 @@ struct RegistryCommand: ParsableCommand {
             func validate() throws { try AliasCommand.checkOwn(name) }
             func run() throws {
                 let registry = location.openForWriting()
-                guard attempt({ () throws(RegistryError) in try registry.reader.alias(name) }) != nil else {
-                    fail(RegistryError(.notFound, "there is no alias \(name)"))
+                guard location.attempt({ () throws(RegistryError) in try registry.reader.alias(name) }) != nil else {
+                    location.fail(RegistryError(.notFound, "there is no alias \(name)"))
                 }
-                attempt { () throws(RegistryError) in try registry.removeAlias(name, actor: audit.actor, reason: audit.reason) }
-                print("\(name) removed")
+                location.attempt { () throws(RegistryError) in try registry.removeAlias(name, actor: audit.actor, reason: audit.reason) }
+                struct RemovedJSON: Encodable {
+                    var alias: String
+                    var removed: Bool
+                }
+                location.print(RemovedJSON(alias: name, removed: true), text: "\(name) removed")
             }
         }
     }
@@ -299,12 +330,17 @@ struct RegistryCommand: ParsableCommand {
         }
         func run() throws {
             let registry = location.openForWriting()
-            let v = attempt { () throws(RegistryError) in try registry.reader.resolve(version) }
+            let v = location.attempt { () throws(RegistryError) in try registry.reader.resolve(version) }
             for tag in tags {
                 let parts = tag.split(separator: "=", maxSplits: 1).map(String.init)
-                attempt { () throws(RegistryError) in try registry.setTag(parts[0], parts[1], on: v.id) }
+                location.attempt { () throws(RegistryError) in try registry.setTag(parts[0], parts[1], on: v.id) }
             }
-            print("version \(v.id): \(tags.joined(separator: " "))")
+            let all = location.attempt { () throws(RegistryError) in try registry.reader.tags(v.id) }
+            struct TagJSON: Encodable {
+                var version: Int64
+                var tags: [String: String]
+            }
+            location.print(TagJSON(version: v.id, tags: all), text: "version \(v.id): \(tags.joined(separator: " "))")
         }
     }
 
@@ -316,9 +352,10 @@ struct RegistryCommand: ParsableCommand {
         @OptionGroup var location: Location
         func run() throws {
             let registry = location.openForWriting()
-            let v = attempt { () throws(RegistryError) in try registry.reader.resolve(version) }
-            attempt { () throws(RegistryError) in try registry.setStatus(of: v.id, to: .retired, actor: audit.actor, reason: audit.reason) }
-            print("version \(v.id) retired")
+            let v = location.attempt { () throws(RegistryError) in try registry.reader.resolve(version) }
+            location.attempt { () throws(RegistryError) in try registry.setStatus(of: v.id, to: .retired, actor: audit.actor, reason: audit.reason) }
+            let retired = location.attempt { () throws(RegistryError) in try registry.reader.version(v.id) }
+            location.print(retired, text: "version \(v.id) retired")
         }
     }
 
@@ -330,7 +367,7 @@ struct RegistryCommand: ParsableCommand {
         @OptionGroup var location: Location
         func run() throws {
             let registry = location.openForWriting()
-            let (hashes, bytes) = attempt { () throws(RegistryError) in try registry.collectGarbage(actor: actor) }
+            let (hashes, bytes) = location.attempt { () throws(RegistryError) in try registry.collectGarbage(actor: actor) }
             if location.json {
                 struct GCJSON: Encodable {
                     var removed: [String]

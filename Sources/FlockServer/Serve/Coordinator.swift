@@ -186,7 +186,7 @@ public actor Coordinator {
         (modelFileBytes, modelBytes, modelHash) = try Self.encodeModel(
             spec: spec, scaling: scaling, weights: global.weights, version: global.round, download: configuration.downloadCodec)
         servedSignature = Self.signature(of: modelHash, registry: registry)
-        globalVersion = global.round == 0 ? nil : (try? registry.reader.version(round: global.round))?.id
+        globalVersion = Self.registryVersion(modelVersion: global.round, history: history, registry: registry)
         let moment = clock.seconds()
         if let (fresh, reopened, selected) = try Self.reopenJournaledRound(
             journal: journal, expectedRound: (history.last?.round ?? 0) + 1, modelVersion: global.round, modelHash: modelHash,

@@ -151,7 +151,8 @@ struct Admin: AsyncParsableCommand {
 
     struct Rollback: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Move production back: to --to VERSION, or to the previous production in the alias history.")
+            abstract: "Move production back: to --to VERSION, or to the previous production in the alias history.",
+            discussion: "A pinned production is rolled back too: the pin is cleared, and the reply and the audit log say so.")
         @Option(help: "The version to roll back to (default: the previous production).") var to: UInt64?
         @Option(help: "Why (required; recorded in the audit log).") var reason: String
         @OptionGroup var connection: Connection
@@ -162,12 +163,13 @@ struct Admin: AsyncParsableCommand {
 
     struct Pin: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Pin production to a version: no automatic promotion or rollback until unpin.")
+            abstract: "Pin production to a version (an accepted one; --force for any): no automatic promotion or rollback until unpin.")
         @Argument(help: "The version number.") var version: UInt64
         @Option(help: "Why (required; recorded in the audit log).") var reason: String
+        @Flag(help: "Pin a version the gate did not accept (rejected or still a candidate).") var force = false
         @OptionGroup var connection: Connection
         func run() async throws {
-            try await changeProduction(.pin, version: version, reason: reason, force: false, connection)
+            try await changeProduction(.pin, version: version, reason: reason, force: force, connection)
         }
     }
 

@@ -50,6 +50,76 @@ import Testing
         #expect(try fleet.admin(["stop"]).status == 0)
         fleet.processes["server"]?.waitUntilExit()
         #expect(fleet.processes["server"]?.terminationStatus == 0)
+
+        // Under the test's umask (022), everything in the data directory is the owner's alone: the models, the
+        // round history, the registry's database and artifacts, the token, the lock.
+        let (files, exposed) = Self.modes(under: fleet.dataDirectory)
+        #expect(files.contains("global.flockmdl") && files.contains("rounds.flocksrv") && files.contains(".lock"), "\(files)")
+        #expect(files.contains { $0.hasPrefix("registry/") }, "\(files)")
+        #expect(exposed.isEmpty, "readable by others: \(exposed)")
+    }
+
+    /// Every path under `folder` (relative), the folder included as ".", and those with a group or other bit.
+    static func modes(under folder: String) -> (paths: [String], exposed: [String]) {
+        var paths = ["."]
+        var exposed = [String]()
+        let all = (FileManager.default.enumerator(atPath: folder)?.allObjects as? [String]) ?? []
+        for path in ["."] + all {
+            var info = stat()
+            guard lstat(folder + "/" + path, &info) == 0 else { continue }
+            if path != "." { paths.append(path) }
+            if info.st_mode & 0o077 != 0 { exposed.append("\(path) \(String(info.st_mode & 0o7777, radix: 8))") }
+        }
+        return (paths, exposed)
+    }
+
+    @Test func aSecondServerOnOneDataDirectoryStopsAtOnceAndTheFirstKeepsItsAddress() throws {
+        let fleet = Fleet()
+        let first = try fleet.startServer(["--wait-for-start"])
+        let addressFile = fleet.dataDirectory + "/serve.address"
+        let pid = try #require(fleet.processes["server"]?.processIdentifier)
+
+        let second = try Self.run(["serve", "--data-dir", fleet.dataDirectory, "--listen", "127.0.0.1:0", "--wait-for-start"], seconds: 60)
+        #expect(second.status == 1, "\(second.error)")
+        let directory = fleet.dataDirectory
+        let expected = "error: \(directory) is in use by another process (pid \(pid)): stop that server first "
+            + "(flock-server admin stop --data-dir \(directory)), or give another --data-dir\n"
+        #expect(second.error == expected)
+        // The first server's address file is intact, and admin still finds it there.
+        #expect(try String(contentsOfFile: addressFile, encoding: .utf8) == first + "\n")
+        #expect(try fleet.status()["state"] as? String == "idle")
+
+        // Once the first has stopped, the directory is free again.
+        #expect(try fleet.admin(["stop"]).status == 0)
+        fleet.processes["server"]?.waitUntilExit()
+        try fleet.startServer(["--wait-for-start"], name: "server-2")
+        #expect(try fleet.status()["state"] as? String == "idle")
+    }
+
+    /// Runs `flock-server ARGUMENTS`, killing it if it has not finished after `seconds` (so a server that should
+    /// have refused to start fails the test instead of hanging it).
+    static func run(_ arguments: [String], seconds: Double) throws -> (status: Int32, output: String, error: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: TestData.executable("flock-server"))
+        process.arguments = arguments
+        let folder = TestData.temporaryFolder()
+        FileManager.default.createFile(atPath: folder + "/out", contents: nil)
+        FileManager.default.createFile(atPath: folder + "/err", contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: folder + "/out"))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: folder + "/err"))
+        try process.run()
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            Issue.record("flock-server \(arguments) was still running after \(seconds) s")
+        }
+        process.waitUntilExit()
+        return (
+            status: process.terminationStatus,
+            output: (try? String(contentsOfFile: folder + "/out", encoding: .utf8)) ?? "",
+            error: (try? String(contentsOfFile: folder + "/err", encoding: .utf8)) ?? "")
     }
 
     @Test func anEdgeKilledMidRoundIsDroppedAndTheRoundCompletesWithTheRest() throws {

@@ -62,11 +62,13 @@ public struct Archive: Sendable {
     }
 
     /// Writes the archive atomically (temp file in the same folder, fsync, rename, fsync of the folder).
+    /// - Parameter permissions: the file's exact mode (0o600 for a server's data directory), or `nil` for the
+    ///   umask's choice; see ``FileIO/writeAtomically(_:to:permissions:)``.
     /// - Returns: the content hash.
     @discardableResult
-    public func write(path: String, magic: String) throws(CoreError) -> SHA256.Digest {
+    public func write(path: String, magic: String, permissions: mode_t? = nil) throws(CoreError) -> SHA256.Digest {
         let (bytes, hash) = encode(magic: magic)
-        try FileIO.writeAtomically(bytes, to: path)
+        try FileIO.writeAtomically(bytes, to: path, permissions: permissions)
         return hash
     }
 

@@ -50,10 +50,12 @@ public struct ModelFile: Sendable, Equatable {
     }
 
     /// Writes the file atomically.
+    /// - Parameter permissions: the file's exact mode (0o600 for a server's data directory), or `nil` for the
+    ///   umask's choice.
     /// - Returns: the content hash (SHA-256 of the file without its trailer).
     @discardableResult
-    public func write(to path: String) throws(CoreError) -> SHA256.Digest {
-        try archive().write(path: path, magic: ModelFile.magic)
+    public func write(to path: String, permissions: mode_t? = nil) throws(CoreError) -> SHA256.Digest {
+        try archive().write(path: path, magic: ModelFile.magic, permissions: permissions)
     }
 
     /// Reads a model file, verifying its content hash first, then its structure.
@@ -77,7 +79,38 @@ public struct ModelFile: Sendable, Equatable {
             throw CoreError(.corruptFile, "\(path): unreadable model header")
         }
         let parameters = try archive.section("parameters", path: path)
+        try check(header.spec, scaling: header.scaling, parameters: parameters.count, path: path)
         return ModelFile(spec: header.spec, scaling: header.scaling, metadata: header.metadata, parameters: parameters)
+    }
+
+    /// Checks that a spec read from a file is one this build can allocate (every dimension and size bounded, see
+    /// ``ModelSpec/maximumDimension``), that it has exactly `parameters` parameters, and that the scaling fits its
+    /// input, so that a file with a valid hash but crafted contents is refused before anything is built from it.
+    private static func check(_ spec: ModelSpec, scaling: FeatureScaling, parameters: Int, path: String) throws(CoreError) {
+        let count: Int
+        do { count = try Model.checkedLayers(spec).parameters } catch where error.code == .unsupportedVersion {
+            throw CoreError(.unsupportedVersion, "\(path): \(error.message)")
+        } catch {
+            throw CoreError(.corruptFile, "\(path): the model's spec is not one this build can load: \(error.message)")
+        }
+        guard count == parameters else {
+            throw CoreError(.corruptFile, "\(path): the spec has \(count) parameters but the file holds \(parameters)")
+        }
+        switch scaling {
+        case .none:
+            break
+        case .max(let largest):
+            guard largest.isFinite, largest > 0 else { throw CoreError(.corruptFile, "\(path): the max scaling must be a positive number") }
+        case .standardize(let mean, let deviation):
+            guard mean.count == spec.inputFeatures, deviation.count == spec.inputFeatures else {
+                throw CoreError(
+                    .corruptFile,
+                    "\(path): the scaling has \(mean.count) means and \(deviation.count) deviations for \(spec.inputFeatures) features")
+            }
+            guard mean.allSatisfy(\.isFinite), deviation.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                throw CoreError(.corruptFile, "\(path): the scaling's means must be finite and its deviations positive")
+            }
+        }
     }
 
     /// Builds the model with these weights.

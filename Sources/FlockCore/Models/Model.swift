@@ -37,21 +37,20 @@ public final class Model {
     /// Builds the model with `parameters` as its weights (no random draw first).
     /// - Throws: ``CoreError`` when the spec is inconsistent or `parameters` has the wrong length.
     public convenience init(spec: ModelSpec, parameters: [Float]) throws(CoreError) {
-        try self.init(spec: spec, initialization: nil)
+        try self.init(spec: spec, initialization: nil, expectedParameters: parameters.count)
         try setParameters(parameters)
     }
 
-    private init(spec: ModelSpec, initialization seed: UInt64?) throws(CoreError) {
-        guard spec.version <= ModelSpec.currentVersion else {
-            throw CoreError(.unsupportedVersion, "model spec version \(spec.version) is newer than this build supports (\(ModelSpec.currentVersion)); upgrade Flock")
+    /// - Parameter expectedParameters: when given, the spec's parameter count must equal it, checked before any
+    ///   buffer is allocated.
+    private init(spec: ModelSpec, initialization seed: UInt64?, expectedParameters: Int? = nil) throws(CoreError) {
+        let (layers, count) = try Model.checkedLayers(spec)
+        if let expectedParameters, expectedParameters != count {
+            throw CoreError(.modelMismatch, "got \(expectedParameters) parameters, the model has \(count)")
         }
-        guard !spec.inputShape.isEmpty, spec.inputShape.allSatisfy({ $0 > 0 }) else {
-            throw CoreError(.invalidArgument, "model input shape \(spec.inputShape) must have positive dimensions")
-        }
-        let layers = try Model.buildLayers(spec)
         self.spec = spec
         threads = ComputeThreads.count
-        parameterCount = layers.reduce(0) { $0 + $1.layer.parameterCount }
+        parameterCount = count
         parameters = FloatBuffer(count: parameterCount)
         let first = Replica(layers: layers, parameters: parameters, classCount: spec.classCount)
         gradients = first.gradients
@@ -70,8 +69,60 @@ public final class Model {
         if let seed { initialize(seed: seed) }
     }
 
-    /// Builds the layer stack of a spec, with the spec index each layer came from.
+    /// Checks a spec (its version, and every dimension and size against ``ModelSpec``'s bounds, with no overflow)
+    /// and builds its layer stack, allocating no buffers.
+    /// - Returns: the layers and the model's parameter count.
+    /// - Throws: ``CoreError/Code/unsupportedVersion``, or ``CoreError/Code/invalidArgument`` naming the layer
+    ///   and the bound it breaks.
+    static func checkedLayers(_ spec: ModelSpec) throws(CoreError) -> (layers: [(layer: any Layer, specIndex: Int)], parameters: Int) {
+        guard spec.version <= ModelSpec.currentVersion else {
+            throw CoreError(.unsupportedVersion, "model spec version \(spec.version) is newer than this build supports (\(ModelSpec.currentVersion)); upgrade Flock")
+        }
+        guard (1...3).contains(spec.inputShape.count), spec.inputShape.allSatisfy({ $0 > 0 && $0 <= ModelSpec.maximumDimension }),
+            let size = ModelSpec.product(spec.inputShape), size <= ModelSpec.maximumValuesPerSample
+        else {
+            throw CoreError(
+                .invalidArgument,
+                "model input shape \(spec.inputShape) must have 1 to 3 positive dimensions and at most \(ModelSpec.maximumValuesPerSample) values")
+        }
+        guard spec.classCount >= 2, spec.classCount <= ModelSpec.maximumValuesPerSample else {
+            throw CoreError(.invalidArgument, "a model needs 2 to \(ModelSpec.maximumValuesPerSample) classes, not \(spec.classCount)")
+        }
+        guard spec.layers.count <= ModelSpec.maximumLayers else {
+            throw CoreError(.invalidArgument, "the model lists \(spec.layers.count) layers; at most \(ModelSpec.maximumLayers) are supported")
+        }
+        let layers = try buildLayers(spec)
+        // Each output is at most maximumValuesPerSample and there are at most a few built layers per spec layer.
+        let activations = layers.reduce(0) { $0 + $1.layer.outputSize }
+        guard activations <= ModelSpec.maximumActivationsPerSample else {
+            throw CoreError(
+                .invalidArgument, "the model's layers hold more than \(ModelSpec.maximumActivationsPerSample) values per sample")
+        }
+        var total = 0
+        for (layer, _) in layers {
+            let (next, overflow) = total.addingReportingOverflow(layer.parameterCount)
+            guard !overflow, next <= ModelSpec.maximumParameters else {
+                throw CoreError(.invalidArgument, "the model has more than \(ModelSpec.maximumParameters) parameters")
+            }
+            total = next
+        }
+        return (layers, total)
+    }
+
+    /// Builds the layer stack of a spec whose input shape is checked, with the spec index each layer came from.
+    /// Every layer's dimensions, parameter count and output size are bounded before it is built.
     static func buildLayers(_ spec: ModelSpec) throws(CoreError) -> [(layer: any Layer, specIndex: Int)] {
+        let limit = ModelSpec.maximumDimension
+        func bounded(_ index: Int, _ what: String, _ values: Int...) throws(CoreError) {
+            guard values.allSatisfy({ $0 <= limit }) else {
+                throw CoreError(.invalidArgument, "layer \(index): \(what) exceeds \(limit)")
+            }
+        }
+        func fits(_ index: Int, parameters: [Int]) throws(CoreError) {
+            guard let count = ModelSpec.product(parameters), count <= ModelSpec.maximumParameters else {
+                throw CoreError(.invalidArgument, "layer \(index): more than \(ModelSpec.maximumParameters) parameters")
+            }
+        }
         var shape = spec.inputShape
         // Built layers with the spec index each came from. Besides the spec's layers, the model inserts
         // layout moves (a channel-major transpose of multi-channel inputs, a Flatten before a dense layer
@@ -87,26 +138,31 @@ public final class Model {
             switch layer {
             case .dense(let units):
                 guard units > 0 else { throw CoreError(.invalidArgument, "layer \(index): dense needs at least 1 unit") }
+                try bounded(index, "dense units", units)
+                try fits(index, parameters: [shape.reduce(1, *) + 1, units])
                 if shape.count == 3 { built.append(Flatten(shape: shape)) }
                 built.append(Dense(inputs: shape.reduce(1, *), outputs: units))
             case .conv2d(let filters, let kernel, let stride, let padding):
                 guard shape.count == 3 else {
                     throw CoreError(.invalidArgument, "layer \(index): conv2d needs a [channels, height, width] input, got \(shape)")
                 }
+                try bounded(index, "conv2d filters, kernel, stride or padding", filters, kernel, stride, padding)
                 guard filters > 0, kernel > 0, stride > 0, padding >= 0,
                     shape[1] + 2 * padding >= kernel, shape[2] + 2 * padding >= kernel
                 else {
                     throw CoreError(.invalidArgument, "layer \(index): conv2d \(filters) filters, kernel \(kernel), stride \(stride), padding \(padding) does not fit input \(shape)")
                 }
+                try fits(index, parameters: [shape[0], kernel, kernel, filters])
                 built.append(Conv2D(input: shape, filters: filters, kernel: kernel, stride: stride, padding: padding))
             case .maxPool2d(let size, let stride):
+                try bounded(index, "maxpool size or stride", size, stride)
                 guard shape.count == 3, size > 0, stride > 0, shape[1] >= size, shape[2] >= size else {
                     throw CoreError(.invalidArgument, "layer \(index): maxpool \(size)/\(stride) does not fit input \(shape)")
                 }
                 built.append(MaxPool2D(input: shape, size: size, stride: stride))
             case .relu:
                 if index + 1 < spec.layers.count, case .maxPool2d(let size, let stride) = spec.layers[index + 1],
-                    shape.count == 3, size > 0, stride > 0, shape[1] >= size, shape[2] >= size
+                    shape.count == 3, size > 0, stride > 0, size <= limit, stride <= limit, shape[1] >= size, shape[2] >= size
                 {
                     let pool = MaxPool2D(input: shape, size: size, stride: stride)
                     layers.append((pool, index + 1))
@@ -123,6 +179,9 @@ public final class Model {
                 built.append(Dropout(shape: shape, rate: Float(rate)))
             }
             for b in built {
+                guard let size = ModelSpec.product(b.outputShape), size <= ModelSpec.maximumValuesPerSample else {
+                    throw CoreError(.invalidArgument, "layer \(index): more than \(ModelSpec.maximumValuesPerSample) output values per sample")
+                }
                 layers.append((b, index))
                 shape = b.outputShape
             }

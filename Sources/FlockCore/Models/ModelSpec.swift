@@ -34,8 +34,33 @@ public struct ModelSpec: Codable, Sendable, Equatable {
         self.initScheme = initScheme
     }
 
-    /// Number of input features per sample.
-    public var inputFeatures: Int { inputShape.reduce(1, *) }
+    /// Number of input features per sample (saturating at `Int.max` for a shape no model accepts).
+    public var inputFeatures: Int { Self.product(inputShape) ?? .max }
+
+    /// The largest value any one dimension may take: an input side, a layer's units or filters, a kernel, a
+    /// stride, a padding. A spec read from a file is bounded before anything is allocated for it.
+    public static let maximumDimension = 1 << 24
+    /// The most values one sample may have at any point in the model (its input or any layer's output).
+    public static let maximumValuesPerSample = 1 << 24
+    /// The most parameters a model may have (1 GiB of Float32).
+    public static let maximumParameters = 1 << 28
+    /// The most layers a spec may list.
+    public static let maximumLayers = 1024
+    /// The most values one sample's pass may hold in all layers' outputs together (1 GiB of Float32 at a batch
+    /// of 4).
+    public static let maximumActivationsPerSample = 1 << 26
+
+    /// The product of `values`, or `nil` when it overflows `Int` or a value is negative.
+    static func product(_ values: [Int]) -> Int? {
+        var result = 1
+        for value in values {
+            guard value >= 0 else { return nil }
+            let (next, overflow) = result.multipliedReportingOverflow(by: value)
+            if overflow { return nil }
+            result = next
+        }
+        return result
+    }
 
     /// The names accepted by ``preset(_:inputFeatures:classCount:)``.
     public static let presetSyntax = "2nn | cnn | mlp:H1,H2,... | logreg"

@@ -52,9 +52,10 @@ public enum FileIO {
 
     /// Writes `bytes` to `path` atomically: a temporary file in the same directory, `fsync`, `rename`, then an
     /// `fsync` of the directory so that the rename itself is durable.
-    /// - Parameter permissions: the file's mode (0o600 for secrets readable by the owner only).
+    /// - Parameter permissions: the file's exact mode (0o600 for files readable by the owner only), or `nil` for
+    ///   the mode any new file gets: 0o666 narrowed by the process's umask.
     /// - Throws: `io` naming the path and the system's reason.
-    public static func writeAtomically(_ bytes: [UInt8], to path: String, permissions: mode_t = 0o644) throws(CoreError) {
+    public static func writeAtomically(_ bytes: [UInt8], to path: String, permissions: mode_t? = nil) throws(CoreError) {
         let directory: String
         let name: String
         if let slash = path.lastIndex(of: "/") {
@@ -68,15 +69,15 @@ public enum FileIO {
         let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 16)
         let temporary = (directory == "/" ? "" : directory) + "/.\(name).tmp-\(getpid())-\(suffix)"
 
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, permissions)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, permissions ?? 0o666)
         if fd < 0 {
             let code = errno
             if code == ENOENT { throw CoreError(.io, "\(path): cannot write: directory \(directory) does not exist") }
             throw CoreError(.io, "\(path): cannot write: \(systemErrorText(code))")
         }
         var failure = writeAll(bytes, to: fd)
-        // The umask may have narrowed or widened nothing we want: set the mode exactly.
-        if failure == 0, fchmod(fd, permissions) != 0 { failure = errno }
+        // An exact mode is exact whatever the umask; without one the umask decides, as for any new file.
+        if failure == 0, let permissions, fchmod(fd, permissions) != 0 { failure = errno }
         if failure == 0, fsync(fd) != 0 { failure = errno }
         if close(fd) != 0, failure == 0 { failure = errno }
         if failure == 0, rename(temporary, path) != 0 { failure = errno }
@@ -94,14 +95,56 @@ public enum FileIO {
     /// Appends `bytes` to `path` (created if missing) and `fsync`s it before returning, so that what was
     /// appended survives a crash once this returns. A crash during the call may leave a torn tail, which
     /// readers must detect (for example with a checksum per record).
+    /// - Parameter permissions: the file's exact mode, whatever the umask (an existing file is set to it too), or
+    ///   `nil` for 0o666 narrowed by the umask on creation.
     /// - Throws: `io` naming the path and the system's reason.
-    public static func appendDurably(_ bytes: [UInt8], to path: String) throws(CoreError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+    public static func appendDurably(_ bytes: [UInt8], to path: String, permissions: mode_t? = nil) throws(CoreError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, permissions ?? 0o666)
         if fd < 0 { throw CoreError(.io, "\(path): cannot append: \(systemErrorText(errno))") }
-        var failure = writeAll(bytes, to: fd)
+        var failure: Int32 = 0
+        if let permissions {
+            var info = stat()
+            if fstat(fd, &info) == 0, info.st_mode & 0o7777 != permissions, fchmod(fd, permissions) != 0 {
+                failure = errno
+            }
+        }
+        if failure == 0 { failure = writeAll(bytes, to: fd) }
         if failure == 0, fsync(fd) != 0 { failure = errno }
         if close(fd) != 0, failure == 0 { failure = errno }
         if failure != 0 { throw CoreError(.io, "\(path): cannot append: \(systemErrorText(failure))") }
+    }
+
+    /// Creates the folder `path` for one owner's files (mode 0o700) with any missing parents (0o777 narrowed by
+    /// the umask, as `mkdir -p` makes them), or narrows an existing folder of this user's to 0o700.
+    /// - Returns: whether an existing folder that others could read or enter was narrowed.
+    /// - Throws: `io` naming the folder and the system's reason; an existing folder of another user that others
+    ///   can read is refused, since its files would not be private.
+    @discardableResult
+    public static func createPrivateDirectory(_ path: String) throws(CoreError) -> Bool {
+        var info = stat()
+        if stat(path, &info) == 0 {
+            guard info.st_mode & S_IFMT == S_IFDIR else { throw CoreError(.io, "\(path): exists and is not a folder") }
+            guard info.st_mode & 0o077 != 0 else { return false }
+            if chmod(path, 0o700) != 0 {
+                throw CoreError(
+                    .io, "\(path): other users can read this folder and it cannot be narrowed to mode 0700 (\(systemErrorText(errno))); use a folder of your own")
+            }
+            return true
+        }
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        let parts = path.split(separator: "/")
+        for (i, part) in parts.enumerated() {
+            prefix += (prefix.isEmpty || prefix.hasSuffix("/") ? "" : "/") + part
+            let last = i == parts.count - 1
+            if mkdir(prefix, last ? 0o700 : 0o777) != 0 {
+                let code = errno
+                guard code == EEXIST else { throw CoreError(.io, "\(prefix): cannot create the folder: \(systemErrorText(code))") }
+                if last { return try createPrivateDirectory(path) }
+            } else if last, chmod(prefix, 0o700) != 0 {
+                throw CoreError(.io, "\(prefix): cannot set the folder's mode: \(systemErrorText(errno))")
+            }
+        }
+        return false
     }
 
     /// Writes every byte, retrying after interruptions. - Returns: 0, or the `errno` that stopped it.

@@ -18,16 +18,23 @@ public enum AdminClient {
         return ServerAddress(host: "127.0.0.1", port: 7070)
     }
 
-    /// The admin token: `explicit`, else `FLOCK_ADMIN_TOKEN`, else `DATA_DIR/admin.token`.
-    /// - Throws: ``CoreError/Code/fileNotFound`` saying where to find it.
-    public static func token(explicit: String?, dataDirectory: String) throws(CoreError) -> String {
+    /// The admin token: `explicit`, else the first line of `file`, else `FLOCK_ADMIN_TOKEN`, else
+    /// `DATA_DIR/admin.token`.
+    /// - Throws: ``CoreError/Code/fileNotFound`` saying where to find it; `file`'s own error when it is named but
+    ///   cannot be read or is empty.
+    public static func token(explicit: String?, file: String? = nil, dataDirectory: String) throws(CoreError) -> String {
         if let explicit, !explicit.isEmpty { return explicit }
+        if let file {
+            let text = String(decoding: try FileIO.read(file), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !text.isEmpty else { throw CoreError(.invalidData, "\(file): empty; it should hold the admin token") }
+            return text
+        }
         if let fromEnvironment = ProcessInfo.processInfo.environment["FLOCK_ADMIN_TOKEN"], !fromEnvironment.isEmpty { return fromEnvironment }
         let path = dataDirectory + "/" + AdminToken.tokenFileName
         guard let bytes = try? FileIO.read(path) else {
             throw CoreError(
                 .fileNotFound,
-                "no admin token: pass --token, set FLOCK_ADMIN_TOKEN, or point --data-dir at the server's data directory (\(path) not readable)")
+                "no admin token: set FLOCK_ADMIN_TOKEN, pass --token-file, or point --data-dir at the server's data directory (\(path) not readable)")
         }
         return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }

@@ -8,6 +8,11 @@ import GRPCNIOTransportHTTP2
 /// ticker that drives deadlines, timeouts and new rounds, and a clean shutdown on SIGINT, SIGTERM or
 /// `admin stop`. The bound address is written to `DATA_DIR/serve.address` so that `flock-server admin
 /// --data-dir DIR` finds the server.
+///
+/// The data directory is the server's alone: it is locked (``DirectoryLock``) for as long as the server runs,
+/// so a second server on it stops at once instead of overwriting the first one's files; it is mode 0700 and
+/// every file the server creates is 0600 (the process's umask is 077), since the open round's journal holds
+/// updates in the clear when secure aggregation is off, and the folder holds the models and the admin token.
 public enum ServeRuntime {
     /// Name of the file that holds the bound `HOST:PORT`.
     public static let addressFileName = "serve.address"
@@ -17,10 +22,20 @@ public enum ServeRuntime {
     ///   - configuration: what to serve.
     ///   - waitForStart: stay idle until `admin start`.
     ///   - log: receives one line per event.
-    /// - Throws: ``CoreError`` for bad configuration or files; transport errors when the address cannot be bound.
+    /// - Throws: ``CoreError`` for bad configuration or files, `locked` when another process serves from the data
+    ///   directory; transport errors when the address cannot be bound.
     public static func run(configuration: ServerConfiguration, waitForStart: Bool, log: @escaping @Sendable (String) -> Void) async throws {
-        let coordinator = try Coordinator(configuration: configuration, waitForStart: waitForStart, log: log)
         let folder = configuration.dataDirectory
+        // Everything serve creates (checkpoints, journal, registry database, artifacts) is the owner's alone.
+        umask(0o077)
+        if try FileIO.createPrivateDirectory(folder) {
+            log("\(folder): narrowed to mode 0700 (it holds models, updates and the admin token)")
+        }
+        let lock = try DirectoryLock(
+            directory: folder,
+            advice: "stop that server first (flock-server admin stop --data-dir \(folder)), or give another --data-dir")
+        defer { lock.release() }
+        let coordinator = try Coordinator(configuration: configuration, waitForStart: waitForStart, log: log)
         let (token, created) = try AdminToken.loadOrCreate(inFolder: folder)
         if created { log("admin token written to \(folder)/\(AdminToken.tokenFileName) (mode 0600); the server keeps only its hash") }
 
@@ -64,7 +79,8 @@ public enum ServeRuntime {
                 let bound = try await transport.listeningAddress
                 let port = bound.ipv4?.port ?? bound.ipv6?.port ?? configuration.listen.port
                 let shown = ServerAddress(host: host, port: port)
-                try FileIO.writeAtomically(Array((shown.description + "\n").utf8), to: folder + "/" + addressFileName)
+                try FileIO.writeAtomically(
+                    Array((shown.description + "\n").utf8), to: folder + "/" + addressFileName, permissions: 0o600)
                 log("listening on \(shown) (data in \(folder), model \(configuration.model), strategy \(configuration.strategy))")
                 while !Task.isCancelled {
                     try await Task.sleep(for: .milliseconds(100))

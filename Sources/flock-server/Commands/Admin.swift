@@ -12,8 +12,9 @@ struct Admin: AsyncParsableCommand {
         abstract: "Ask a running server for its state, or start, pause, resume or stop training.",
         discussion: """
             The server is found at --server, else at the address the server wrote to DATA_DIR/serve.address, \
-            else 127.0.0.1:7070. The admin token comes from --token, else FLOCK_ADMIN_TOKEN, else \
-            DATA_DIR/admin.token (written by the server on first start, mode 0600).
+            else 127.0.0.1:7070. The admin token comes from --token-file, else FLOCK_ADMIN_TOKEN, else \
+            DATA_DIR/admin.token (written by the server on first start, mode 0600). --token TOKEN works too, but \
+            every user of the machine can read a command line (ps): prefer the file or the environment.
             """,
         subcommands: [
             Status.self, Clients.self, Rounds.self, RoundCommand.self, Start.self, Pause.self, Resume.self, Stop.self,
@@ -28,7 +29,12 @@ struct Admin: AsyncParsableCommand {
         @Option(name: .customLong("data-dir"), help: ArgumentHelp("The server's data directory (token, address).", valueName: "DIR"))
         var dataDir: String = "./flock-data"
 
-        @Option(help: ArgumentHelp("Admin token (default: FLOCK_ADMIN_TOKEN, then DATA_DIR/admin.token).", valueName: "TOKEN"))
+        @Option(
+            name: .customLong("token-file"),
+            help: ArgumentHelp("File holding the admin token (default: FLOCK_ADMIN_TOKEN, then DATA_DIR/admin.token).", valueName: "FILE"))
+        var tokenFile: String?
+
+        @Option(help: ArgumentHelp("Admin token; visible to every user in the process list: prefer --token-file or FLOCK_ADMIN_TOKEN.", valueName: "TOKEN"))
         var token: String?
 
         @Flag(help: "Print JSON instead of a table.")
@@ -42,7 +48,7 @@ struct Admin: AsyncParsableCommand {
             let secret: String
             do {
                 address = try AdminClient.serverAddress(explicit: server, dataDirectory: dataDir)
-                secret = try AdminClient.token(explicit: token, dataDirectory: dataDir)
+                secret = try AdminClient.token(explicit: token, file: tokenFile, dataDirectory: dataDir)
             } catch {
                 StandardError.line("error: \(error.message)")
                 throw ExitCode(1)

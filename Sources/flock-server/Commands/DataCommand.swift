@@ -31,13 +31,13 @@ struct DataCommand: ParsableCommand {
         @Option(help: ArgumentHelp("Data to split: header-less CSV, label first.", valueName: "TRAIN.csv"))
         var data: String
 
-        @Option(help: "Number of clients.")
+        @Option(parsing: .unconditional, help: "Number of clients.")
         var clients: Int
 
-        @Option(help: ArgumentHelp("Partition scheme: iid | shards | dirichlet:ALPHA.", valueName: "SCHEME"))
-        var scheme: String
+        @Option(help: ArgumentHelp("Partition scheme: iid | shards | dirichlet:ALPHA.", valueName: "SCHEME"), transform: ArgumentParsers.partition)
+        var scheme: PartitionScheme
 
-        @Option(help: "Random seed of the split.")
+        @Option(parsing: .unconditional, help: "Random seed of the split.")
         var seed: UInt64 = 0
 
         @Option(help: ArgumentHelp("Output folder, created when missing.", valueName: "DIR"))
@@ -48,18 +48,12 @@ struct DataCommand: ParsableCommand {
 
         func validate() throws {
             guard clients >= 1 else { throw ValidationError("--clients must be at least 1") }
-            do {
-                _ = try PartitionScheme(parsing: scheme)
-            } catch {
-                throw ValidationError("--scheme: \(error.message)")
-            }
         }
 
         func run() throws {
             do {
-                let parsed = try PartitionScheme(parsing: scheme)
                 let rows = try Dataset.loadCSV(path: data)
-                let manifest = try PartitionWriter(scheme: parsed, clients: clients, seed: seed).write(
+                let manifest = try PartitionWriter(scheme: scheme, clients: clients, seed: seed).write(
                     rows,
                     toFolder: out
                 )
@@ -85,7 +79,7 @@ struct DataCommand: ParsableCommand {
         @Argument(help: ArgumentHelp("Data: header-less CSV, label first.", valueName: "DATA.csv"))
         var file: String
 
-        @Option(help: "Number of classes to report (default: the largest label plus one).")
+        @Option(parsing: .unconditional, help: "Number of classes to report (default: the largest label plus one).")
         var classes: Int?
 
         @Flag(help: "Print one JSON object.")

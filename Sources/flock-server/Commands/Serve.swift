@@ -27,8 +27,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("TOML config (commented example: server/flock-server.toml).", valueName: "FILE"))
     var config: String?
 
-    @Option(help: ArgumentHelp("Address for edges and admin (port 0: any free port). [default: 127.0.0.1:7070]", valueName: "HOST:PORT"))
-    var listen: String?
+    @Option(
+        help: ArgumentHelp("Address for edges and admin (port 0: any free port). [default: 127.0.0.1:7070]", valueName: "HOST:PORT"),
+        transform: ArgumentParsers.address)
+    var listen: ServerAddress?
 
     @Option(name: .customLong("data-dir"), help: ArgumentHelp("Checkpoint, global model, admin token. [default: ./flock-data]", valueName: "DIR"))
     var dataDir: String?
@@ -36,77 +38,96 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Model: 2nn | cnn | mlp:H1,H2,... | logreg. [default: 2nn]", valueName: "MODEL"))
     var model: String?
 
-    @Option(help: "Rounds to complete; 0 for no limit. [default: 0]")
+    @Option(parsing: .unconditional, help: "Rounds to complete; 0 for no limit. [default: 0]")
     var rounds: Int?
 
-    @Option(name: .customLong("clients-per-round"), help: "Updates a round aggregates (K); 0 uses --fraction. [default: 0]")
+    @Option(name: .customLong("clients-per-round"), parsing: .unconditional, help: "Updates a round aggregates (K); 0 uses --fraction. [default: 0]")
     var clientsPerRound: Int?
 
-    @Option(help: "Share of connected edges a round aims for, when --clients-per-round is 0. [default: 1.0]")
+    @Option(parsing: .unconditional, help: "Share of connected edges a round aims for, when --clients-per-round is 0. [default: 1.0]")
     var fraction: Double?
 
-    @Option(name: .customLong("min-clients"), help: "Edges needed to start a round, and updates needed at the deadline. [default: 2]")
+    @Option(name: .customLong("min-clients"), parsing: .unconditional, help: "Edges needed to start a round, and updates needed at the deadline. [default: 2]")
     var minClients: Int?
 
-    @Option(help: ArgumentHelp("Server strategy: \(AggregationStrategy.syntax). [default: fedavg]", valueName: "NAME"))
-    var strategy: String?
+    @Option(
+        help: ArgumentHelp("Server strategy: \(AggregationStrategy.syntax). [default: fedavg]", valueName: "NAME"),
+        transform: ArgumentParsers.strategy)
+    var strategy: AggregationStrategy?
 
     @Option(help: ArgumentHelp("Server holdout CSV: evaluate every new global model on it.", valueName: "FILE.csv"))
     var holdout: String?
 
-    @Option(help: "Local epochs per round. [default: 1]")
+    @Option(parsing: .unconditional, help: "Local epochs per round. [default: 1]")
     var epochs: Int?
 
-    @Option(help: "Local mini-batch size. [default: 10]")
+    @Option(parsing: .unconditional, help: "Local mini-batch size. [default: 10]")
     var batch: Int?
 
-    @Option(help: "Local learning rate. [default: 0.05]")
+    @Option(parsing: .unconditional, help: "Local learning rate. [default: 0.05]")
     var lr: Double?
 
-    @Option(help: "Seed of the initial weights and of selection. [default: 0]")
+    @Option(parsing: .unconditional, help: "Seed of the initial weights and of selection. [default: 0]")
     var seed: UInt64?
 
-    @Option(name: .customLong("heartbeat"), help: "Seconds between edge heartbeats. [default: 5]")
+    @Option(name: .customLong("heartbeat"), parsing: .unconditional, help: "Seconds between edge heartbeats. [default: 5]")
     var heartbeatSeconds: Double?
 
-    @Option(name: .customLong("edge-timeout"), help: "Seconds without contact after which an edge is gone. [default: 30]")
+    @Option(name: .customLong("edge-timeout"), parsing: .unconditional, help: "Seconds without contact after which an edge is gone. [default: 30]")
     var edgeTimeout: Double?
 
-    @Option(name: .customLong("round-timeout"), help: "Seconds a round waits for updates. [default: 600]")
+    @Option(name: .customLong("round-timeout"), parsing: .unconditional, help: "Seconds a round waits for updates. [default: 600]")
     var roundTimeout: Double?
 
-    @Option(name: .customLong("max-message-bytes"), help: "Largest gRPC message accepted. [default: 4194304]")
+    @Option(
+        name: .customLong("max-message-bytes"),
+        help: "Largest gRPC message accepted; the transport resets the stream of a larger one, with no status (clients see unavailable or cancelled). [default: 4194304]")
     var maxMessageBytes: Int?
 
     @Flag(name: .customLong("wait-for-start"), help: "Run no rounds until `flock-server admin start`.")
     var waitForStart = false
 
-    @Option(name: .customLong("secure-aggregation"), help: ArgumentHelp("on | off: the server learns only the sum of the updates (off prints a warning). [default: on]", valueName: "on|off"))
-    var secureAggregation: String?
+    @Option(
+        name: .customLong("secure-aggregation"),
+        help: ArgumentHelp("The server learns only the sum of the updates (off prints a warning). [default: on]", valueName: "on|off"))
+    var secureAggregation: Switch?
 
-    @Option(name: .customLong("secure-graph"), help: ArgumentHelp("secagg+ | complete: k = 2 log2(n) neighbours, or everyone. [default: secagg+]", valueName: "GRAPH"))
-    var secureGraph: String?
+    @Option(
+        name: .customLong("secure-graph"),
+        help: ArgumentHelp("secagg+: k = 2 log2(n) neighbours; complete: everyone. [default: secagg+]", valueName: "GRAPH"))
+    var secureGraph: SecureGraph?
 
-    @Option(name: .customLong("secure-threshold"), help: "Shares that reconstruct a secret; 0 for two thirds of a neighbourhood. [default: 0]")
+    @Option(name: .customLong("secure-threshold"), parsing: .unconditional, help: "Shares that reconstruct a secret; 0 for two thirds of a neighbourhood. [default: 0]")
     var secureThreshold: Int?
 
-    @Option(help: CodecHelp.codec)
-    var codec: String?
+    @Option(help: CodecHelp.codec, transform: ArgumentParsers.codec)
+    var codec: CodecSpec?
 
-    @Option(name: .customLong("download-codec"), help: CodecHelp.downloadCodec)
-    var downloadCodec: String?
+    @Option(name: .customLong("download-codec"), help: CodecHelp.downloadCodec, transform: ArgumentParsers.download)
+    var downloadCodec: ModelDownload?
 
-    func resolved() throws(CoreError) -> ServerConfiguration {
+    /// Why the configuration could not be resolved.
+    enum ResolutionFailure: Error {
+        /// The --config file is missing or malformed: exit 1.
+        case file(CoreError)
+        /// A value (from the flags, or the combination with the file's) is out of range: exit 64.
+        case value(CoreError)
+    }
+
+    /// The configuration: the embedded defaults, then --config, then the flags, then validated.
+    func resolved() throws(ResolutionFailure) -> ServerConfiguration {
         var c = ServerConfiguration()
-        if let config { c = try ServerConfiguration(file: try ConfigFile(path: config)) }
-        if let listen { c.listen = try ServerAddress(parsing: listen) }
+        if let config {
+            do { c = try ServerConfiguration(file: try ConfigFile(path: config)) } catch { throw .file(error) }
+        }
+        if let listen { c.listen = listen }
         if let dataDir { c.dataDirectory = dataDir }
         if let model { c.model = model }
         if let rounds { c.rounds = rounds }
         if let clientsPerRound { c.clientsPerRound = clientsPerRound }
         if let fraction { c.fraction = fraction }
         if let minClients { c.minimumClients = minClients }
-        if let strategy { c.strategy = try AggregationStrategy(parsing: strategy) }
+        if let strategy { c.strategy = strategy }
         if let holdout { c.holdoutPath = holdout }
         if let epochs { c.epochs = epochs }
         if let batch { c.batchSize = batch }
@@ -116,27 +137,30 @@ struct Serve: AsyncParsableCommand {
         if let edgeTimeout { c.edgeTimeout = edgeTimeout }
         if let roundTimeout { c.roundTimeout = roundTimeout }
         if let maxMessageBytes { c.maximumMessageBytes = maxMessageBytes }
-        if let secureAggregation {
-            guard ["on", "off"].contains(secureAggregation) else { throw CoreError(.invalidArgument, "--secure-aggregation must be on or off") }
-            c.secureAggregation = secureAggregation == "on"
-        }
-        if let secureGraph { c.secureGraph = secureGraph }
+        if let secureAggregation { c.secureAggregation = secureAggregation.isOn }
+        if let secureGraph { c.secureGraph = secureGraph.rawValue }
         if let secureThreshold { c.secureThreshold = secureThreshold }
-        if let codec {
-            do { c.codec = try CodecSpec(parsing: codec) } catch { throw CoreError(.invalidArgument, error.message) }
-        }
-        if let downloadCodec {
-            do { c.downloadCodec = try ModelDownload(parsing: downloadCodec) } catch { throw CoreError(.invalidArgument, error.message) }
-        }
-        try c.validate()
+        if let codec { c.codec = codec }
+        if let downloadCodec { c.downloadCodec = downloadCodec }
+        do { try c.validate() } catch { throw .value(error) }
         return c
+    }
+
+    func validate() throws {
+        // A value out of range is a usage error (exit 64); a bad --config file is reported by run() (exit 1).
+        do { _ = try resolved() } catch {
+            if case .value(let error) = error { throw ValidationError(error.message) }
+        }
     }
 
     func run() async throws {
         let configuration: ServerConfiguration
         do { configuration = try resolved() } catch {
-            StandardError.line("error: \(error.message)")
-            throw ExitCode(2)
+            switch error {
+            case .file(let error), .value(let error):
+                StandardError.line("error: \(error.message)")
+                throw ExitCode(1)
+            }
         }
         if !configuration.secureAggregation {
             StandardError.line("warning: secure aggregation is off: the server sees every edge's update in the clear")

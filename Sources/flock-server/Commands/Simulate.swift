@@ -31,8 +31,9 @@ struct Simulate: AsyncParsableCommand {
 
             --data-dir DIR feeds the model registry in DIR (as `serve` does): every round's model becomes a \
             version, goes through the acceptance gate, is shadowed beside production on a share of the edges, and \
-            is promoted or rolled back on their paired evidence (each edge keeps --holdout of its rows out of \
-            training for it). `flock-server registry … --data-dir DIR` then shows it all.
+            is promoted or rolled back on their paired evidence (each edge keeps --holdout-fraction of its rows out of \
+            training for it). `flock-server registry … --data-dir DIR` then shows it all. --data-dir and --state-dir \
+            are locked while the run lasts (a server or another run on them is refused) and made mode 0700.
 
             --codec compresses the updates: q{b} and rot+q{b} under secure aggregation too (their encodings add \
             up in Z_2^32), f32 and the quantizers without it. upload_bytes counts the encoded payloads.
@@ -47,88 +48,112 @@ struct Simulate: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Evaluation data, scored after every round.", valueName: "TEST.csv"))
     var eval: String = "data/mnist5k-test.csv"
 
-    @Option(help: "Number of edges.")
+    @Option(parsing: .unconditional, help: "Number of edges.")
     var clients: Int = 20
 
-    @Option(help: ArgumentHelp("How rows are dealt to edges: iid | shards | dirichlet:ALPHA.", valueName: "SCHEME"))
-    var partition: String = "iid"
+    @Option(
+        help: ArgumentHelp("How rows are dealt to edges: iid | shards | dirichlet:ALPHA.", valueName: "SCHEME"),
+        transform: ArgumentParsers.partition)
+    var partition: PartitionScheme = .iid
 
-    @Option(help: "Share of edges selected per round.")
+    @Option(parsing: .unconditional, help: "Share of edges selected per round.")
     var fraction: Double = 0.5
 
-    @Option(name: .customLong("clients-per-round"), help: "Edges selected per round (overrides --fraction).")
+    @Option(name: .customLong("clients-per-round"), parsing: .unconditional, help: "Edges selected per round (overrides --fraction).")
     var clientsPerRound: Int?
 
-    @Option(help: "Rounds to run.")
+    @Option(parsing: .unconditional, help: "Rounds to run.")
     var rounds: Int = 20
 
     @Option(help: ArgumentHelp("Model: 2nn | cnn | mlp:H1,H2,... | logreg.", valueName: "MODEL"))
     var model: String = "2nn"
 
-    @Option(help: "Local epochs per round.")
+    @Option(parsing: .unconditional, help: "Local epochs per round.")
     var epochs: Int = 1
 
-    @Option(help: "Local mini-batch size.")
+    @Option(parsing: .unconditional, help: "Local mini-batch size.")
     var batch: Int = 10
 
-    @Option(help: "Local learning rate.")
+    @Option(parsing: .unconditional, help: "Local learning rate.")
     var lr: Double = 0.05
 
-    @Option(help: ArgumentHelp("Server strategy: \(AggregationStrategy.syntax).", valueName: "NAME"))
-    var strategy: String = "fedavg"
+    @Option(help: ArgumentHelp("Server strategy: \(AggregationStrategy.syntax).", valueName: "NAME"), transform: ArgumentParsers.strategy)
+    var strategy: AggregationStrategy = .fedAvg
 
-    @Option(help: "Seed of partition, selection, initialization and local shuffling.")
+    @Option(parsing: .unconditional, help: "Seed of partition, selection, initialization and local shuffling.")
     var seed: UInt64 = 0
 
-    @Option(help: "Edges trained at once (default: all cores).")
+    @Option(parsing: .unconditional, help: "Edges trained at once (default: all cores).")
     var threads: Int?
 
     @Option(name: .customLong("state-dir"), help: ArgumentHelp("Write a round checkpoint here after every round, and resume from it when the run is started again (after a crash or kill -9).", valueName: "DIR"))
     var stateDir: String?
 
-    @Option(help: ArgumentHelp("direct | grpc (the serve and edge code over gRPC's in-process transport).", valueName: "KIND"))
-    var transport: String = "direct"
+    @Option(help: ArgumentHelp("direct, or grpc: the serve and edge code over gRPC's in-process transport.", valueName: "KIND"))
+    var transport: SimulationTransport = .direct
 
-    @Option(name: .customLong("secure-aggregation"), help: ArgumentHelp("on | off: the server sees only the sum of the updates (off prints a warning).", valueName: "on|off"))
-    var secureAggregation: String = "on"
+    @Option(
+        name: .customLong("secure-aggregation"),
+        help: ArgumentHelp("The server sees only the sum of the updates (off prints a warning).", valueName: "on|off"))
+    var secureAggregation: Switch = .on
 
-    @Option(name: .customLong("secure-graph"), help: ArgumentHelp("complete | secagg+: everyone masks with everyone, or with k = 2 log2(n) neighbours.", valueName: "GRAPH"))
-    var secureGraph: String = "secagg+"
+    @Option(
+        name: .customLong("secure-graph"),
+        help: ArgumentHelp("secagg+: masks with k = 2 log2(n) neighbours; complete: everyone with everyone.", valueName: "GRAPH"))
+    var secureGraph: SecureGraph = .secaggPlus
 
-    @Option(help: "Shares that reconstruct an edge's secrets (default: two thirds of a neighbourhood, rounded up).")
-    var threshold: Int?
+    @Option(
+        name: .customLong("secure-threshold"), parsing: .unconditional,
+        help: "Shares that reconstruct an edge's secrets (default: two thirds of a neighbourhood, rounded up).")
+    var secureThreshold: Int?
 
-    @Option(name: .customLong("drop-fraction"), help: ArgumentHelp("Share of each round's selected edges that drop out of secure aggregation, each at a random phase.", valueName: "F"))
+    /// The older spelling of --secure-threshold, still accepted.
+    @Option(name: .customLong("threshold"), parsing: .unconditional, help: .hidden)
+    var legacyThreshold: Int?
+
+    /// --secure-threshold, under either spelling.
+    private var threshold: Int? { secureThreshold ?? legacyThreshold }
+
+    @Option(name: .customLong("drop-fraction"), parsing: .unconditional, help: ArgumentHelp("Share of each round's selected edges that drop out of secure aggregation, each at a random phase.", valueName: "F"))
     var dropFraction: Double = 0
 
-    @Option(help: CodecHelp.codec)
-    var codec: String?
+    @Option(help: CodecHelp.codec, transform: ArgumentParsers.codec)
+    var codec: CodecSpec?
 
-    @Option(name: .customLong("download-codec"), help: CodecHelp.downloadCodec)
-    var downloadCodec: String?
+    @Option(name: .customLong("download-codec"), help: CodecHelp.downloadCodec, transform: ArgumentParsers.download)
+    var downloadCodec: ModelDownload?
 
-    @Option(name: .customLong("initial-range"), help: ArgumentHelp("Under secure aggregation, the first round's quantization range of every block of q{b}/rot+q{b}; later rounds adapt it.", valueName: "S"))
+    @Option(name: .customLong("initial-range"), parsing: .unconditional, help: ArgumentHelp("Under secure aggregation, the first round's quantization range of every block of q{b}/rot+q{b}; later rounds adapt it.", valueName: "S"))
     var initialRange: Float = 0.01
 
     @Option(name: .customLong("data-dir"), help: ArgumentHelp("Feed the model registry in this server data directory: gate, shadow, promotion and rollback after every round.", valueName: "DIR"))
     var dataDir: String?
 
-    @Option(help: "With --data-dir: share of each edge's rows held out of training for the paired evidence (0-0.5).")
-    var holdout: Double = 0.1
+    @Option(
+        name: .customLong("holdout-fraction"), parsing: .unconditional,
+        help: "With --data-dir: share of each edge's rows held out of training for the paired evidence (0-0.5). (default: 0.1)")
+    var holdoutFraction: Double?
 
-    @Option(name: .customLong("shadow-share"), help: "With --data-dir: share of edges that run a shadow candidate beside production.")
+    /// The older spelling of --holdout-fraction, still accepted (`serve --holdout` is a file).
+    @Option(name: .customLong("holdout"), parsing: .unconditional, help: .hidden)
+    var legacyHoldout: Double?
+
+    /// --holdout-fraction, under either spelling.
+    private var holdout: Double { holdoutFraction ?? legacyHoldout ?? 0.1 }
+
+    @Option(name: .customLong("shadow-share"), parsing: .unconditional, help: "With --data-dir: share of edges that run a shadow candidate beside production.")
     var shadowShare: Double = 0.5
 
-    @Option(name: .customLong("min-pairs"), help: "With --data-dir: labelled pairs before an analysis first decides.")
+    @Option(name: .customLong("min-pairs"), parsing: .unconditional, help: "With --data-dir: labelled pairs before an analysis first decides.")
     var minPairs: Int = 200
 
-    @Option(name: .customLong("min-edges"), help: "With --data-dir: distinct edges before an analysis decides.")
+    @Option(name: .customLong("min-edges"), parsing: .unconditional, help: "With --data-dir: distinct edges before an analysis decides.")
     var minEdges: Int = 3
 
-    @Option(help: "With --data-dir: the non-inferiority margin on accuracy.")
+    @Option(parsing: .unconditional, help: "With --data-dir: the non-inferiority margin on accuracy.")
     var margin: Double = 0.02
 
-    @Option(name: .customLong("min-accuracy"), help: "With --data-dir: the gate's minimum holdout accuracy.")
+    @Option(name: .customLong("min-accuracy"), parsing: .unconditional, help: "With --data-dir: the gate's minimum holdout accuracy.")
     var minAccuracy: Double?
 
     @Flag(help: "Print one JSON object per round and a final summary.")
@@ -144,36 +169,45 @@ struct Simulate: AsyncParsableCommand {
         guard epochs >= 1, batch >= 1 else { throw ValidationError("--epochs and --batch must be at least 1") }
         guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-        guard ["direct", "grpc"].contains(transport) else { throw ValidationError("--transport must be direct or grpc") }
-        guard ["on", "off"].contains(secureAggregation) else { throw ValidationError("--secure-aggregation must be on or off") }
-        guard ["complete", "secagg+"].contains(secureGraph) else { throw ValidationError("--secure-graph must be complete or secagg+") }
         guard dropFraction >= 0, dropFraction < 1 else { throw ValidationError("--drop-fraction must be in [0, 1)") }
-        if let threshold, threshold < 1 { throw ValidationError("--threshold must be at least 1") }
-        if secureAggregation == "off", dropFraction > 0 || threshold != nil {
-            throw ValidationError("--drop-fraction and --threshold apply to secure aggregation; drop --secure-aggregation off")
+        if secureThreshold != nil, legacyThreshold != nil {
+            throw ValidationError("--threshold is the older spelling of --secure-threshold: give one")
         }
-        if transport == "grpc", dropFraction > 0 {
+        if let threshold, threshold < 1 { throw ValidationError("--secure-threshold must be at least 1") }
+        if !secureAggregation.isOn, dropFraction > 0 || threshold != nil {
+            throw ValidationError("--drop-fraction and --secure-threshold apply to secure aggregation; drop --secure-aggregation off")
+        }
+        if transport == .grpc, dropFraction > 0 {
             throw ValidationError("--drop-fraction injects drop-outs with --transport direct; with grpc, stop edges instead")
         }
-        do {
-            _ = try PartitionScheme(parsing: partition)
-            _ = try AggregationStrategy(parsing: strategy)
-        } catch {
-            throw ValidationError(error.message)
-        }
         do throws(CodecError) {
-            let spec = try codecSpec
-            try spec.check(secureAggregation: secureAggregation == "on")
-            _ = try ModelDownload(parsing: downloadCodec ?? "f32")
+            try codecSpec.check(secureAggregation: secureAggregation.isOn)
         } catch {
             throw ValidationError(error.message)
         }
         guard initialRange.isFinite, initialRange > 0 else { throw ValidationError("--initial-range must be a positive number") }
-        guard holdout >= 0, holdout <= 0.5 else { throw ValidationError("--holdout must be in [0, 0.5]") }
+        if holdoutFraction != nil, legacyHoldout != nil {
+            throw ValidationError("--holdout is the older spelling of --holdout-fraction: give one")
+        }
+        guard holdout >= 0, holdout <= 0.5 else { throw ValidationError("--holdout-fraction must be in [0, 0.5]") }
         do { try promotion.validate() } catch { throw ValidationError(error.message) }
-        if let dataDir, let stateDir, transport == "grpc", dataDir != stateDir {
+        if let dataDir, let stateDir, transport == .grpc, dataDir != stateDir {
             throw ValidationError("with --transport grpc the served coordinator keeps its checkpoint and registry together: give one folder")
         }
+    }
+
+    /// Creates (mode 0700) and locks each distinct folder of `paths`, so that no server or other run works in
+    /// them at the same time.
+    private static func lockFolders(_ paths: [String]) throws(CoreError) -> [DirectoryLock] {
+        var locks = [DirectoryLock]()
+        var seen = Set<String>()
+        for path in paths {
+            try FileIO.createPrivateDirectory(path)
+            let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+            guard seen.insert(resolved).inserted else { continue }
+            locks.append(try DirectoryLock(directory: path, advice: "wait for it to finish or stop it, or give another folder"))
+        }
+        return locks
     }
 
     /// The registry's settings from the options.
@@ -184,32 +218,35 @@ struct Simulate: AsyncParsableCommand {
     }
 
     /// The codec asked for, or the default of the secure-aggregation setting.
-    private var codecSpec: CodecSpec {
-        get throws(CodecError) {
-            if let codec { return try CodecSpec(parsing: codec) }
-            return secureAggregation == "on" ? .fixed32 : .f32
-        }
-    }
+    private var codecSpec: CodecSpec { codec ?? (secureAggregation.isOn ? .fixed32 : .f32) }
 
     func run() async throws {
-        let spec = try codecSpec
+        // The data and state folders hold models and updates: the owner's alone, and one run's at a time.
+        umask(0o077)
+        let locks: [DirectoryLock]
+        do { locks = try Self.lockFolders([dataDir, stateDir].compactMap { $0 }) } catch {
+            StandardError.line("error: \(error.message)")
+            throw ExitCode(1)
+        }
+        defer { locks.forEach { $0.release() } }
+        let spec = codecSpec
         var options = Simulation.Options(
-            trainPath: train, evalPath: eval, clients: clients, partition: try PartitionScheme(parsing: partition),
+            trainPath: train, evalPath: eval, clients: clients, partition: partition,
             fraction: fraction, clientsPerRound: clientsPerRound, rounds: rounds, model: model,
             plan: LocalTrainingPlan(epochs: epochs, batchSize: batch, learningRate: lr),
-            strategy: try AggregationStrategy(parsing: strategy), seed: seed,
+            strategy: strategy, seed: seed,
             threads: threads ?? ProcessInfo.processInfo.activeProcessorCount, stateFolder: stateDir,
-            secureAggregation: secureAggregation == "on"
+            secureAggregation: secureAggregation.isOn
                 ? SecureAggregationOptions(
-                    complete: secureGraph == "complete", threshold: threshold, dropFraction: dropFraction, codec: spec, initialRange: initialRange)
+                    complete: secureGraph == .complete, threshold: threshold, dropFraction: dropFraction, codec: spec, initialRange: initialRange)
                 : nil)
-        if secureAggregation == "off" { options.codec = spec }
-        options.downloadCodec = try ModelDownload(parsing: downloadCodec ?? "f32")
+        if !secureAggregation.isOn { options.codec = spec }
+        options.downloadCodec = downloadCodec ?? .f32
         options.registryFolder = dataDir
         options.promotion = promotion
         options.heldOutShare = holdout
         let rounds = options.rounds
-        if secureAggregation == "off" {
+        if !secureAggregation.isOn {
             StandardError.line("warning: secure aggregation is off: the server sees every edge's update in the clear")
         }
         if !json {
@@ -236,7 +273,7 @@ struct Simulate: AsyncParsableCommand {
                 }
                 fflush(nil)
             }
-            if transport == "grpc" {
+            if transport == .grpc {
                 summary = try await GRPCSimulation(options: options).run(onRound: show)
             } else {
                 summary = try Simulation(options: options).run(onRound: show)

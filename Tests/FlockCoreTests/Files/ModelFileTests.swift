@@ -54,4 +54,66 @@ import Testing
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains("tmp") }
         #expect(leftovers.isEmpty)
     }
+
+    /// Specs no build can allocate, each written into a file with a valid hash.
+    static let craftedSpecs: [(String, ModelSpec)] = [
+        ("400 GB dense layer", ModelSpec(inputShape: [3], classCount: 10, layers: [.dense(units: 10_000_000_000), .relu, .dense(units: 10)])),
+        ("negative input", ModelSpec(inputShape: [-4], classCount: 2, layers: [.dense(units: 2)])),
+        ("input overflowing Int", ModelSpec(inputShape: [Int.max, Int.max, 2], classCount: 2, layers: [.dense(units: 2)])),
+        ("input of 2^32 values", ModelSpec(inputShape: [1, 65_536, 65_536], classCount: 2, layers: [.flatten, .dense(units: 2)])),
+        ("negative units", ModelSpec(inputShape: [4], classCount: 2, layers: [.dense(units: -3), .dense(units: 2)])),
+        ("padding overflowing Int", ModelSpec(inputShape: [1, 8, 8], classCount: 2, layers: [.conv2d(filters: 1, kernel: 3, stride: 1, padding: Int.max / 2), .flatten, .dense(units: 2)])),
+        ("2^40 filters", ModelSpec(inputShape: [1, 8, 8], classCount: 2, layers: [.conv2d(filters: 1 << 40, kernel: 3, stride: 1, padding: 1), .flatten, .dense(units: 2)])),
+        ("huge kernel and padding", ModelSpec(inputShape: [3, 8, 8], classCount: 2, layers: [.conv2d(filters: 2, kernel: 1 << 20, stride: 1, padding: 1 << 20), .flatten, .dense(units: 2)])),
+        ("negative pool stride", ModelSpec(inputShape: [1, 8, 8], classCount: 2, layers: [.maxPool2d(size: 2, stride: Int.min), .flatten, .dense(units: 2)])),
+        ("negative classes", ModelSpec(inputShape: [4], classCount: -1, layers: [.dense(units: 2)])),
+        ("Int.max classes", ModelSpec(inputShape: [4], classCount: Int.max, layers: [.dense(units: 2)])),
+        ("100,000 layers", ModelSpec(inputShape: [4], classCount: 2, layers: Array(repeating: .relu, count: 100_000) + [.dense(units: 2)])),
+        ("1,000 wide layers", ModelSpec(inputShape: [1 << 20], classCount: 2, layers: Array(repeating: .relu, count: 1_000) + [.dense(units: 2)])),
+    ]
+
+    @Test(arguments: craftedSpecs)
+    func craftedSpecsWithAValidHashAreRefusedBeforeAnythingIsAllocated(_ name: String, _ spec: ModelSpec) throws {
+        let bytes = ModelFile(spec: spec, scaling: .none, parameters: [0, 0, 0]).encoded().bytes
+        do {
+            _ = try ModelFile.decode(bytes: bytes, source: "crafted.flock")
+            Issue.record("\(name): a spec no build can allocate was accepted")
+        } catch {
+            #expect(error.code == .corruptFile, "\(name): \(error)")
+            #expect(error.message.hasPrefix("crafted.flock: the model's spec is not one this build can load"), "\(name): \(error)")
+        }
+    }
+
+    @Test func aFileWhoseParametersDoNotFitItsSpecIsRefused() throws {
+        var file = try Self.sample()
+        file.parameters.removeLast()
+        do {
+            _ = try ModelFile.decode(bytes: file.encoded().bytes, source: "short.flock")
+            Issue.record("a file with too few parameters was accepted")
+        } catch {
+            #expect(error.code == .corruptFile)
+            #expect(error.message.contains("but the file holds \(file.parameters.count)"), "\(error)")
+        }
+    }
+
+    @Test(arguments: [
+        FeatureScaling.standardize(mean: [0, 0], deviation: [1, 1]),
+        .standardize(mean: [0, 0, 0, 0, 0], deviation: [1, 1, 0, 1, 1]),
+        .max(-2),
+    ])
+    func aScalingThatDoesNotFitTheInputIsRefused(_ scaling: FeatureScaling) throws {
+        var file = try Self.sample()
+        file.scaling = scaling
+        #expect(throws: CoreError.self) { try ModelFile.decode(bytes: file.encoded().bytes, source: "scaled.flock") }
+    }
+
+    @Test func presetsTooLargeToBuildAreRefusedWithAClearError() throws {
+        do {
+            _ = try Model(spec: ModelSpec.preset("mlp:400000", inputFeatures: 784, classCount: 10), seed: 1)
+            Issue.record("a model of 314 million parameters was built")
+        } catch {
+            #expect(error.code == .invalidArgument)
+            #expect(error.message.contains("more than \(ModelSpec.maximumParameters) parameters"), "\(error)")
+        }
+    }
 }

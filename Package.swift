@@ -126,8 +126,9 @@ let package = Package(
         .testTarget(name: "FlockParallelTests", dependencies: ["FlockParallel"]),
         .testTarget(name: "FlockCryptoTests", dependencies: ["FlockCrypto"]),
         .testTarget(name: "FlockCoreTests", dependencies: ["FlockCore", "FlockTestSupport"]),
-        // The edge tests also run the built flock-edge binary as a process (listed so it is built first).
-        .testTarget(name: "FlockEdgeTests", dependencies: ["FlockEdge", "FlockCore", "FlockCrypto", "FlockTestSupport", "flock-edge"]),
+        // The edge tests also run the built flock-edge binary as a process, against real flock-server processes
+        // (listed so they are built first).
+        .testTarget(name: "FlockEdgeTests", dependencies: ["FlockEdge", "FlockCore", "FlockCrypto", "FlockTestSupport", "flock-edge", "flock-server"]),
         .testTarget(name: "FlockServerTests", dependencies: ["FlockServer", "FlockCore", "FlockCrypto", "FlockCompression", "FlockRegistry", "FlockTestSupport"]),
         .testTarget(name: "FlockWireTests", dependencies: ["FlockWire", "FlockCore"]),
         // Real flock-server and flock-edge processes on 127.0.0.1, and raw gRPC calls against them.

@@ -6,15 +6,21 @@ import Foundation
 public enum DeployedPrediction {
     /// One answer.
     public struct Answer: Sendable, Codable, Equatable {
+        /// The row it answers, counted from 1 in the file's order.
+        public var row: Int
         /// The predicted class.
         public var label: Int
         /// Its softmax probability.
         public var probability: Double
+        /// The softmax probability of every class, in class order.
+        public var probabilities: [Double]
 
-        /// An answer.
-        public init(label: Int, probability: Double) {
+        /// An answer: the most likely class of `probabilities` is `label`.
+        public init(row: Int, label: Int, probabilities: [Double]) {
+            self.row = row
             self.label = label
-            self.probability = probability
+            self.probability = probabilities[label]
+            self.probabilities = probabilities
         }
     }
 
@@ -95,7 +101,7 @@ public enum DeployedPrediction {
         } else {
             logits = production.logits(features: rows.features, count: rows.count)
         }
-        outcome.answers = SavedModel.answers(logits: logits, classes: served.spec.classCount).map { Answer(label: $0.label, probability: $0.probability) }
+        outcome.answers = SavedModel.answers(logits: logits, classes: served.spec.classCount)
         return outcome
     }
 }

@@ -18,10 +18,25 @@ public struct SavedModel {
         model = try file.makeModel()
     }
 
-    /// Loads a CSV, checks it against the model, and applies the model's scaling.
-    public func prepare(dataAt path: String) throws(CoreError) -> Dataset {
-        var data = try Dataset.loadCSV(path: path)
-        try data.validate(featureCount: file.spec.inputFeatures, classCount: file.spec.classCount)
+    /// Loads a CSV, checks it against the model, and applies the model's scaling. Labelled rows have the
+    /// training layout (label first); `unlabelled` rows are features only.
+    /// - Throws: ``CoreError`` for a bad file, or rows that do not fit the model (the message says when the
+    ///   label column is the likely difference).
+    public func prepare(dataAt path: String, unlabelled: Bool = false) throws(CoreError) -> Dataset {
+        var data = unlabelled ? try DeployedPrediction.loadUnlabelled(path: path) : try Dataset.loadCSV(path: path)
+        let expected = file.spec.inputFeatures
+        if data.featureCount != expected {
+            let hint: String
+            switch (unlabelled, data.featureCount - expected) {
+            case (false, -1): hint = "; if the rows have no label column, add --unlabelled"
+            case (true, 1): hint = "; if the first column is a label, leave out --unlabelled"
+            default: hint = ""
+            }
+            throw CoreError(
+                .modelMismatch,
+                "\(path): rows have \(data.featureCount) \(unlabelled ? "values" : "features") but the model expects \(expected) features\(hint)")
+        }
+        if !unlabelled { try data.validate(featureCount: expected, classCount: file.spec.classCount) }
         file.scaling.apply(to: &data)
         return data
     }
@@ -31,20 +46,21 @@ public struct SavedModel {
         model.evaluate(try prepare(dataAt: path))
     }
 
-    /// Predicted class and its softmax probability for every row of a CSV.
-    public func predict(dataAt path: String) throws(CoreError) -> [(label: Int, probability: Double)] {
-        let data = try prepare(dataAt: path)
+    /// The answer to every row of a CSV: labelled rows (label first, the label unused) or `unlabelled` ones.
+    public func predict(dataAt path: String, unlabelled: Bool = false) throws(CoreError) -> [DeployedPrediction.Answer] {
+        let data = try prepare(dataAt: path, unlabelled: unlabelled)
         return Self.answers(logits: model.logits(features: data.features, count: data.count), classes: file.spec.classCount)
     }
 
-    /// The most likely class of each row of row-major `logits` and its softmax probability.
-    public static func answers(logits: [Float], classes: Int) -> [(label: Int, probability: Double)] {
+    /// The answer to each row of row-major `logits`: its 1-based row, most likely class, and softmax probabilities.
+    public static func answers(logits: [Float], classes: Int) -> [DeployedPrediction.Answer] {
         (0..<(logits.count / classes)).map { r in
             let row = logits[(r * classes)..<((r + 1) * classes)]
             let top = row.indices.max { row[$0] < row[$1] }!
             let peak = row[top]
-            let sum = row.reduce(0.0) { $0 + exp(Double($1 - peak)) }
-            return (top - r * classes, 1 / sum)
+            let exps = row.map { exp(Double($0 - peak)) }
+            let sum = exps.reduce(0, +)
+            return DeployedPrediction.Answer(row: r + 1, label: top - r * classes, probabilities: exps.map { $0 / sum })
         }
     }
 }

@@ -66,6 +66,60 @@ import Testing
         #expect(predicted.output.split(separator: "\n").count == 359)
     }
 
+    /// A saved model answers feature-only rows with --unlabelled, exactly as it answers the same rows with their
+    /// labels; --json gives each row's number and every class's probability, and evaluate --json the model's hash.
+    @Test func savedModelAnswersUnlabelledRowsAndJSONCarriesRowsProbabilitiesAndHash() throws {
+        let folder = TestData.temporaryFolder()
+        let model = folder + "/digits.flock"
+        let trained = try Self.run(["train"] + Self.digits + ["--model", "logreg", "--epochs", "2", "--save", model, "--json"])
+        #expect(trained.status == 0, "\(trained.error)")
+        let summary = try #require(JSONSerialization.jsonObject(with: Data(trained.output.split(separator: "\n").last!.utf8)) as? [String: Any])
+        let hash = try #require(summary["model_hash"] as? String)
+
+        let labelled = try String(contentsOfFile: TestData.path("digits-test.csv"), encoding: .utf8).split(separator: "\n")
+        let unlabelled = folder + "/features.csv"
+        try (labelled.map { $0.split(separator: ",").dropFirst().joined(separator: ",") }.joined(separator: "\n") + "\n")
+            .write(toFile: unlabelled, atomically: true, encoding: .utf8)
+
+        func predictions(_ arguments: [String]) throws -> [[String: Any]] {
+            let result = try Self.run(["predict", "--model", model, "--json"] + arguments)
+            #expect(result.status == 0, "\(result.error)")
+            let object = try #require(JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
+            #expect(object["hash"] as? String == hash)
+            return try #require(object["predictions"] as? [[String: Any]])
+        }
+        let withLabels = try predictions(["--data", TestData.path("digits-test.csv")])
+        let withoutLabels = try predictions(["--data", unlabelled, "--unlabelled"])
+        #expect(withoutLabels.count == labelled.count)
+        #expect(withoutLabels.map { $0["label"] as? Int } == withLabels.map { $0["label"] as? Int })
+        #expect(withoutLabels.map { $0["row"] as? Int } == Array(1...labelled.count))
+        for answer in withoutLabels {
+            let probabilities = try #require(answer["probabilities"] as? [Double])
+            let label = try #require(answer["label"] as? Int)
+            #expect(probabilities.count == 10)
+            #expect(abs(probabilities.reduce(0, +) - 1) < 1e-9)
+            #expect(probabilities[label] == answer["probability"] as? Double)
+            #expect(probabilities.max() == probabilities[label])
+        }
+        // The text form answers the same rows.
+        let text = try Self.run(["predict", "--model", model, "--data", unlabelled, "--unlabelled"])
+        #expect(text.output.split(separator: "\n").map { Int($0.split(separator: "\t")[1]) } == withLabels.map { $0["label"] as? Int })
+
+        // Feature-only rows without --unlabelled, and labelled rows with it, are refused with a hint.
+        let missing = try Self.run(["predict", "--model", model, "--data", unlabelled])
+        #expect(missing.status == 1)
+        #expect(missing.error == "error: \(unlabelled): rows have 63 features but the model expects 64 features; if the rows have no label column, add --unlabelled\n")
+        let extra = try Self.run(["predict", "--model", model, "--data", TestData.path("digits-test.csv"), "--unlabelled"])
+        #expect(extra.status == 1)
+        #expect(extra.error.contains("rows have 65 values but the model expects 64 features; if the first column is a label, leave out --unlabelled"))
+
+        let evaluated = try Self.run(["evaluate", "--model", model, "--data", TestData.path("digits-test.csv"), "--json"])
+        let metrics = try #require(JSONSerialization.jsonObject(with: Data(evaluated.output.utf8)) as? [String: Any])
+        #expect(metrics["hash"] as? String == hash)
+        #expect(metrics["model"] as? String == "logreg")
+        #expect(metrics["accuracy"] as? Double == summary["accuracy"] as? Double)
+    }
+
     @Test func tamperedModelIsRefused() throws {
         let folder = TestData.temporaryFolder()
         let model = folder + "/m.flock"
@@ -116,7 +170,10 @@ import Testing
     }
 
     @Test func badOptionsAreUsageErrors() throws {
-        for arguments in [["--epochs", "0"], ["--optimizer", "rmsprop"], ["--scale", "log"], ["--schedule", "linear"], ["--patience", "2"]] {
+        for arguments in [
+            ["--epochs", "0"], ["--epochs", "-1"], ["--optimizer", "rmsprop"], ["--scale", "log"], ["--schedule", "linear"], ["--patience", "2"],
+            ["--model", "resnet"], ["--model", "mlp:0"], ["--lr", "-0.1"], ["--momentum", "-0.5"], ["--batch", "-3"],
+        ] {
             let result = try Self.run(["train", "--data", TestData.path("digits-train.csv")] + arguments)
             #expect(result.status == 64, "\(arguments): \(result.error)")
             #expect(result.error.contains("Error:"))
@@ -145,13 +202,18 @@ import Testing
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = common + ["--checkpoint", checkpoints, "--save", folder + "/resumed.flock"]
-        process.standardOutput = FileHandle.nullDevice
+        let output = Pipe()
+        process.standardOutput = output
         process.standardError = FileHandle.nullDevice
         try process.run()
-        let checkpointFile = checkpoints + "/" + TrainingCheckpoint.fileName
-        let deadline = Date().addingTimeInterval(60)
-        while !FileManager.default.fileExists(atPath: checkpointFile) && Date() < deadline { usleep(2_000) }
-        usleep(150_000)  // into the middle of a later epoch
+        // Epoch 1's JSON line is printed after its checkpoint is written: once it is out, the run is in epoch 2.
+        // Reading blocks until the line comes or the process ends, however fast or slow the machine is.
+        var printed = Data()
+        while !printed.contains(UInt8(ascii: "\n")) {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            printed.append(chunk)
+        }
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         #expect(process.terminationReason == .uncaughtSignal, "the run finished before it could be killed")

@@ -39,10 +39,35 @@ import Testing
         #expect(try ServerTrust.pinnedKey(stateDirectory: folder) == first)
         await #expect(throws: CoreError.self) { try await trust.accept(announced: Hex.encode(Ed25519.KeyPair.generate().publicKey.bytes)) }
         await #expect(throws: CoreError.self) { try await trust.accept(announced: "not hex") }
-        // A restarted edge keeps the pin, and an operator's --server-key must agree with it.
-        #expect(throws: CoreError.self) { _ = try ServerTrust(stateDirectory: folder, configured: Ed25519.KeyPair.generate().publicKey) }
-        let again = try ServerTrust(stateDirectory: folder, configured: first)
-        try await again.accept(announced: Hex.encode(first.bytes))
+        // A restarted edge keeps the pin.
+        let restarted = try ServerTrust(stateDirectory: folder, configured: nil)
+        try await restarted.accept(announced: Hex.encode(first.bytes))
+        await #expect(throws: CoreError.self) { try await restarted.accept(announced: Hex.encode(Ed25519.KeyPair.generate().publicKey.bytes)) }
+    }
+
+    /// The two ways out the refusal names: removing the pinned file (the running edge pins the new key at its
+    /// next attempt), or the operator's --server-key, which replaces the pin.
+    @Test func aChangedServerKeyIsTakenOnceThePinIsRemovedOrReplaced() async throws {
+        let folder = TestData.temporaryFolder()
+        let old = Ed25519.KeyPair.generate().publicKey, new = Ed25519.KeyPair.generate().publicKey
+        let trust = try ServerTrust(stateDirectory: folder, configured: nil)
+        #expect(try await trust.accept(announced: Hex.encode(old.bytes)))
+        do {
+            try await trust.accept(announced: Hex.encode(new.bytes))
+            Issue.record("a server with another key was trusted")
+        } catch {
+            #expect(error.message.contains("this edge refuses the server"), "\(error.message)")
+            #expect(error.message.contains("remove \(trust.path)"), "\(error.message)")
+            #expect(error.message.contains("--server-key"), "\(error.message)")
+        }
+        try FileManager.default.removeItem(atPath: trust.path)
+        #expect(try await trust.accept(announced: Hex.encode(new.bytes)))
+        #expect(try ServerTrust.pinnedKey(stateDirectory: folder) == new)
+
+        let configured = try ServerTrust(stateDirectory: folder, configured: old)
+        #expect(try ServerTrust.pinnedKey(stateDirectory: folder) == old)
+        #expect(try await configured.accept(announced: Hex.encode(old.bytes)) == false)
+        await #expect(throws: CoreError.self) { try await configured.accept(announced: Hex.encode(new.bytes)) }
     }
 
     @Test func predictAnswersWithProductionAndLeavesEvidenceThatIsMergedOnce() throws {

@@ -26,6 +26,9 @@ public struct EdgeAgent: Sendable {
         public var threads: Int
         /// Longest wait between reconnection attempts, in seconds.
         public var maximumBackoff: Double
+        /// Longest wait before registering again when the server keeps ending this edge's session (another
+        /// process under the same id takes it over), in seconds; the first wait is 1 s.
+        public var maximumTakeoverBackoff: Double = 60
         /// Keep downloaded models in `stateDirectory/models` and reuse them (off for in-process
         /// simulation, where every edge downloads, as a device would).
         public var cacheModels: Bool
@@ -103,40 +106,67 @@ public struct EdgeAgent: Sendable {
     public var split: (training: Int, evaluation: Int) { (training.count, evaluation.count) }
 
     /// Runs until the task is cancelled.
+    ///
+    /// Every failure but a refusal of the edge itself is waited out with a backoff: a server that cannot be
+    /// reached (``Options/maximumBackoff``), a server this edge does not trust (its model-signing key is not the
+    /// pinned one; the log line says what to do), and a session the server ended (a server restart, or another
+    /// process registering under this id and taking the session over; ``Options/maximumTakeoverBackoff``).
+    /// Each wait is logged once.
     /// - Throws: ``CoreError`` when the server refuses the edge for good (a malformed registration).
     public func run() async throws(CoreError) {
-        var backoff = 0.25
-        var jitter = SeededGenerator(seed: UInt64(truncatingIfNeeded: options.id.hashValue))
+        var outage = Backoff(initial: 0.25, maximum: options.maximumBackoff)
+        var takeover = Backoff(initial: 1, maximum: options.maximumTakeoverBackoff)
+        var jitter = SeededGenerator(seed: idSeed ^ UInt64(truncatingIfNeeded: ProcessInfo.processInfo.processIdentifier))
         var session: Session?
+        var registeredAt = ContinuousClock.now
+        func pause(_ seconds: Double) async { try? await Task.sleep(for: .milliseconds(Int(seconds * 1000))) }
         while !Task.isCancelled {
             do {
                 if session == nil {
                     session = try await register()
+                    registeredAt = .now
                     log("\(options.id): registered (\(training.count) training rows, \(evaluation.count) held out)")
                 }
                 let current = session!
-                try await serveRounds(session: current, onContact: { backoff = 0.25 })
+                try await serveRounds(session: current, onContact: { outage.reset() })
             } catch let error as RPCError where error.code == .unauthenticated {
-                // The server restarted or timed us out: a new session (and a new round) is needed.
-                log("\(options.id): \(error.message); registering again")
+                // The server no longer knows this session: it restarted or timed the edge out (after a long
+                // session), or another process registered under this id (within moments of registering).
                 session = nil
+                if registeredAt.duration(to: .now) > .seconds(2 * takeover.maximum) { takeover.reset() }
+                let wait = takeover.next(unit: jitter.nextUnit())
+                log("\(options.id): the server ended this session (\(error.message)); registering again in \(String(format: "%.1f", wait)) s"
+                    + (takeover.step > takeover.initial * 2
+                        ? " (the session keeps ending: if another edge runs under the id \(options.id), give each edge its own --id or --state-dir)" : ""))
+                await pause(wait)
             } catch let error as RPCError where error.code == .invalidArgument || error.code == .permissionDenied {
                 throw CoreError(.invalidArgument, "the server refused this edge: \(error.message)")
             } catch is CancellationError {
                 return
+            } catch let refusal as UntrustedServer {
+                // The server is up but this edge does not trust it: wait as for an outage, and look again.
+                session = nil
+                let wait = outage.next(unit: jitter.nextUnit())
+                log("\(options.id): \(refusal.reason.message); retrying in \(String(format: "%.1f", wait)) s")
+                await pause(wait)
             } catch {
                 // Transient (server away, overloaded, timed out): keep the session and try again later.
-                let wait = backoff * (0.5 + jitter.nextUnit())
+                let wait = outage.next(unit: jitter.nextUnit())
                 log("\(options.id): server unreachable (\(Self.describe(error))); retrying in \(String(format: "%.1f", wait)) s")
-                try? await Task.sleep(for: .milliseconds(Int(wait * 1000)))
-                backoff = min(options.maximumBackoff, backoff * 2)
+                await pause(wait)
             }
         }
     }
 
     private static func describe(_ error: any Error) -> String {
         if let rpc = error as? RPCError { return "\(rpc.code): \(rpc.message)" }
+        if let core = error as? CoreError { return core.message }
         return "\(error)"
+    }
+
+    /// A registration this edge broke off: the server does not hold the model-signing key the edge trusts.
+    struct UntrustedServer: Error {
+        let reason: CoreError
     }
 
     private func register() async throws -> Session {
@@ -148,8 +178,12 @@ public struct EdgeAgent: Sendable {
         guard response.heartbeatSeconds > 0, response.heartbeatSeconds.isFinite, !response.session.isEmpty else {
             throw RPCError(code: .internalError, message: "malformed registration reply")
         }
-        do { try await trust.accept(announced: response.serverPublicKey) } catch {
-            throw RPCError(code: .permissionDenied, message: error.message)
+        do {
+            if try await trust.accept(announced: response.serverPublicKey) {
+                log("\(options.id): pinned the server's model-signing key in \(trust.path)")
+            }
+        } catch {
+            throw UntrustedServer(reason: error)
         }
         return Session(id: options.id, token: response.session, heartbeatSeconds: min(response.heartbeatSeconds, 3600))
     }
@@ -172,7 +206,9 @@ public struct EdgeAgent: Sendable {
         }
     }
 
-    /// One round: fetch, evaluate, train, submit, with heartbeats every interval meanwhile.
+    /// One round: fetch, check that this edge's data fit the model, evaluate, train, submit, with heartbeats
+    /// every interval meanwhile. An edge that cannot take part (its data do not fit the model, or training fails
+    /// here) declines the round at once, so that the server does not wait for it.
     private func work(on plan: Flock_V1_RoundPlan, session: Session) async throws {
         let round = plan.round
         let config: TrainingConfig
@@ -180,7 +216,7 @@ public struct EdgeAgent: Sendable {
             log("\(options.id): round \(round): refusing the plan: \(error.message)")
             return
         }
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        let declined = try await withThrowingTaskGroup(of: Void.self, returning: String?.self) { group in
             group.addTask {
                 // Heartbeats while working; their failures surface through the submit.
                 while !Task.isCancelled {
@@ -190,30 +226,63 @@ public struct EdgeAgent: Sendable {
             }
             defer { group.cancelAll() }
             let file = try await fetchModel(plan: plan, session: session)
-            if plan.secureAggregation.enabled {
-                try await workSecurely(on: plan, file: file, config: config, session: session)
-                return
-            }
-            let (update, metrics) = try await train(file: file, config: config, evaluate: plan.evaluate)
-            if let metrics { try await report(metrics, round: round, session: session) }
-            let payload: [UInt8]
-            let nextFeedback: ErrorFeedback?
+            if let misfit = misfit(file.spec) { return misfit }
             do {
-                (payload, nextFeedback) = try encode(update, plan: plan)
-            } catch let error as CodecError {
-                log("\(options.id): round \(round): cannot encode the update: \(error.message)")
-                return
+                try await train(on: plan, file: file, config: config, session: session)
+            } catch let error as CoreError {
+                return "training failed on this edge: \(error.message)"
             }
-            do {
-                try await submit(payload: payload, codec: plan.codec.id, examples: update.examples, update: update, round: round, session: session)
-                // Only an accepted update leaves the error feedback; a refused one stays in the residual.
-                if let nextFeedback { keep(nextFeedback) }
-                options.onAccepted?(round, update)
-                log("\(options.id): round \(round): \(update.examples) examples, loss \(String(format: "%.4f", update.trainLoss)), "
-                    + "\(String(format: "%.3f", update.seconds)) s training; update accepted")
-            } catch let error as RPCError where error.code == .failedPrecondition || error.code == .alreadyExists {
-                log("\(options.id): round \(round): update not taken: \(error.message)")
-            }
+            return nil
+        }
+        if let declined { try await decline(round: round, reason: declined, session: session) }
+    }
+
+    /// Why this edge's data cannot train `spec` (a sentence that says what to do), or nil when they fit.
+    func misfit(_ spec: ModelSpec) -> String? {
+        let source = training.source.isEmpty || training.source == "memory" ? "" : " (now \(training.source))"
+        if training.featureCount != spec.inputFeatures {
+            return "this edge's data has \(training.featureCount) features per row but the server's model takes \(spec.inputFeatures); "
+                + "point --data at data for this model\(source)"
+        }
+        if let largest = (training.labels + evaluation.labels).max(), Int(largest) >= spec.classCount {
+            return "this edge's data has label \(largest) but the server's model has classes 0 to \(spec.classCount - 1); "
+                + "point --data at data for this model\(source)"
+        }
+        return nil
+    }
+
+    /// Leaves round `round` at once, saying why: logged once, and sent to the server as a `declined` heartbeat
+    /// so that it drops this edge from the round (and selects it again only after it registers again).
+    private func decline(round: UInt64, reason: String, session: Session) async throws {
+        log("\(options.id): round \(round): leaving the round: \(reason)")
+        var sent = reason
+        while sent.utf8.count > 512 { sent.removeLast() }  // the wire's bound on a reason
+        _ = try await session.heartbeat(connection, status: .declined, round: round, reason: sent)
+    }
+
+    /// The round's work once the model is here: in secure aggregation, or plainly (train, report, submit).
+    private func train(on plan: Flock_V1_RoundPlan, file: ModelFile, config: TrainingConfig, session: Session) async throws {
+        let round = plan.round
+        if plan.secureAggregation.enabled {
+            try await workSecurely(on: plan, file: file, config: config, session: session)
+            return
+        }
+        let (update, metrics) = try await train(file: file, config: config, evaluate: plan.evaluate)
+        if let metrics { try await report(metrics, round: round, session: session) }
+        let encoding = Result { () throws(CodecError) in try encode(update, plan: plan) }
+        guard case .success(let (payload, nextFeedback)) = encoding else {
+            if case .failure(let error) = encoding { log("\(options.id): round \(round): cannot encode the update: \(error.message)") }
+            return
+        }
+        do {
+            try await submit(payload: payload, codec: plan.codec.id, examples: update.examples, update: update, round: round, session: session)
+            // Only an accepted update leaves the error feedback; a refused one stays in the residual.
+            if let nextFeedback { keep(nextFeedback) }
+            options.onAccepted?(round, update)
+            log("\(options.id): round \(round): \(update.examples) examples, loss \(String(format: "%.4f", update.trainLoss)), "
+                + "\(String(format: "%.3f", update.seconds)) s training; update accepted")
+        } catch let error as RPCError where error.code == .failedPrecondition || error.code == .alreadyExists {
+            log("\(options.id): round \(round): update not taken: \(error.message)")
         }
     }
 
@@ -495,12 +564,13 @@ struct Session: Sendable {
     let token: String
     let heartbeatSeconds: Double
 
-    func heartbeat(_ connection: EdgeConnection, status: Flock_V1_EdgeStatus, round: UInt64) async throws -> Flock_V1_HeartbeatResponse {
+    func heartbeat(_ connection: EdgeConnection, status: Flock_V1_EdgeStatus, round: UInt64, reason: String = "") async throws -> Flock_V1_HeartbeatResponse {
         var request = Flock_V1_HeartbeatRequest()
         request.edgeID = id
         request.session = token
         request.status = status
         request.round = round
+        request.reason = reason
         // The server may hold an idle heartbeat for one interval (a long poll).
         return try await connection.edge.heartbeat(request, options: EdgeConnection.options(timeout: heartbeatSeconds + 15))
     }

@@ -5,26 +5,33 @@ import Foundation
 /// The server model-signing key an edge trusts, and the check every model passes before the edge trains on
 /// it, serves it or compares with it.
 ///
-/// The key is given (`flock-edge run --server-key`), or pinned on first contact (trust on first use) in
-/// `STATE_DIR/server-signing.pub`; after that a server announcing another key is refused until an operator
-/// removes the file.
+/// The key is given (`flock-edge run --server-key`, which replaces a pinned key), or pinned on first contact
+/// (trust on first use) in `STATE_DIR/server-signing.pub`. After that a server announcing another key is
+/// refused, and refused again at every attempt, until the operator removes the file (the next attempt pins
+/// the key the server announces then) or gives the server's key with `--server-key`.
 public actor ServerTrust {
     /// The pinned key's file name in the state directory.
     public static let fileName = "server-signing.pub"
 
     private var key: Ed25519.PublicKey?
-    private let path: String
+    /// Whether `key` came from `--server-key` (else from the pinned file or first contact).
+    private let configured: Bool
+    /// The pinned key's file.
+    public nonisolated let path: String
 
-    /// Loads the pinned key from `stateDirectory`, and checks it against `configured` when both exist.
-    /// - Throws: ``CoreError/Code/invalidData`` when the file is malformed or disagrees with `configured`.
+    /// Loads the pinned key from `stateDirectory`; a `configured` key (the operator's `--server-key`) takes its
+    /// place and is pinned.
+    /// - Throws: ``CoreError/Code/invalidData`` when the file is malformed and no key is configured;
+    ///   ``CoreError/Code/io`` when the configured key cannot be written.
     public init(stateDirectory: String, configured: Ed25519.PublicKey?) throws(CoreError) {
         path = stateDirectory + "/" + Self.fileName
-        let pinned = try Self.read(path)
-        if let configured, let pinned, configured != pinned {
-            throw CoreError(.invalidData, "\(path) pins another server key than --server-key; remove the file if the server's key really changed")
+        self.configured = configured != nil
+        if let configured {
+            if (try? Self.read(path)) != configured { try Self.write(configured, to: path) }
+            key = configured
+        } else {
+            key = try Self.read(path)
         }
-        key = configured ?? pinned
-        if let configured, pinned == nil { try Self.write(configured, to: path) }
     }
 
     /// The key pinned in `stateDirectory`, if any.
@@ -47,21 +54,41 @@ public actor ServerTrust {
         try FileIO.writeAtomically(Array((Hex.encode(key.bytes) + "\n").utf8), to: path)
     }
 
-    /// Takes the key a server announced at registration: pins it on first contact, else it must be the pinned one.
-    /// - Throws: ``CoreError/Code/invalidData`` for a malformed or different key.
-    public func accept(announced hex: String) throws(CoreError) {
+    /// Takes the key a server announced at registration: pins it on first contact, else it must be the trusted
+    /// one. A pinned key (not `--server-key`) is read again from its file first, so that removing the file lets
+    /// the edge pin the server's new key without a restart.
+    /// - Returns: true when the announced key was pinned just now.
+    /// - Throws: ``CoreError/Code/invalidData`` for a malformed key, or one that is not the trusted key; the
+    ///   message says what happened and what the operator can do.
+    @discardableResult
+    public func accept(announced hex: String) throws(CoreError) -> Bool {
         guard let bytes = Hex.decode(hex), let announced = try? Ed25519.PublicKey(bytes: bytes) else {
-            throw CoreError(.invalidData, "the server announced no valid model-signing key; refusing to work with it")
+            throw CoreError(.invalidData, "the server announced no valid model-signing key; this edge does not work with it")
         }
-        if let key {
-            guard key == announced else {
-                throw CoreError(.invalidData, "the server's model-signing key is not the one pinned in \(path); remove that file only if the key really changed")
-            }
-            return
+        if !configured { key = try Self.read(path) }
+        guard let key else {
+            try Self.write(announced, to: path)
+            key = announced
+            return true
         }
-        try Self.write(announced, to: path)
-        key = announced
+        guard key != announced else { return false }
+        let theirs = Self.fingerprint(announced), ours = Self.fingerprint(key)
+        if configured {
+            throw CoreError(
+                .invalidData,
+                "this edge refuses the server: it announces model-signing key \(theirs), not the key given with --server-key (\(ours)). "
+                    + "If the server's key really changed, restart this edge with --server-key SERVER_DATA_DIR/\(Self.fileName) from that server")
+        }
+        throw CoreError(
+            .invalidData,
+            "this edge refuses the server: it announces model-signing key \(theirs), but this edge pinned \(ours) in \(path) "
+                + "(the server was started with a fresh data directory, or another server answers at this address). "
+                + "If the server's key really changed, remove \(path) (the next attempt pins the new key) "
+                + "or restart this edge with --server-key SERVER_DATA_DIR/\(Self.fileName)")
     }
+
+    /// The first 16 hex digits of a key, enough for a person to tell two keys apart.
+    private static func fingerprint(_ key: Ed25519.PublicKey) -> String { String(Hex.encode(key.bytes).prefix(16)) + "…" }
 
     /// Checks the server's signature of the model whose file hashes to `hash`.
     /// - Throws: ``CoreError/Code/corruptFile`` when there is no trusted key yet or the signature does not verify.

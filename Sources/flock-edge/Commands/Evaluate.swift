@@ -22,7 +22,7 @@ struct Evaluate: ParsableCommand {
             let saved = try SavedModel(path: model)
             let metrics = try saved.evaluate(dataAt: data)
             if json {
-                print(JSONOutput.line(metrics))
+                print(JSONOutput.line(EvaluateJSON(model: saved.file.spec.name, hash: saved.hash, metrics: metrics)))
                 return
             }
             print("model     \(saved.file.spec.name) (sha256 \(saved.hash))")
@@ -45,6 +45,22 @@ struct Evaluate: ParsableCommand {
             throw ExitCode(1)
         }
     }
+
+    /// `--json` output: the model's name and content hash, then the metrics.
+    struct EvaluateJSON: Encodable {
+        var model: String
+        var hash: String
+        var metrics: EvaluationMetrics
+
+        enum CodingKeys: String, CodingKey { case model, hash }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(model, forKey: .model)
+            try container.encode(hash, forKey: .hash)
+            try metrics.encode(to: encoder)
+        }
+    }
 }
 
 /// `flock-edge predict`: the predicted class of every row.
@@ -57,10 +73,13 @@ struct Predict: ParsableCommand {
             server runs a shadow or rollback analysis on this edge, the compared model runs on the same rows and \
             the paired counts (right/wrong pairs, agreement, latency) are left for `flock-edge run` to report. \
             Rows have the training layout (label first) unless --unlabelled; a label is used only for the comparison. \
-            Prints one line per row: row, class, probability.
+            Prints one line per row: row, class, probability. With --json, one object: the answering model's \
+            version and hash, and per row its number (from 1), class, probability and every class's probability.
             """)
 
-    @Option(name: [.customLong("input"), .customLong("data")], help: ArgumentHelp("Rows to answer: header-less CSV.", valueName: "FILE.csv"))
+    @Option(
+        name: [.customLong("data"), .customLong("input")],
+        help: ArgumentHelp("Rows to answer: header-less CSV, label first unless --unlabelled.", valueName: "FILE.csv"))
     var input: String
 
     @Option(help: ArgumentHelp("A model file written by `train --save` (instead of the deployment).", valueName: "MODEL.flock"))
@@ -82,10 +101,9 @@ struct Predict: ParsableCommand {
         do {
             if let model {
                 let saved = try SavedModel(path: model)
-                let answers = try saved.predict(dataAt: input)
-                print(json ? JSONOutput.line(PredictJSON(version: nil, hash: saved.hash, comparedVersion: nil, agreement: nil,
-                                                         predictions: answers.map { .init(label: $0.label, probability: $0.probability) }))
-                           : lines(answers.map { ($0.label, $0.probability) }))
+                let answers = try saved.predict(dataAt: input, unlabelled: unlabelled)
+                print(json ? JSONOutput.line(PredictJSON(version: nil, hash: saved.hash, comparedVersion: nil, agreement: nil, predictions: answers))
+                           : lines(answers))
                 return
             }
             let data = unlabelled ? try DeployedPrediction.loadUnlabelled(path: input) : try Dataset.loadCSV(path: input)
@@ -96,7 +114,7 @@ struct Predict: ParsableCommand {
                     version: outcome.productionVersion, hash: outcome.productionHash, comparedVersion: outcome.comparedVersion,
                     agreement: agreement, predictions: outcome.answers)))
             } else {
-                print(lines(outcome.answers.map { ($0.label, $0.probability) }))
+                print(lines(outcome.answers))
                 let note = outcome.comparedVersion.map { "; version \($0) compared beside it" } ?? ""
                 ProgressDisplay.line("answered by production version \(outcome.productionVersion)\(note)")
             }
@@ -106,8 +124,8 @@ struct Predict: ParsableCommand {
         }
     }
 
-    private func lines(_ answers: [(Int, Double)]) -> String {
-        answers.enumerated().map { row, p in "\(row + 1)\t\(p.0)\t\(String(format: "%.4f", p.1))" }.joined(separator: "\n")
+    private func lines(_ answers: [DeployedPrediction.Answer]) -> String {
+        answers.map { "\($0.row)\t\($0.label)\t\(String(format: "%.4f", $0.probability))" }.joined(separator: "\n")
     }
 
     /// `--json` output.

@@ -19,7 +19,10 @@ struct Run: AsyncParsableCommand {
             With --simulate-clients K, --data is a folder of CSV files (such as `flock-server data partition` \
             writes) and this one process runs K edges over the first K of them, for load tests.
 
-            Example: flock-edge run --server 127.0.0.1:7070 --data data/clients/client-000.csv --id edge-000
+            Each edge needs its own --state-dir: it holds the edge's generated id, and a second flock-edge run on \
+            a folder in use stops at once (exit status 1), naming the folder.
+
+            Example: flock-edge run --server 127.0.0.1:7070 --data data/clients/client-0.csv --state-dir edge-0
             """)
 
     @Option(help: ArgumentHelp("The server's address.", valueName: "HOST:PORT"))
@@ -28,30 +31,32 @@ struct Run: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Local training data: header-less CSV, label first (a folder with --simulate-clients).", valueName: "LOCAL.csv"))
     var data: String
 
-    @Option(help: "Share of local rows held out for evaluation, fixed per edge id (0-0.5).")
+    @Option(parsing: .unconditional, help: "Share of local rows held out for evaluation, fixed per edge id (0-0.5).")
     var holdout: Double = 0.1
 
-    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Cached models and the generated edge id.", valueName: "DIR"))
+    @Option(
+        name: .customLong("state-dir"),
+        help: ArgumentHelp("This edge's own folder: the generated edge id, cached models, the pinned server key. One edge per folder.", valueName: "DIR"))
     var stateDir: String = "./flock-edge-state"
 
     @Option(help: ArgumentHelp("Stable edge id, 1-128 of A-Z a-z 0-9 . _ - (default: generated once, kept in --state-dir).", valueName: "NAME"))
     var id: String?
 
-    @Option(help: "Threads for local training.")
+    @Option(parsing: .unconditional, help: "Threads for local training.")
     var threads: Int = 1
 
-    @Option(name: .customLong("simulate-clients"), help: "Run this many edges in this process, one per CSV file in the --data folder.")
+    @Option(name: .customLong("simulate-clients"), parsing: .unconditional, help: "Run this many edges in this process, one per CSV file in the --data folder.")
     var simulateClients: Int?
 
     @Option(
         name: .customLong("server-key"),
         help: ArgumentHelp(
             "The server's model-signing key (DATA_DIR/server-signing.pub on the server): 64 hex digits or a file holding them. "
-                + "Without it the key the server announces on first contact is pinned in --state-dir.",
+                + "Without it the key the server announces on first contact is pinned in --state-dir; with it, it replaces the pinned key.",
             valueName: "HEX|FILE"))
     var serverKey: String?
 
-    @Flag(help: "Print only errors.")
+    @Flag(help: "Print only errors and what needs the operator (a refused server, a round this edge cannot take part in).")
     var quiet = false
 
     @Option(
@@ -90,13 +95,17 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         let quiet = quiet
+        // Under --quiet, errors and the lines that ask the operator to act still show.
         let log: @Sendable (String) -> Void = { line in
-            if !quiet || line.contains("error") {
+            if !quiet || ["error", "refuses the server", "leaving the round", "give each edge its own"].contains(where: { line.contains($0) }) {
                 print(line)
                 fflush(nil)
             }
         }
         do {
+            // Held until the process ends: no second edge works in this folder meanwhile.
+            let folder = try StateFolder(path: stateDir)
+            defer { withExtendedLifetime(folder) {} }
             let connection = try EdgeConnection(server: try ServerAddress(parsing: server))
             let baseId = try id ?? persistentId()
             let sources = try dataFiles()

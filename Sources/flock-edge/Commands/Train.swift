@@ -25,46 +25,46 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Model: 2nn | cnn | mlp:H1,H2,... | logreg.", valueName: "MODEL"))
     var model: String = "2nn"
 
-    @Option(help: "Number of passes over the training data.")
+    @Option(parsing: .unconditional, help: "Number of passes over the training data.")
     var epochs: Int = 5
 
-    @Option(help: "Rows per mini-batch.")
+    @Option(parsing: .unconditional, help: "Rows per mini-batch.")
     var batch: Int = 10
 
-    @Option(help: "Base learning rate.")
+    @Option(parsing: .unconditional, help: "Base learning rate.")
     var lr: Double = 0.05
 
-    @Option(help: ArgumentHelp("Optimizer: sgd | adam | adamw.", valueName: "NAME"))
-    var optimizer: String = "sgd"
+    @Option(help: "Optimizer.")
+    var optimizer: OptimizerKind = .sgd
 
-    @Option(help: "SGD momentum (0 disables it).")
+    @Option(parsing: .unconditional, help: "SGD momentum in [0, 1) (0 disables it).")
     var momentum: Double = 0
 
     @Flag(help: "Use Nesterov momentum (SGD with --momentum > 0).")
     var nesterov = false
 
-    @Option(name: .customLong("weight-decay"), help: "Weight decay (L2 for sgd/adam, decoupled for adamw).")
+    @Option(name: .customLong("weight-decay"), parsing: .unconditional, help: "Weight decay (L2 for sgd/adam, decoupled for adamw).")
     var weightDecay: Double = 0
 
     @Option(help: ArgumentHelp("Learning-rate schedule: constant | step:EVERY:GAMMA | cosine[:WARMUP_EPOCHS].", valueName: "SCHEDULE"))
     var schedule: String = "constant"
 
-    @Option(name: .customLong("clip-norm"), help: "Clip the gradient's L2 norm to this bound before each step.")
+    @Option(name: .customLong("clip-norm"), parsing: .unconditional, help: "Clip the gradient's L2 norm to this bound before each step.")
     var clipNorm: Double?
 
-    @Option(help: "Stop when the eval accuracy has not improved for this many epochs, and keep the best weights (needs --eval).")
+    @Option(parsing: .unconditional, help: "Stop when the eval accuracy has not improved for this many epochs, and keep the best weights (needs --eval).")
     var patience: Int?
 
-    @Option(help: ArgumentHelp("Feature scaling fitted on the training data: max | standardize | none.", valueName: "KIND"))
-    var scale: String = "max"
+    @Option(help: "Feature scaling fitted on the training data (max: divide by the largest value; standardize: per-feature mean and deviation).")
+    var scale: ScalingKind = .max
 
-    @Option(help: "Number of classes (default: the largest training label plus one).")
+    @Option(parsing: .unconditional, help: "Number of classes (default: the largest training label plus one).")
     var classes: Int?
 
-    @Option(help: "Random seed for initialization, shuffling and dropout.")
+    @Option(parsing: .unconditional, help: "Random seed for initialization, shuffling and dropout.")
     var seed: UInt64 = 0
 
-    @Option(help: "Threads for the matrix kernels (default: all cores).")
+    @Option(parsing: .unconditional, help: "Threads for the matrix kernels (default: all cores).")
     var threads: Int?
 
     @Option(help: ArgumentHelp("Save the trained model (spec, scaling, weights) to this file.", valueName: "MODEL.flock"))
@@ -80,9 +80,15 @@ struct Train: ParsableCommand {
         guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") }
-        guard OptimizerKind(rawValue: optimizer) != nil else { throw ValidationError("--optimizer must be sgd, adam or adamw") }
-        guard ScalingKind(rawValue: scale) != nil else { throw ValidationError("--scale must be max, standardize or none") }
-        guard !nesterov || (optimizer == "sgd" && momentum > 0) else { throw ValidationError("--nesterov needs --optimizer sgd and --momentum > 0") }
+        guard momentum >= 0, momentum < 1 else { throw ValidationError("--momentum must be in [0, 1)") }
+        guard weightDecay >= 0, weightDecay.isFinite else { throw ValidationError("--weight-decay must be 0 or more") }
+        if let clipNorm, !(clipNorm > 0 && clipNorm.isFinite) { throw ValidationError("--clip-norm must be a positive number") }
+        if let patience, patience < 1 { throw ValidationError("--patience must be at least 1") }
+        do { _ = try ModelSpec.preset(model, inputFeatures: 784, classCount: 10) } catch where error.code == .invalidArgument {
+            throw ValidationError("--model: \(error.message)")
+        } catch {}
+        do { _ = try LearningRateSchedule(parsing: schedule) } catch { throw ValidationError("--schedule: \(error.message)") }
+        guard !nesterov || (optimizer == .sgd && momentum > 0) else { throw ValidationError("--nesterov needs --optimizer sgd and --momentum > 0") }
         if patience != nil, eval == nil { throw ValidationError("--patience needs --eval (early stopping watches the eval accuracy)") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let classes, classes < 2 { throw ValidationError("--classes must be at least 2") }
@@ -93,13 +99,13 @@ struct Train: ParsableCommand {
         do {
             config = TrainingConfig(
                 epochs: epochs, batchSize: batch, learningRate: lr,
-                optimizer: OptimizerConfig(kind: OptimizerKind(rawValue: optimizer)!, momentum: momentum, nesterov: nesterov, weightDecay: weightDecay),
+                optimizer: OptimizerConfig(kind: optimizer, momentum: momentum, nesterov: nesterov, weightDecay: weightDecay),
                 schedule: try LearningRateSchedule(parsing: schedule), clipNorm: clipNorm, patience: patience, seed: seed)
         } catch {
             throw ValidationError(error.message)
         }
         let options = CentralTraining.Options(
-            trainPath: data, evalPath: eval, model: model, classes: classes, scaling: ScalingKind(rawValue: scale)!,
+            trainPath: data, evalPath: eval, model: model, classes: classes, scaling: scale,
             config: config, savePath: save, checkpointFolder: checkpoint,
             threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
 

@@ -28,7 +28,7 @@ struct RegistryCommand: ParsableCommand {
         @Option(name: .customLong("data-dir"), help: ArgumentHelp("The server's data directory.", valueName: "DIR"))
         var dataDir: String = "./flock-data"
 
-        @Flag(help: "Print JSON instead of a table.")
+        @Flag(help: "Print JSON instead of a table; an error is then {\"error\": …, \"code\": …} on standard error.")
         var json = false
 
         /// Opens the registry read-only, or prints why not and exits 1.
@@ -178,14 +178,20 @@ struct RegistryCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Select versions with a small query language.",
             discussion: """
-                EXPR is conditions joined by and / or / not and parentheses, then optionally order by FIELD [asc|desc] \
-                and limit N. Fields: version, round, accuracy, loss, federated_accuracy, federated_loss, participants, \
-                parameters, upload_bytes, download_bytes, created, parent, model, strategy, codec, status, hash, alias, \
-                tag.NAME. Examples:
+                EXPR is conditions (FIELD OP VALUE, FIELD [not] in (V, ...), FIELD [not] between A and B) joined by \
+                and / or / not and parentheses, then optionally order by FIELD [asc|desc] and limit N. Fields: version, \
+                round (the round id), accuracy, loss, federated_accuracy, federated_loss, participants, parameters, \
+                upload_bytes, download_bytes, created, parent, model, strategy, codec, status, hash, alias, tag.NAME. \
+                hash takes a prefix of 6 or more hex digits; created takes a UTC date as the tables show it \
+                (2026-12-03, 2026-12-03T15:02Z or 2026-12-03T15:02:36Z) and compares with the whole day, minute or \
+                second. Examples:
                   accuracy >= 0.9 and round > 10 order by accuracy desc limit 5
                   alias = production
                   tag.team = "vision"
-                A query that does not parse exits with code 2 and points at the offending token.
+                  hash = "9ced44" or round in (3, 5, 8)
+                  created between 2026-12-01 and 2026-12-03
+                A query that does not parse, or nests more than 32 deep, exits with code 2 and points at the \
+                offending token.
                 """)
         @Argument(help: "The query.") var expression: String
         @OptionGroup var location: Location

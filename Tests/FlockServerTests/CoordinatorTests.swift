@@ -263,10 +263,16 @@ final class ManualTime: Sendable {
         try journal.begin(opening)
         let first = RoundJournal.Entry.update(edge: "a", examples: 7, bytes: 12, values: [1.5, -2, .leastNonzeroMagnitude])
         let second = RoundJournal.Entry.evaluation(edge: "b", examples: 3, loss: 0.25, accuracy: 0.5)
-        try journal.append(first)
-        try journal.append(second)
+        try journal.append(first, round: 4)
+        try journal.append(second, round: 4)
         let read = try #require(try journal.read())
         #expect(read.opening == opening && read.entries == [first, second])
+        // An input of another round is never read into this one.
+        try journal.append(.update(edge: "c", examples: 9, bytes: 12, values: [3, 3, 3]), round: 5)
+        #expect(try journal.read()?.entries == [first, second])
+        try journal.begin(opening)
+        try journal.append(first, round: 4)
+        try journal.append(second, round: 4)
 
         // A crash in the middle of an append leaves a torn tail: the acknowledged records still read.
         let whole = TestData.bytes(journal.path)

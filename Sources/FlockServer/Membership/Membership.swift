@@ -23,6 +23,9 @@ public struct Membership: Sendable {
         public var round: Int?
         /// Rounds it took part in.
         public var participated: Int
+        /// Why the edge left its last round at once (its data does not fit the model, …): it is not selected
+        /// again until it registers anew. Nil for an edge that may be selected.
+        public var declined: String? = nil
     }
 
     /// Why a call was refused.
@@ -85,9 +88,26 @@ public struct Membership: Sendable {
         return now - edge.lastSeen <= timeout
     }
 
-    /// Ids of edges that may be selected: connected and not in a round, sorted.
+    /// Ids of edges that may be selected: connected, not in a round and not declined, sorted.
     public func eligible(now: Double) -> [String] {
-        edges.values.filter { $0.round == nil && now - $0.lastSeen <= timeout }.map(\.id).sorted()
+        edges.values.filter { $0.round == nil && $0.declined == nil && now - $0.lastSeen <= timeout }.map(\.id).sorted()
+    }
+
+    /// Takes an edge out of its round because it cannot take part, and out of selection until it registers
+    /// again (a new registration may come with other data).
+    public mutating func decline(_ id: String, reason: String) {
+        edges[id]?.round = nil
+        edges[id]?.declined = reason
+    }
+
+    /// Forgets edges not heard from for `silence` seconds and not in a round: ids that registered once and never
+    /// came back do not accumulate.
+    /// - Returns: how many were forgotten.
+    @discardableResult
+    public mutating func prune(silentFor silence: Double, now: Double) -> Int {
+        let gone = edges.values.filter { $0.round == nil && now - $0.lastSeen > silence }.map(\.id)
+        for id in gone { edges[id] = nil }
+        return gone.count
     }
 
     /// Ids of connected edges.

@@ -28,6 +28,8 @@ public struct RoundCheckpoint: Sendable, Equatable {
     public var codecSections: [String: [Float]]
     /// See ``codecSections``.
     public var codecCounters: [String: Int]
+    /// The feature scaling fitted by a statistics round (nil: the configured scaling).
+    public var scaling: FeatureScaling?
 
     /// Creates a checkpoint.
     public init(model: GlobalModelState, spec: ModelSpec, selectionState: [UInt64], history: [String], codec: CodecState = CodecState()) {
@@ -56,6 +58,8 @@ public struct RoundCheckpoint: Sendable, Equatable {
         var history: [String]
         /// Absent in checkpoints written before codec state was saved.
         var codecCounters: [String: Int]?
+        /// Absent unless a statistics round fitted the scaling.
+        var scaling: FeatureScaling?
     }
 
     /// Writes the checkpoint atomically into `folder` (created if missing).
@@ -71,7 +75,7 @@ public struct RoundCheckpoint: Sendable, Equatable {
         do {
             header = try encoder.encode(Header(
                 format: "flock-rounds", round: model.round, strategy: model.strategy, spec: spec,
-                selectionState: selectionState, history: history, codecCounters: codecCounters))
+                selectionState: selectionState, history: history, codecCounters: codecCounters, scaling: scaling))
         } catch {
             throw CoreError(.io, "cannot encode the round checkpoint")
         }
@@ -99,6 +103,7 @@ public struct RoundCheckpoint: Sendable, Equatable {
         var checkpoint = RoundCheckpoint(model: model, spec: header.spec, selectionState: header.selectionState, history: header.history)
         checkpoint.codecSections = Dictionary(archive.sections.filter { CodecState.owns($0.name) }.map { ($0.name, $0.values) }) { first, _ in first }
         checkpoint.codecCounters = header.codecCounters ?? [:]
+        checkpoint.scaling = header.scaling
         return checkpoint
     }
 }

@@ -48,10 +48,14 @@ public struct RoundJournal: Sendable {
         case update(edge: String, examples: Int, bytes: Int, values: [Float])
         /// A federated evaluation report.
         case evaluation(edge: String, examples: Int, loss: Double, accuracy: Double)
+        /// An edge's feature moments in a statistics round: its upload bytes counted and its words.
+        case moments(edge: String, bytes: Int, words: [UInt32])
     }
 
     private struct Header: Codable {
         var kind: String
+        /// The round an input belongs to (absent only in the opening, which names its round in its record).
+        var round: Int?
         var opening: Opening?
         var edge: String?
         var examples: Int?
@@ -68,17 +72,26 @@ public struct RoundJournal: Sendable {
 
     /// Starts the journal of a newly opened round, replacing any previous one.
     public func begin(_ opening: Opening) throws(CoreError) {
-        try FileIO.writeAtomically(Self.record(Header(kind: "open", opening: opening), values: []), to: path)
+        try FileIO.writeAtomically(Self.record(Header(kind: "open", opening: opening), values: []), to: path, permissions: 0o600)
     }
 
-    /// Appends an accepted input; durable when this returns.
-    public func append(_ entry: Entry) throws(CoreError) {
+    /// Appends an accepted input of `round`; durable when this returns. Every input names its round, and
+    /// ``read()`` keeps only those of the round the opening names: a journal never mixes two rounds.
+    public func append(_ entry: Entry, round: Int) throws(CoreError) {
         switch entry {
         case .update(let edge, let examples, let bytes, let values):
-            try FileIO.appendDurably(Self.record(Header(kind: "update", edge: edge, examples: examples, bytes: bytes), values: values), to: path)
+            try FileIO.appendDurably(
+                Self.record(Header(kind: "update", round: round, edge: edge, examples: examples, bytes: bytes), values: values),
+                to: path, permissions: 0o600)
         case .evaluation(let edge, let examples, let loss, let accuracy):
             try FileIO.appendDurably(
-                Self.record(Header(kind: "evaluation", edge: edge, examples: examples, loss: loss, accuracy: accuracy), values: []), to: path)
+                Self.record(Header(kind: "evaluation", round: round, edge: edge, examples: examples, loss: loss, accuracy: accuracy), values: []),
+                to: path, permissions: 0o600)
+        case .moments(let edge, let bytes, let words):
+            // The words travel as the bit patterns of the record's Float32 section.
+            try FileIO.appendDurably(
+                Self.record(Header(kind: "moments", round: round, edge: edge, examples: 0, bytes: bytes), values: words.map { Float(bitPattern: $0) }),
+                to: path, permissions: 0o600)
         }
     }
 
@@ -88,7 +101,8 @@ public struct RoundJournal: Sendable {
     }
 
     /// Reads the journal.
-    /// - Returns: nil when there is none; else the opening and the entries up to the first torn record.
+    /// - Returns: nil when there is none; else the opening and the entries of its round up to the first torn
+    ///   record (an input that names another round is not this round's and is left out).
     /// - Throws: ``CoreError`` when the file cannot be read or its first record (the opening) is damaged.
     public func read() throws(CoreError) -> (opening: Opening, entries: [Entry])? {
         let bytes: [UInt8]
@@ -103,11 +117,14 @@ public struct RoundJournal: Sendable {
                 opening = o
                 continue
             }
+            if let round = header.round, round != opening?.record.round { continue }
             switch (header.kind, header.edge, header.examples) {
             case ("update", let edge?, let examples?):
                 entries.append(.update(edge: edge, examples: examples, bytes: header.bytes ?? 0, values: values))
             case ("evaluation", let edge?, let examples?):
                 entries.append(.evaluation(edge: edge, examples: examples, loss: header.loss ?? .nan, accuracy: header.accuracy ?? .nan))
+            case ("moments", let edge?, _):
+                entries.append(.moments(edge: edge, bytes: header.bytes ?? 0, words: values.map(\.bitPattern)))
             default:
                 throw CoreError(.corruptFile, "\(path): unknown record '\(header.kind)'; remove the file to drop the open round")
             }

@@ -35,6 +35,11 @@ public actor Coordinator {
     private struct OpenRound {
         var record: RoundRecord
         var plan: Flock_V1_RoundPlan
+        /// What the journal's first record holds for this round.
+        var opening: RoundJournal.Opening
+        /// Whether the journal file on disk is this round's (its opening was written): only then are inputs
+        /// appended, so that a journal never holds inputs of two rounds.
+        var journaled = false
         var started: Double
         var deadline: Double
         var average: WeightedAverage
@@ -43,8 +48,10 @@ public actor Coordinator {
         var evaluation = (examples: 0, loss: 0.0, correct: 0.0)
         /// Secure aggregation of this round, when on: the server then holds only masked inputs and their sum.
         var secure: ServedSecureRound?
-        /// The codec of a plain round's payloads, built once from the plan (nil for a secure round).
+        /// The codec of a plain round's payloads, built once from the plan (nil for a secure or statistics round).
         var codec: PlainCodec?
+        /// A plain statistics round's encoding and the running sum of the edges' moments (nil otherwise).
+        var moments: (encoding: FeatureMoments, sum: [UInt32], edges: Int)?
 
         /// Adds one edge's federated evaluation to the example-weighted totals.
         mutating func addEvaluation(edge: String, examples: Int, loss: Double, accuracy: Double) {
@@ -70,8 +77,13 @@ public actor Coordinator {
     public let configuration: ServerConfiguration
     /// The model architecture.
     public let spec: ModelSpec
-    private let scaling: FeatureScaling
-    private let holdout: Dataset?
+    /// The scaling the model file carries: the configured one, or the standardization a statistics round fitted.
+    private var scaling: FeatureScaling
+    /// Whether ``scaling`` is still to be fitted by a statistics round (`scale = standardize` before its first one).
+    private var needsStatistics: Bool
+    /// The server holdout as read, and scaled as the model file says.
+    private let unscaledHoldout: Dataset?
+    private var holdout: Dataset?
     private let evaluator: Model
     private let clock: ServeClock
     let log: @Sendable (String) -> Void
@@ -94,6 +106,16 @@ public actor Coordinator {
     private var secAggWaiters: [String: SecAggWaiter] = [:]
     private var nextWaiterToken: UInt64 = 0
     private var onStop: (@Sendable () -> Void)?
+    /// Edges with an update stream in progress: one at a time each.
+    private var uploading: Set<String> = []
+    /// The last completed or failed round is not in the checkpoint yet (the write failed): no round opens until
+    /// it is, and its journal stays on disk meanwhile.
+    private var awaitingCheckpoint = false
+    /// When the checkpoint was last tried while ``awaitingCheckpoint``, and when silent edges were last pruned.
+    private var lastCheckpointAttempt = -Double.infinity
+    private var lastPrune = 0.0
+    /// Whether the operator was already warned of a loss far above chance (once per server run).
+    private var warnedOfLoss = false
     /// A quantizing codec's block ranges for the next secure round, from the last one's aggregated mean
     /// squares (nil: the initial range; in the round checkpoint).
     private var secureRanges: [Float]?
@@ -132,13 +154,13 @@ public actor Coordinator {
         spec = try ModelSpec.preset(configuration.model, inputFeatures: configuration.inputFeatures, classCount: configuration.classes)
         scaling = configuration.scaling
         if let path = configuration.holdoutPath {
-            var data = try Dataset.loadCSV(path: path)
+            let data = try Dataset.loadCSV(path: path)
             try data.validate(featureCount: spec.inputFeatures, classCount: configuration.classes)
-            scaling.apply(to: &data)
-            holdout = data
+            unscaledHoldout = data
         } else {
-            holdout = nil
+            unscaledHoldout = nil
         }
+        needsStatistics = configuration.scale == .standardize
         evaluator = try Model(spec: spec, seed: configuration.seed)
         do {
             try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
@@ -163,6 +185,10 @@ public actor Coordinator {
             }
             global = saved.model
             selection = SeededGenerator(state: saved.selectionState)
+            if let fitted = saved.scaling, configuration.scale == .standardize {
+                scaling = fitted
+                needsStatistics = false
+            }
             // The codec's state carries over when the codec is the one it was saved for.
             if let codec = try? saved.codecState(spec: configuration.roundCodec, length: global.weights.count) {
                 let fresh = try? RingCodec(configuration.roundCodec, length: global.weights.count, participants: 1, maximumWeight: 1, ranges: nil, seed: 0)
@@ -181,6 +207,7 @@ public actor Coordinator {
             selection = SeededGenerator(seed: configuration.seed ^ 0x5E1E_C7ED)
             history = []
         }
+        holdout = Self.scaled(unscaledHoldout, by: scaling)
         control = waitForStart ? .idle : .running
         if configuration.rounds > 0, global.round >= configuration.rounds { control = .finished }
         (modelFileBytes, modelBytes, modelHash) = try Self.encodeModel(
@@ -190,7 +217,7 @@ public actor Coordinator {
         let moment = clock.seconds()
         if let (fresh, reopened, selected) = try Self.reopenJournaledRound(
             journal: journal, expectedRound: (history.last?.round ?? 0) + 1, modelVersion: global.round, modelHash: modelHash,
-            parameterCount: global.weights.count, configuration: configuration, now: moment) {
+            spec: spec, parameterCount: global.weights.count, configuration: configuration, now: moment) {
             machine = fresh
             open = reopened
             membership.expect(selected, round: reopened.record.round, now: moment)
@@ -202,7 +229,7 @@ public actor Coordinator {
     /// Reopens the round the journal holds, when it is the one after the last checkpointed round (else the
     /// journal is stale: its round was checkpointed just before the crash removed it).
     private static func reopenJournaledRound(
-        journal: RoundJournal, expectedRound: Int, modelVersion: Int, modelHash: String, parameterCount: Int,
+        journal: RoundJournal, expectedRound: Int, modelVersion: Int, modelHash: String, spec: ModelSpec, parameterCount: Int,
         configuration: ServerConfiguration, now moment: Double
     ) throws(CoreError) -> (RoundStateMachine, OpenRound, selected: [String])? {
         guard let (opening, entries) = try journal.read() else { return nil }
@@ -221,21 +248,31 @@ public actor Coordinator {
             throw CoreError(.corruptFile, "\(journal.path): \(error.message); remove the file to drop the open round")
         }
         var reopened = OpenRound(
-            record: opening.record, plan: plan, started: moment, deadline: moment + configuration.roundTimeout,
-            average: WeightedAverage(length: parameterCount), startVersion: modelVersion,
-            codec: try Self.plainCodec(of: plan, parameters: parameterCount))
+            record: opening.record, plan: plan, opening: opening, journaled: true, started: moment,
+            deadline: moment + configuration.roundTimeout, average: WeightedAverage(length: parameterCount),
+            startVersion: modelVersion, codec: plan.statistics ? nil : try Self.plainCodec(of: plan, parameters: parameterCount))
         // A sketch's updates are sketches: the round sums those.
         if let codec = reopened.codec { reopened.average = WeightedAverage(length: codec.decodedLength) }
+        if plan.statistics {
+            let moments = try Self.moments(of: spec)
+            reopened.moments = (moments, [UInt32](repeating: 0, count: moments.wordCount), 0)
+        }
+        let misfit = CoreError(.corruptFile, "\(journal.path): an input does not fit the round; remove the file to drop the open round")
         for entry in entries {
             switch entry {
             case .update(let edge, let examples, let bytes, let values):
-                guard (try? fresh.receive(.update(round: opening.record.round, edge: edge, now: moment))) != nil,
-                      (try? reopened.average.add(delta: values, examples: examples)) != nil else {
-                    throw CoreError(.corruptFile, "\(journal.path): the update of \(edge) does not fit the round; remove the file to drop the open round")
-                }
+                guard !plan.statistics, (try? fresh.receive(.update(round: opening.record.round, edge: edge, now: moment))) != nil,
+                      (try? reopened.average.add(delta: values, examples: examples)) != nil else { throw misfit }
                 reopened.record.uploadBytes += bytes
             case .evaluation(let edge, let examples, let loss, let accuracy):
                 reopened.addEvaluation(edge: edge, examples: examples, loss: loss, accuracy: accuracy)
+            case .moments(let edge, let bytes, let words):
+                guard var moments = reopened.moments, words.count == moments.encoding.wordCount,
+                      (try? fresh.receive(.update(round: opening.record.round, edge: edge, now: moment))) != nil else { throw misfit }
+                for i in moments.sum.indices { moments.sum[i] &+= words[i] }
+                moments.edges += 1
+                reopened.moments = moments
+                reopened.record.uploadBytes += bytes
             }
         }
         return (fresh, reopened, opening.selected)
@@ -273,7 +310,8 @@ public actor Coordinator {
         // the round) stays selected: its next idle heartbeat gets the plan again, unless it already reported
         // or it is in a secure round whose keys it had advertised (see below).
         do {
-            _ = try membership.register(id: id, examples: Int(examples), session: session, now: now)
+            // Weighed as at most `max_examples`: one edge's claim cannot outweigh the rest.
+            _ = try membership.register(id: id, examples: min(Int(examples), configuration.maximumExamples), session: session, now: now)
         } catch {
             throw ServeRefusal(.invalidArgument, error.message)
         }
@@ -294,8 +332,12 @@ public actor Coordinator {
     /// the next round at once; beyond what the next round can use, edges are steered away with a randomized
     /// retry window (pace steering, Bonawitz et al. 2019, §2.3).
     /// - Throws: ``ServeRefusal/Kind/unauthenticated`` for an unknown or stale session.
-    public func heartbeat(id: String, session: String, status: Flock_V1_EdgeStatus, round: UInt64) async throws(ServeRefusal) -> Flock_V1_HeartbeatResponse {
+    /// - Parameter reason: with ``Flock_V1_EdgeStatus/declined``, why the edge leaves `round` (for the log).
+    public func heartbeat(
+        id: String, session: String, status: Flock_V1_EdgeStatus, round: UInt64, reason: String = ""
+    ) async throws(ServeRefusal) -> Flock_V1_HeartbeatResponse {
         try authenticate(id: id, session: session)
+        if status == .declined { return decline(id: id, round: round, reason: reason) }
         if let reply = immediateReply(id: id, status: status) { return reply }
         maybeOpenRound()
         if let plan = planIfSelected(id, status: status) { return plan }
@@ -314,6 +356,24 @@ public actor Coordinator {
         }
     }
 
+    /// An edge leaves `round` at once because it cannot take part (its data does not fit the model, …): the round
+    /// stops waiting for it, and it is not selected again until it registers anew.
+    private func decline(id: String, round: UInt64, reason: String) -> Flock_V1_HeartbeatResponse {
+        guard let open, UInt64(open.record.round) == round, membership.edges[id]?.round == open.record.round else {
+            return retry(configuration.heartbeatSeconds, "round \(round) is not open for edge \(id); nothing to leave")
+        }
+        let why = reason.isEmpty ? "no reason given" : reason
+        log("round \(round): edge \(id) declined (\(why)); it is not selected again until it registers anew")
+        membership.decline(id, reason: why)
+        if var secure = open.secure {
+            secure.forget(id)
+            self.open?.secure = secure
+        }
+        edgeLost(id)
+        closeSettledSecurePhase(now: now)
+        return retry(configuration.heartbeatSeconds, "left round \(round); register again once this edge can take part")
+    }
+
     /// Edges the server holds in long polls while a round runs: enough for the next round, twice over.
     private var parkingCapacity: Int {
         if configuration.longPollCapacity > 0 { return configuration.longPollCapacity }
@@ -324,6 +384,8 @@ public actor Coordinator {
     private func immediateReply(id: String, status: Flock_V1_EdgeStatus) -> Flock_V1_HeartbeatResponse? {
         switch control {
         case .running: break
+        // A pause lets the open round finish: its edges still get their plan and keep training.
+        case .paused where open != nil && membership.edges[id]?.round == open?.record.round: break
         case .paused: return retry(configuration.heartbeatSeconds, "paused")
         case .idle: return retry(configuration.heartbeatSeconds, "waiting for admin start")
         case .stopped: return retry(configuration.heartbeatSeconds, "stopped")
@@ -413,6 +475,8 @@ public actor Coordinator {
         case masked(words: Int)
         /// One edge's payload of `codec`, of exactly `bytes` (at most `bytes` when not `exact`).
         case plain(codec: PlainCodec, bytes: Int, exact: Bool)
+        /// One edge's feature moments in a plain statistics round: exactly this many 32-bit words.
+        case moments(words: Int)
     }
 
     /// Checks an update's header before its payload is received.
@@ -423,9 +487,9 @@ public actor Coordinator {
         try authenticate(id: id, session: session)
         let parameters = global.weights.count
         if let open, let secure = open.secure, UInt64(open.record.round) == round {
-            let words = secure.quantizer.wordCount(length: parameters)
-            guard codec == secure.quantizer.identifier else {
-                throw ServeRefusal(.invalidArgument, "round \(round) uses secure aggregation: send the masked \(secure.quantizer.identifier) vector, not '\(codec)'")
+            let words = secure.encoding.wordCount(length: parameters)
+            guard codec == secure.encoding.identifier else {
+                throw ServeRefusal(.invalidArgument, "round \(round) uses secure aggregation: send the masked \(secure.encoding.identifier) vector, not '\(codec)'")
             }
             guard payloadBytes == UInt64(words) * 4 else {
                 throw ServeRefusal(.invalidArgument, "masked input of \(payloadBytes) bytes; the round expects \(words) words (\(words * 4) bytes)")
@@ -433,9 +497,21 @@ public actor Coordinator {
             guard secure.expectsMaskedInput(from: id) else {
                 throw ServeRefusal(.failedPrecondition, "round \(round) takes no masked input from \(id) now")
             }
+            try beginUpload(id)
             return .masked(words: words)
         }
         var probe = machine ?? RoundStateMachine(configuration: .init(target: 1, minimumUpdates: 1))
+        if let open, let moments = open.moments, UInt64(open.record.round) == round {
+            guard codec == FeatureMoments.identifier else {
+                throw ServeRefusal(.invalidArgument, "round \(round) gathers feature statistics: send the '\(FeatureMoments.identifier)' vector, not '\(codec)'")
+            }
+            guard payloadBytes == UInt64(moments.encoding.wordCount) * 4 else {
+                throw ServeRefusal(.invalidArgument, "moments of \(payloadBytes) bytes; the round expects \(moments.encoding.wordCount * 4)")
+            }
+            do { _ = try probe.receive(.update(round: Int(clamping: round), edge: id, now: now)) } catch { throw Self.refusal(error) }
+            try beginUpload(id)
+            return .moments(words: moments.encoding.wordCount)
+        }
         guard let open, let plain = open.codec, UInt64(open.record.round) == round else {
             // No plain round open under this id: the round state machine says why.
             do { _ = try probe.receive(.update(round: Int(clamping: round), edge: id, now: now)) } catch { throw Self.refusal(error) }
@@ -452,7 +528,22 @@ public actor Coordinator {
         do { _ = try probe.receive(.update(round: Int(clamping: round), edge: id, now: now)) } catch {
             throw Self.refusal(error)
         }
+        try beginUpload(id)
         return .plain(codec: plain, bytes: exact ? plain.payloadBytes : Int(payloadBytes), exact: exact)
+    }
+
+    /// Takes the edge's one upload slot.
+    /// - Throws: ``ServeRefusal/Kind/resourceExhausted`` while another update stream of the edge is open.
+    private func beginUpload(_ id: String) throws(ServeRefusal) {
+        guard uploading.insert(id).inserted else {
+            throw ServeRefusal(.resourceExhausted, "edge \(id) is already sending an update; one upload at a time")
+        }
+    }
+
+    /// Frees the upload slot that ``checkUpload(id:session:round:codec:payloadBytes:)`` took, once the update
+    /// stream has ended (accepted or not).
+    public func endUpload(id: String) {
+        uploading.remove(id)
     }
 
     /// Accepts one edge's update into the open round.
@@ -461,17 +552,42 @@ public actor Coordinator {
         try authenticate(id: id, session: session)
         guard var open, var probe = machine else { throw ServeRefusal(.failedPrecondition, "round \(round) is not open") }
         guard open.secure == nil else { throw ServeRefusal(.failedPrecondition, "round \(round) uses secure aggregation: send a masked input") }
-        guard examples >= 1, examples <= 1 << 40 else { throw ServeRefusal(.invalidArgument, "example count must be 1 or more") }
+        guard examples >= 1 else { throw ServeRefusal(.invalidArgument, "example count must be 1 or more") }
         guard delta.count == open.average.length else {
             throw ServeRefusal(.invalidArgument, "update has \(delta.count) values; the round's codec decodes to \(open.average.length)")
         }
         do { _ = try probe.receive(.update(round: Int(clamping: round), edge: id, now: now)) } catch {
             throw Self.refusal(error)
         }
-        do { try open.average.add(delta: delta, examples: Int(examples)) } catch {
+        // Weighed by at most `max_examples`, and no longer than `max_update_norm`: one edge cannot drag the
+        // average arbitrarily far.
+        let weight = Int(min(examples, UInt64(configuration.maximumExamples)))
+        let values = Self.bounded(delta, norm: configuration.maximumUpdateNorm)
+        do { try open.average.add(delta: values, examples: weight) } catch {
             throw ServeRefusal(.invalidArgument, error.message)
         }
-        try record(.update(edge: id, examples: Int(examples), bytes: bytes, values: delta))
+        try record(.update(edge: id, examples: weight, bytes: bytes, values: values), in: &open)
+        open.record.uploadBytes += bytes
+        machine = probe
+        self.open = open
+        if case .aggregate(let r) = probe.pendingAction { aggregate(round: r) }
+    }
+
+    /// Accepts one edge's feature moments into the open plain statistics round.
+    /// - Throws: ``ServeRefusal`` (nothing changes) for a bad session, round, edge or length.
+    public func submitMoments(id: String, session: String, round: UInt64, words: [UInt32], bytes: Int) throws(ServeRefusal) {
+        try authenticate(id: id, session: session)
+        guard var open, UInt64(open.record.round) == round, var moments = open.moments, var probe = machine else {
+            throw ServeRefusal(.failedPrecondition, "round \(round) does not gather feature statistics")
+        }
+        guard words.count == moments.encoding.wordCount else {
+            throw ServeRefusal(.invalidArgument, "moments of \(words.count) words; the round expects \(moments.encoding.wordCount)")
+        }
+        do { _ = try probe.receive(.update(round: Int(clamping: round), edge: id, now: now)) } catch { throw Self.refusal(error) }
+        try record(.moments(edge: id, bytes: bytes, words: words), in: &open)
+        for i in moments.sum.indices { moments.sum[i] &+= words[i] }
+        moments.edges += 1
+        open.moments = moments
         open.record.uploadBytes += bytes
         machine = probe
         self.open = open
@@ -490,14 +606,31 @@ public actor Coordinator {
         guard examples >= 1, examples <= 1 << 40, loss.isFinite, loss >= 0, accuracy.isFinite, (0...1).contains(accuracy) else {
             throw ServeRefusal(.invalidArgument, "evaluation needs 1 or more examples, a finite loss >= 0 and an accuracy in [0, 1]")
         }
-        try record(.evaluation(edge: id, examples: Int(examples), loss: loss, accuracy: accuracy))
+        try record(.evaluation(edge: id, examples: Int(examples), loss: loss, accuracy: accuracy), in: &open)
         open.addEvaluation(edge: id, examples: Int(examples), loss: loss, accuracy: accuracy)
         self.open = open
     }
 
-    /// Appends an accepted input to the open round's journal; the caller changes state only after this.
-    private func record(_ entry: RoundJournal.Entry) throws(ServeRefusal) {
-        do { try journal.append(entry) } catch {
+    /// `delta` scaled down to L2 norm `norm` when it is longer (unchanged when `norm` is 0).
+    static func bounded(_ delta: [Float], norm: Double) -> [Float] {
+        guard norm > 0 else { return delta }
+        let length = delta.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+        guard length > norm else { return delta }
+        let scale = Float(norm / length)
+        return delta.map { $0 * scale }
+    }
+
+    /// Appends an accepted input to `open`'s journal, first writing the journal's opening if the file is not
+    /// this round's yet; the caller changes state only after this.
+    /// - Throws: ``ServeRefusal/Kind/unavailable`` when the input cannot be made durable: nothing is accepted.
+    private func record(_ entry: RoundJournal.Entry, in open: inout OpenRound) throws(ServeRefusal) {
+        do {
+            if !open.journaled {
+                try journal.begin(open.opening)
+                open.journaled = true
+            }
+            try journal.append(entry, round: open.record.round)
+        } catch {
             log("error: cannot journal an accepted input: \(error.message)")
             throw ServeRefusal(.unavailable, "the server cannot store the input durably right now; try again")
         }
@@ -537,17 +670,27 @@ public actor Coordinator {
             }
         }
         if machine != nil, open != nil, let action = try? machine!.receive(.tick(now: moment)) { perform(action) }
-        // A key phase closes at its deadline, or as soon as every edge it still waits for has gone silent.
-        if let secure = open?.secure, let round = open?.record.round, secure.phase != .masking,
-           moment >= secure.deadline || secure.awaited.allSatisfy({ !membership.isConnected($0, now: moment) }) {
-            switch secure.phase {
-            case .advertising: closeSecureAdvertising(round: round)
-            case .sharing: closeSecureSharing(round: round)
-            case .unmasking: finishSecure(round: round)
-            case .masking: break  // ends with the round's own deadline, through the round state machine
-            }
+        closeSettledSecurePhase(now: moment)
+        // Ids that registered and never came back are forgotten after ten edge timeouts of silence.
+        if moment - lastPrune >= configuration.edgeTimeout {
+            lastPrune = moment
+            let forgotten = membership.prune(silentFor: 10 * configuration.edgeTimeout, now: moment)
+            if forgotten > 0 { log("forgot \(forgotten) edges silent for \(10 * configuration.edgeTimeout) s") }
         }
         maybeOpenRound()
+    }
+
+    /// Closes the open secure round's key phase at its deadline, or as soon as every edge it still waits for has
+    /// gone silent or left.
+    private func closeSettledSecurePhase(now moment: Double) {
+        guard let secure = open?.secure, let round = open?.record.round, secure.phase != .masking,
+              moment >= secure.deadline || secure.awaited.allSatisfy({ !membership.isConnected($0, now: moment) }) else { return }
+        switch secure.phase {
+        case .advertising: closeSecureAdvertising(round: round)
+        case .sharing: closeSecureSharing(round: round)
+        case .unmasking: finishSecure(round: round)
+        case .masking: break  // ends with the round's own deadline, through the round state machine
+        }
     }
 
     private func edgeLost(_ id: String) {
@@ -565,6 +708,15 @@ public actor Coordinator {
 
     private func maybeOpenRound() {
         guard open == nil, control == .running else { return }
+        // The last round must be in the checkpoint before another opens (its journal holds it until then).
+        if awaitingCheckpoint {
+            guard now - lastCheckpointAttempt >= 1 else { return }
+            lastCheckpointAttempt = now
+            guard persist() else { return }
+            journal.remove()
+            awaitingCheckpoint = false
+            log("the round checkpoint is written again; rounds go on")
+        }
         if configuration.rounds > 0, global.round >= configuration.rounds {
             control = .finished
             log("finished: \(global.round) rounds completed")
@@ -598,6 +750,13 @@ public actor Coordinator {
         plan.codec.seed = training.seed ^ 0xC0DE_C5EE_D
         plan.secureAggregation.enabled = false
         plan.evaluate = configuration.federatedEvaluation
+        // Before the first training round of `scale = standardize`: the edges send their feature moments.
+        let statistics = needsStatistics
+        if statistics {
+            plan.statistics = true
+            plan.codec.id = FeatureMoments.identifier
+            plan.evaluate = false
+        }
         var secure: ServedSecureRound?
         if configuration.secureAggregation {
             do {
@@ -608,24 +767,41 @@ public actor Coordinator {
                 return
             }
         }
-        let record = RoundRecord.opened(round: roundId, selected: chosen.count, modelVersion: global.round)
+        let record = RoundRecord.opened(
+            round: roundId, selected: chosen.count, modelVersion: global.round, kind: statistics ? RoundRecord.statisticsKind : nil)
+        let opening: RoundJournal.Opening
+        do {
+            opening = RoundJournal.Opening(
+                record: record, selected: chosen, target: target, minimumUpdates: roundConfiguration.minimumUpdates,
+                plan: try plan.serializedBytes())
+        } catch {
+            log("error: round \(roundId): cannot encode its plan (\(error)); no round opens")
+            machine = nil
+            return
+        }
         let codec: PlainCodec?
-        do { codec = secure == nil ? try Self.plainCodec(of: plan, parameters: global.weights.count) : nil } catch {
+        let moments: FeatureMoments?
+        do {
+            codec = secure == nil && !statistics ? try Self.plainCodec(of: plan, parameters: global.weights.count) : nil
+            moments = secure == nil && statistics ? try Self.moments(of: spec) : nil
+        } catch {
             log("error: round \(roundId): \(error.message); no round opens")
             machine = nil
             return
         }
-        open = OpenRound(
-            record: record, plan: plan, started: moment, deadline: moment + configuration.roundTimeout,
+        var opened = OpenRound(
+            record: record, plan: plan, opening: opening, started: moment, deadline: moment + configuration.roundTimeout,
             average: WeightedAverage(length: codec?.decodedLength ?? global.weights.count), startVersion: global.round, secure: secure, codec: codec)
+        if let moments { opened.moments = (moments, [UInt32](repeating: 0, count: moments.wordCount), 0) }
         do {
-            try journal.begin(.init(
-                record: record, selected: chosen, target: target, minimumUpdates: roundConfiguration.minimumUpdates,
-                plan: try plan.serializedBytes()))
+            try journal.begin(opening)
+            opened.journaled = true
         } catch {
-            // Updates of this round will be refused as not durable until the disk works again.
-            log("error: cannot start the journal of round \(roundId): \(error)")
+            // Inputs of this round are refused as not durable until the journal can be started (tried again
+            // with each input); nothing is ever appended to another round's journal.
+            log("error: cannot start the journal of round \(roundId): \(error.message)")
         }
+        open = opened
         log("round \(roundId): selected \(chosen.count) of \(eligible.count) eligible edges (target \(target))")
         // Selected edges hear of the round now. The others stay in their long polls: they are the first
         // candidates of the next round (sending them away here left the next selection to edges asleep in
@@ -638,6 +814,12 @@ public actor Coordinator {
     private func aggregate(round: Int) {
         if open?.secure != nil {
             closeSecureMasking(round: round)
+            return
+        }
+        if let open, open.record.round == round, let moments = open.moments {
+            do { completeStatistics(open, totals: try moments.encoding.decode(sum: moments.sum), participants: moments.edges) } catch {
+                abandon(round: round, reason: "feature statistics: \(error.message)")
+            }
             return
         }
         guard let open, open.record.round == round, open.average.count > 0 else { return }
@@ -667,6 +849,7 @@ public actor Coordinator {
                 let metrics = evaluator.evaluate(holdout)
                 open.record.accuracy = metrics.accuracy
                 open.record.loss = metrics.loss
+                warnIfLossIsFarAboveChance(metrics.loss, round: round, on: "the server holdout")
             }
         }
         do {
@@ -682,6 +865,52 @@ public actor Coordinator {
         log("round \(round): \(r.participants) updates aggregated, \(r.dropped) dropped, "
             + (r.accuracy.map { "accuracy \(String(format: "%.4f", $0)), " } ?? "")
             + "\(String(format: "%.2f", r.seconds)) s")
+    }
+
+    /// Fits the model's standardization from a statistics round's totals: the model file (and so its hash)
+    /// changes, its weights do not, and no version is registered.
+    private func completeStatistics(_ finished: OpenRound, totals: FeatureMoments.Totals, participants: Int) {
+        var open = finished
+        scaling = totals.standardization
+        needsStatistics = false
+        holdout = Self.scaled(unscaledHoldout, by: scaling)
+        _ = try? machine?.receive(.aggregated(round: open.record.round))
+        open.record.state = "completed"
+        open.record.participants = participants
+        open.record.dropped = open.record.selected - participants
+        do {
+            (modelFileBytes, modelBytes, modelHash) = try Self.encodeModel(
+                spec: spec, scaling: scaling, weights: global.weights, version: global.round, download: configuration.downloadCodec)
+            servedSignature = Self.signature(of: modelHash, registry: registry)
+        } catch {
+            log("error: \(error.message); the edges keep the previous model")
+        }
+        log("round \(open.record.round): feature statistics of \(Int(totals.count)) rows from \(participants) edges; "
+            + "the model standardizes its inputs from now on")
+        close(open)
+    }
+
+    /// Warns the operator, once, of a loss far above what guessing gives: the usual sign of unscaled features.
+    private func warnIfLossIsFarAboveChance(_ loss: Double, round: Int, on what: String) {
+        let chance = Foundation.log(Double(spec.classCount))
+        guard !warnedOfLoss, !(loss <= 10 * chance) else { return }
+        warnedOfLoss = true
+        log("warning: round \(round): the loss on \(what) is \(String(format: "%.4g", loss)), far above a guess's \(String(format: "%.3f", chance)): "
+            + "the features are probably not scaled for this model; serve with --scale standardize (fitted from the edges' rows) "
+            + "or set --input-scale, and check --lr")
+    }
+
+    /// `data` scaled by `scaling` (nil stays nil).
+    private static func scaled(_ data: Dataset?, by scaling: FeatureScaling) -> Dataset? {
+        guard var data else { return nil }
+        scaling.apply(to: &data)
+        return data
+    }
+
+    /// The moments encoding of a statistics round over rows that fit `spec`.
+    /// - Throws: ``CoreError/Code/invalidArgument`` when it cannot encode them.
+    private static func moments(of spec: ModelSpec) throws(CoreError) -> FeatureMoments {
+        do { return try FeatureMoments(features: spec.inputFeatures) } catch { throw CoreError(.invalidArgument, error.message) }
     }
 
     private func abandon(round: Int, reason: String) {
@@ -709,6 +938,7 @@ public actor Coordinator {
             history[index].federatedAccuracy = finished.evaluation.correct / n
             history[index].federatedLoss = finished.evaluation.loss / n
             history[index].federatedExamples = finished.evaluation.examples
+            warnIfLossIsFarAboveChance(finished.evaluation.loss / n, round: finished.record.round, on: "the edges' held-out rows")
             recordFederatedMetrics(modelRound: finished.startVersion, accuracy: finished.evaluation.correct / n, loss: finished.evaluation.loss / n)
         }
         history.append(record)
@@ -718,17 +948,24 @@ public actor Coordinator {
         for id in secAggWaiters.keys.sorted() {
             resumeSecAggWaiter(id, with: Flock_V1_SecAggStep.with { $0.aborted = "round \(record.round) has ended" })
         }
-        // Until the checkpoint is on disk the journal still holds the round: a crash replays it.
-        if persist() { journal.remove() }
+        // Until the checkpoint is on disk the journal still holds the round: a crash replays it, and no round
+        // opens (``maybeOpenRound()`` tries the checkpoint again first).
+        if persist() {
+            journal.remove()
+        } else {
+            awaitingCheckpoint = true
+            lastCheckpointAttempt = now
+        }
     }
 
     private func persist() -> Bool {
         let folder = configuration.dataDirectory
         let lines = history.map { JSONOutput.line($0) }
         do {
-            try RoundCheckpoint(
-                model: global, spec: spec, selectionState: selection.state, history: lines, codec: CodecState(ranges: secureRanges, fetch: fetch)
-            ).write(toFolder: folder)
+            var checkpoint = RoundCheckpoint(
+                model: global, spec: spec, selectionState: selection.state, history: lines, codec: CodecState(ranges: secureRanges, fetch: fetch))
+            if configuration.scale == .standardize, !needsStatistics { checkpoint.scaling = scaling }
+            try checkpoint.write(toFolder: folder)
             try FileIO.writeAtomically(modelFileBytes, to: folder + "/global.flockmdl")
             return true
         } catch {
@@ -762,7 +999,8 @@ public actor Coordinator {
         return membership.edges.values.sorted { $0.id < $1.id }.map { edge in
             var info = Flock_V1_ClientInfo()
             info.edgeID = edge.id
-            info.state = !membership.isConnected(edge.id, now: moment) ? "gone" : (edge.round != nil ? "training" : "idle")
+            info.state = !membership.isConnected(edge.id, now: moment) ? "gone"
+                : edge.declined != nil ? "declined" : edge.round != nil ? "training" : "idle"
             info.lastSeenSecondsAgo = max(0, moment - edge.lastSeen)
             info.roundsParticipated = UInt64(edge.participated)
             info.exampleCount = UInt64(edge.examples)
@@ -825,20 +1063,23 @@ extension Coordinator {
         let maximumWeight = max(1, ids.compactMap { membership.edges[$0]?.examples }.max() ?? 1)
         do {
             let length = global.weights.count
-            // The ranges the last secure round adapted (the codec and the model are fixed for the server's life).
-            let quantizer = try RingCodec(
-                configuration.roundCodec, length: length, participants: ids.count, maximumWeight: maximumWeight, ranges: secureRanges,
-                initialRange: configuration.codecInitialRange, seed: plan.codec.seed)
+            // A statistics round masks feature moments; a training round its updates in the ring codec, with the
+            // ranges the last secure round adapted (the codec and the model are fixed for the server's life).
+            let encoding: ServedSecureRound.Encoding = plan.statistics
+                ? .moments(try FeatureMoments(features: spec.inputFeatures))
+                : .update(try RingCodec(
+                    configuration.roundCodec, length: length, participants: ids.count, maximumWeight: maximumWeight, ranges: secureRanges,
+                    initialRange: configuration.codecInitialRange, seed: plan.codec.seed))
             var parameters = SecAggConfiguration.make(
-                round: UInt64(round), participants: ids, vectorLength: quantizer.wordCount(length: length),
+                round: UInt64(round), participants: ids, vectorLength: encoding.wordCount(length: length),
                 complete: configuration.secureGraph == "complete", graphSeed: configuration.seed &+ UInt64(round),
                 threshold: configuration.secureThreshold > 0 ? configuration.secureThreshold : nil)
             parameters.threshold = min(parameters.threshold, parameters.neighbourhoodSize)
             let secure = try ServedSecureRound(
-                configuration: parameters, quantizer: quantizer, threads: ProcessInfo.processInfo.activeProcessorCount,
+                configuration: parameters, encoding: encoding, threads: ProcessInfo.processInfo.activeProcessorCount,
                 now: moment, phaseLength: configuration.securePhaseSeconds)
-            plan.codec.id = quantizer.identifier
-            plan.codec.ranges = quantizer.ranges ?? []
+            plan.codec.id = encoding.identifier
+            if case .update(let codec) = encoding { plan.codec.ranges = codec.ranges ?? [] }
             plan.secureAggregation = Flock_V1_SecureAggregation.with {
                 $0.enabled = true
                 $0.graph = configuration.secureGraph
@@ -941,8 +1182,11 @@ extension Coordinator {
     /// - Throws: ``ServeRefusal`` for a bad session.
     public func awaitSecAgg(id: String, session: String, round: UInt64, phase: Flock_V1_SecAggPhase) async throws(ServeRefusal) -> Flock_V1_SecAggStep {
         try authenticate(id: id, session: session)
-        guard let open, UInt64(open.record.round) == round, let secure = open.secure else {
+        guard let open, UInt64(open.record.round) == round else {
             return Flock_V1_SecAggStep.with { $0.aborted = "round \(round) is not open" }
+        }
+        guard let secure = open.secure else {
+            return Flock_V1_SecAggStep.with { $0.aborted = "round \(round) does not use secure aggregation" }
         }
         guard secure.configuration.participants.contains(id) else {
             return Flock_V1_SecAggStep.with { $0.aborted = "edge \(id) does not take part in round \(round)" }
@@ -1018,18 +1262,23 @@ extension Coordinator {
     /// Ends phase 4 (all revealed, or its deadline): unmasks the sum, decodes it and completes the round.
     private func finishSecure(round: Int) {
         guard let finished = open, var secure = finished.secure, finished.record.round == round, secure.phase == .unmasking else { return }
-        let outcome: (meanDelta: [Float], included: [String], nextRanges: [Float]?)
-        do { outcome = try secure.finish(now: now) } catch {
+        let finish: (outcome: ServedSecureRound.Outcome, included: [String])
+        do { finish = try secure.finish(now: now) } catch {
             abandon(round: round, reason: "secure aggregation: \(error.message)")
             return
         }
-        guard outcome.meanDelta.allSatisfy(\.isFinite) else {
-            abandon(round: round, reason: "the decoded sum is not finite")
-            return
-        }
-        secureRanges = outcome.nextRanges
         var done = finished
         done.secure = secure
-        complete(done, meanDelta: outcome.meanDelta, participants: outcome.included.count)
+        switch finish.outcome {
+        case .moments(let totals):
+            completeStatistics(done, totals: totals, participants: finish.included.count)
+        case .update(let meanDelta, let nextRanges):
+            guard meanDelta.allSatisfy(\.isFinite) else {
+                abandon(round: round, reason: "the decoded sum is not finite")
+                return
+            }
+            secureRanges = nextRanges
+            complete(done, meanDelta: meanDelta, participants: finish.included.count)
+        }
     }
 }

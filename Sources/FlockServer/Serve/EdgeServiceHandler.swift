@@ -33,8 +33,12 @@ public struct EdgeServiceHandler: Flock_V1_EdgeService.SimpleServiceProtocol {
 
     /// Keeps the session alive and hands out plans.
     public func heartbeat(request: Flock_V1_HeartbeatRequest, context: ServerContext) async throws -> Flock_V1_HeartbeatResponse {
+        guard request.reason.utf8.count <= WireLimits.maximumReasonBytes else {
+            throw RPCError(code: .invalidArgument, message: "reason is at most \(WireLimits.maximumReasonBytes) bytes")
+        }
         var response = try await refusing { () async throws(ServeRefusal) in
-            try await coordinator.heartbeat(id: request.edgeID, session: request.session, status: request.status, round: request.round)
+            try await coordinator.heartbeat(
+                id: request.edgeID, session: request.session, status: request.status, round: request.round, reason: request.reason)
         }
         if let deployment = await coordinator.deployment(for: request.edgeID) { response.deployment = deployment }
         return response
@@ -70,6 +74,21 @@ public struct EdgeServiceHandler: Flock_V1_EdgeService.SimpleServiceProtocol {
     public func submitUpdate(
         request: RPCAsyncSequence<Flock_V1_UpdateChunk, any Error>, context: ServerContext
     ) async throws -> Flock_V1_SubmitUpdateResponse {
+        // The edge's one upload slot, taken when its header is accepted and freed however the stream ends.
+        var slot: String?
+        do {
+            let response = try await receiveUpdate(request, slot: &slot)
+            if let slot { await coordinator.endUpload(id: slot) }
+            return response
+        } catch {
+            if let slot { await coordinator.endUpload(id: slot) }
+            throw error
+        }
+    }
+
+    private func receiveUpdate(
+        _ request: RPCAsyncSequence<Flock_V1_UpdateChunk, any Error>, slot: inout String?
+    ) async throws -> Flock_V1_SubmitUpdateResponse {
         var header: Flock_V1_UpdateHeader?
         var payload = [UInt8]()
         var expected = 0
@@ -86,9 +105,10 @@ public struct EdgeServiceHandler: Flock_V1_EdgeService.SimpleServiceProtocol {
                         id: h.edgeID, session: h.session, round: h.round, codec: h.codec, payloadBytes: h.payloadBytes)
                 }
                 switch expecting {
-                case .masked(let words): expected = words * 4
+                case .masked(let words), .moments(let words): expected = words * 4
                 case .plain(_, let bytes, _): expected = bytes
                 }
+                slot = h.edgeID
                 expectation = expecting
                 payload.reserveCapacity(expected)
                 header = h
@@ -118,6 +138,13 @@ public struct EdgeServiceHandler: Flock_V1_EdgeService.SimpleServiceProtocol {
             let words = LittleEndianFloats.decodeWords(payload)
             try await refusing { () async throws(ServeRefusal) in
                 try await coordinator.submitMasked(id: header.edgeID, session: header.session, round: header.round, words: words, bytes: wireBytes)
+            }
+            return Flock_V1_SubmitUpdateResponse.with { $0.accepted = true }
+        }
+        if case .moments = expectation {
+            let words = LittleEndianFloats.decodeWords(payload)
+            try await refusing { () async throws(ServeRefusal) in
+                try await coordinator.submitMoments(id: header.edgeID, session: header.session, round: header.round, words: words, bytes: wireBytes)
             }
             return Flock_V1_SubmitUpdateResponse.with { $0.accepted = true }
         }
@@ -218,6 +245,7 @@ func refusing<T: Sendable>(_ body: () async throws(ServeRefusal) -> T) async thr
         case .alreadyExists: code = .alreadyExists
         case .notFound: code = .notFound
         case .unavailable: code = .unavailable
+        case .resourceExhausted: code = .resourceExhausted
         }
         throw RPCError(code: code, message: error.message)
     }

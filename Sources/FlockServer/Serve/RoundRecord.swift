@@ -36,6 +36,9 @@ public struct RoundRecord: Sendable, Codable, Equatable {
     public var secureDroppedPerPhase: [Int]?
     /// Under secure aggregation: seconds each phase took.
     public var securePhaseSeconds: [Double]?
+    /// `statistics` for a round that gathered the feature moments the model's standardization is fitted from
+    /// (no update, no new model version); nil for a training round.
+    public var kind: String?
 
     enum CodingKeys: String, CodingKey {
         case round, state, selected, participants, dropped, accuracy, loss
@@ -49,15 +52,20 @@ public struct RoundRecord: Sendable, Codable, Equatable {
         case reason
         case secureDroppedPerPhase = "secure_dropped_per_phase"
         case securePhaseSeconds = "secure_phase_seconds"
+        case kind
     }
 
     /// The record of a round that has just opened: nothing received yet.
-    public static func opened(round: Int, selected: Int, modelVersion: Int) -> RoundRecord {
+    public static func opened(round: Int, selected: Int, modelVersion: Int, kind: String? = nil) -> RoundRecord {
         RoundRecord(
             round: round, state: "running", selected: selected, participants: 0, dropped: 0, accuracy: nil, loss: nil,
             federatedAccuracy: nil, federatedLoss: nil, federatedExamples: 0, seconds: 0, uploadBytes: 0, downloadBytes: 0,
-            modelVersion: modelVersion, reason: nil, secureDroppedPerPhase: nil, securePhaseSeconds: nil)
+            modelVersion: modelVersion, reason: nil, secureDroppedPerPhase: nil, securePhaseSeconds: nil, kind: kind)
     }
+
+    /// The kind of a statistics round.
+    public static let statisticsKind = "statistics"
+
 
     /// The accuracy to show: the server holdout's when there is one, else the federated one.
     public var displayAccuracy: Double? { accuracy ?? federatedAccuracy }

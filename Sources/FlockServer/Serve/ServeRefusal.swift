@@ -15,6 +15,8 @@ public struct ServeRefusal: Error, Sendable, Equatable, CustomStringConvertible 
         case notFound
         /// The server could not record the input durably (its disk failed): try again later.
         case unavailable
+        /// A per-edge limit is reached (one update stream at a time): finish the other call first.
+        case resourceExhausted
     }
 
     /// The kind.

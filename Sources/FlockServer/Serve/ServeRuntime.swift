@@ -48,6 +48,9 @@ public enum ServeRuntime {
         } else {
             throw CoreError(.invalidArgument, "listen: '\(configuration.listen.host)' is not an IP address; use e.g. 127.0.0.1:7070 or 0.0.0.0:7070")
         }
+        // Silence allowed: an edge timeout, and always more than a long poll's hold (one heartbeat interval).
+        let connections = ConnectionBounds(
+            configured: configuration.maximumConnections, idleSeconds: max(configuration.edgeTimeout, 2 * configuration.heartbeatSeconds))
         let transport = HTTP2ServerTransport.Posix(
             address: address, transportSecurity: .plaintext,
             config: .defaults {
@@ -55,6 +58,10 @@ public enum ServeRuntime {
                 // One process may run many edges over one connection (`flock-edge run --simulate-clients`),
                 // each with a heartbeat in flight.
                 $0.http2.maxConcurrentStreams = 16_384
+                // A connection without a call for an edge timeout is asked to go (a live edge calls at least
+                // every heartbeat); one that sends nothing at all, or goes beyond the bound, is closed.
+                $0.connection.maxIdleTime = .milliseconds(Int64(connections.idleSeconds * 1000))
+                $0.channelDebuggingCallbacks.onAcceptTCPConnection = { connections.admit($0) }
             })
         let server = GRPCServer(
             transport: transport,

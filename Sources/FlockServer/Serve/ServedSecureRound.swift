@@ -12,8 +12,40 @@ import FlockWire
 struct ServedSecureRound: Sendable {
     enum Phase: Int, Sendable { case advertising, sharing, masking, unmasking }
 
+    /// What the masked vectors encode.
+    enum Encoding: Sendable {
+        /// Weighted updates in the round's ring codec.
+        case update(RingCodec)
+        /// The feature moments of a statistics round.
+        case moments(FeatureMoments)
+
+        /// The codec identifier edges must name.
+        var identifier: String {
+            switch self {
+            case .update(let codec): codec.identifier
+            case .moments: FeatureMoments.identifier
+            }
+        }
+
+        /// Words of one edge's vector, for a model of `length` parameters.
+        func wordCount(length: Int) -> Int {
+            switch self {
+            case .update(let codec): codec.wordCount(length: length)
+            case .moments(let moments): moments.wordCount
+            }
+        }
+    }
+
+    /// What the unmasked sum decodes to.
+    enum Outcome: Sendable {
+        /// The survivors' weighted mean update, and for a quantizer the next round's block ranges.
+        case update(mean: [Float], nextRanges: [Float]?)
+        /// The federation's feature totals.
+        case moments(FeatureMoments.Totals)
+    }
+
     private(set) var protocolServer: SecAggServer
-    let quantizer: RingCodec
+    let encoding: Encoding
     private(set) var phase = Phase.advertising
     /// When the current key phase (advertising, sharing, unmasking) closes without the missing edges.
     private(set) var deadline: Double
@@ -30,10 +62,10 @@ struct ServedSecureRound: Sendable {
     private(set) var phaseSeconds = [0.0, 0, 0, 0]
     let phaseLength: Double
 
-    init(configuration: SecAggConfiguration, quantizer: RingCodec, threads: Int, now: Double, phaseLength: Double) throws(SecAggError) {
+    init(configuration: SecAggConfiguration, encoding: Encoding, threads: Int, now: Double, phaseLength: Double) throws(SecAggError) {
         protocolServer = try SecAggServer(configuration: configuration)
         protocolServer.threads = threads
-        self.quantizer = quantizer
+        self.encoding = encoding
         self.phaseLength = phaseLength
         deadline = now + phaseLength
         phaseStarted = now
@@ -114,14 +146,19 @@ struct ServedSecureRound: Sendable {
         return revealed.count == requests.count
     }
 
-    /// Ends the round: unmasks the sum and decodes the survivors' weighted mean update (and, for a
-    /// quantizer, the next round's block ranges).
-    mutating func finish(now: Double) throws(SecAggError) -> (meanDelta: [Float], included: [String], nextRanges: [Float]?) {
+    /// Ends the round: unmasks the sum and decodes it: the survivors' weighted mean update (and, for a
+    /// quantizer, the next round's block ranges), or the federation's feature totals.
+    mutating func finish(now: Double) throws(SecAggError) -> (outcome: Outcome, included: [String]) {
         let (sum, included) = try protocolServer.finish()
         phaseSeconds[Phase.unmasking.rawValue] = now - phaseStarted
         do {
-            let decoded = try quantizer.decodeMean(sum: sum, summands: included.count)
-            return (decoded.mean, included, decoded.nextRanges)
+            switch encoding {
+            case .update(let codec):
+                let decoded = try codec.decodeMean(sum: sum, summands: included.count)
+                return (.update(mean: decoded.mean, nextRanges: decoded.nextRanges), included)
+            case .moments(let moments):
+                return (.moments(try moments.decode(sum: sum)), included)
+            }
         } catch {
             throw SecAggError(.malformed, error.message)
         }

@@ -21,7 +21,18 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// Classes.
     public var classes = 10
     /// Rows are divided by this before use (stored in the model file, applied by every edge); 0: unscaled.
+    /// Used when ``scale`` is ``Scale/input``.
     public var inputScale: Double = 255
+    /// How the edges' rows are scaled before the model sees them.
+    public enum Scale: String, Sendable, CaseIterable {
+        /// Every feature divided by ``inputScale`` (0: rows as they are).
+        case input
+        /// Per-feature standardization, fitted from the federation's rows by a first statistics round under
+        /// secure aggregation: the server learns only the total count, sums and sums of squares.
+        case standardize
+    }
+    /// How rows are scaled (stored in the model file, applied by every edge).
+    public var scale = Scale.input
     /// Server holdout CSV for centralized evaluation after every round; nil: none.
     public var holdoutPath: String?
     /// Rounds to complete; 0: no limit.
@@ -56,6 +67,15 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var seed: UInt64 = 0
     /// Largest gRPC message the transport accepts, in bytes (chunks are at most 1 MiB).
     public var maximumMessageBytes = 4 << 20
+    /// Most examples one edge weighs in an average: a larger count (at registration or with an update) is
+    /// weighted as this many, so one edge that claims a huge count cannot outweigh the rest.
+    public var maximumExamples = 10_000
+    /// Largest L2 norm of one plain update: a longer one is scaled down to it before it is added (0: no bound).
+    /// Under secure aggregation the server cannot see one update; the codec's clip bounds each value instead.
+    public var maximumUpdateNorm = 100.0
+    /// Most connections open at once (also kept below the process's descriptor limit, with a reserve for the
+    /// checkpoint, journal and registry files); a connection beyond it is closed at once.
+    public var maximumConnections = 20_000
     /// Idle heartbeats held as long polls at once (0: twice what the next round selects, at least 16);
     /// beyond it, edges are given pace-steered retry windows.
     public var longPollCapacity = 0
@@ -90,6 +110,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         "listen", "data_dir", "model", "input_features", "classes", "input_scale", "holdout", "rounds",
         "clients_per_round", "fraction", "min_clients", "over_selection", "round_timeout", "heartbeat_seconds",
         "edge_timeout", "strategy", "federated_evaluation", "seed", "max_message_bytes", "long_poll_capacity",
+        "max_examples", "max_update_norm", "max_connections", "scale",
         "local.epochs", "local.batch", "local.lr", "local.clip",
         "secure_aggregation", "secure_graph", "secure_threshold", "secure_phase_seconds", "codec", "codec_initial_range",
         "download_codec",
@@ -111,6 +132,12 @@ public struct ServerConfiguration: Sendable, Equatable {
         if let v = try file.integer("input_features") { inputFeatures = v }
         if let v = try file.integer("classes") { classes = v }
         if let v = try file.number("input_scale") { inputScale = v }
+        if let v = try file.string("scale") {
+            guard let chosen = Scale(rawValue: v) else {
+                throw CoreError(.invalidData, "\(file.source): scale must be input or standardize, not '\(v)'")
+            }
+            scale = chosen
+        }
         if let v = try file.string("holdout") { holdoutPath = v.isEmpty ? nil : v }
         if let v = try file.integer("rounds") { rounds = v }
         if let v = try file.integer("clients_per_round") { clientsPerRound = v }
@@ -128,6 +155,9 @@ public struct ServerConfiguration: Sendable, Equatable {
         }
         if let v = try file.integer("max_message_bytes") { maximumMessageBytes = v }
         if let v = try file.integer("long_poll_capacity") { longPollCapacity = v }
+        if let v = try file.integer("max_examples") { maximumExamples = v }
+        if let v = try file.number("max_update_norm") { maximumUpdateNorm = v }
+        if let v = try file.integer("max_connections") { maximumConnections = v }
         if let v = try file.integer("local.epochs") { epochs = v }
         if let v = try file.integer("local.batch") { batchSize = v }
         if let v = try file.number("local.lr") { learningRate = v }
@@ -174,6 +204,9 @@ public struct ServerConfiguration: Sendable, Equatable {
         try require(roundTimeout > 0 && roundTimeout <= 7 * 86_400, "round_timeout must be in (0, 604800] seconds")
         try require(heartbeatSeconds >= 0.05 && heartbeatSeconds <= 3_600, "heartbeat_seconds must be 0.05-3600")
         try require(edgeTimeout > heartbeatSeconds, "edge_timeout must be longer than heartbeat_seconds")
+        try require(maximumExamples >= 1 && maximumExamples <= 1 << 40, "max_examples must be 1-1099511627776")
+        try require(maximumUpdateNorm >= 0 && maximumUpdateNorm.isFinite, "max_update_norm must be 0 (no bound) or positive")
+        try require(maximumConnections >= 1 && maximumConnections <= 10_000_000, "max_connections must be 1-10000000")
         try require(longPollCapacity >= 0 && longPollCapacity <= 1_000_000, "long_poll_capacity must be 0 (automatic) to 1000000")
         try require(maximumMessageBytes >= WireLimits.maximumChunkBytes + 4_096 && maximumMessageBytes <= 1 << 30,
                     "max_message_bytes must be at least 1 MiB + 4 KiB (one chunk and its header) and at most 1 GiB")
@@ -193,8 +226,14 @@ public struct ServerConfiguration: Sendable, Equatable {
             clipNorm: clipNorm > 0 ? clipNorm : nil, proximalMu: strategy.proximalMu, seed: seed)
     }
 
-    /// The scaling every edge applies to its rows (stored in the model file).
-    public var scaling: FeatureScaling { inputScale > 0 ? .max(Float(inputScale)) : .none }
+    /// The scaling every edge applies to its rows (stored in the model file) before any is fitted: with
+    /// ``Scale/standardize`` none, until the statistics round.
+    public var scaling: FeatureScaling {
+        switch scale {
+        case .input: inputScale > 0 ? .max(Float(inputScale)) : .none
+        case .standardize: .none
+        }
+    }
 
     /// Updates a round aims for when `connected` edges are connected.
     public func target(connected: Int) -> Int {

@@ -443,6 +443,14 @@ public nonisolated struct Flock_V1_RoundPlan: @unchecked Sendable {
     set {_uniqueStorage()._downloadCodec = newValue}
   }
 
+  /// A statistics round: no training; the edge sends the feature moments of its training rows as they are
+  /// (unscaled), in codec "moments" (masked under secure aggregation), and the server fits the model's
+  /// standardization from their sum.
+  public var statistics: Bool {
+    get {_storage._statistics}
+    set {_uniqueStorage()._statistics = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1627,7 +1635,7 @@ nonisolated extension Flock_V1_RetryAfter: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Flock_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RoundPlan"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}round\0\u{3}model_hash\0\u{3}model_bytes\0\u{1}training\0\u{1}codec\0\u{3}secure_aggregation\0\u{3}deadline_seconds\0\u{1}evaluate\0\u{3}download_codec\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}round\0\u{3}model_hash\0\u{3}model_bytes\0\u{1}training\0\u{1}codec\0\u{3}secure_aggregation\0\u{3}deadline_seconds\0\u{1}evaluate\0\u{3}download_codec\0\u{1}statistics\0")
 
   fileprivate class _StorageClass {
     var _round: UInt64 = 0
@@ -1639,6 +1647,7 @@ nonisolated extension Flock_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf._
     var _deadlineSeconds: Double = 0
     var _evaluate: Bool = false
     var _downloadCodec: String = String()
+    var _statistics: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1658,6 +1667,7 @@ nonisolated extension Flock_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf._
       _deadlineSeconds = source._deadlineSeconds
       _evaluate = source._evaluate
       _downloadCodec = source._downloadCodec
+      _statistics = source._statistics
     }
   }
 
@@ -1685,6 +1695,7 @@ nonisolated extension Flock_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf._
         case 7: try { try decoder.decodeSingularDoubleField(value: &_storage._deadlineSeconds) }()
         case 8: try { try decoder.decodeSingularBoolField(value: &_storage._evaluate) }()
         case 9: try { try decoder.decodeSingularStringField(value: &_storage._downloadCodec) }()
+        case 10: try { try decoder.decodeSingularBoolField(value: &_storage._statistics) }()
         default: break
         }
       }
@@ -1724,6 +1735,9 @@ nonisolated extension Flock_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf._
       if !_storage._downloadCodec.isEmpty {
         try visitor.visitSingularStringField(value: _storage._downloadCodec, fieldNumber: 9)
       }
+      if _storage._statistics != false {
+        try visitor.visitSingularBoolField(value: _storage._statistics, fieldNumber: 10)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1742,6 +1756,7 @@ nonisolated extension Flock_V1_RoundPlan: SwiftProtobuf.Message, SwiftProtobuf._
         if _storage._deadlineSeconds != rhs_storage._deadlineSeconds {return false}
         if _storage._evaluate != rhs_storage._evaluate {return false}
         if _storage._downloadCodec != rhs_storage._downloadCodec {return false}
+        if _storage._statistics != rhs_storage._statistics {return false}
         return true
       }
       if !storagesAreEqual {return false}

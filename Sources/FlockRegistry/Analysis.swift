@@ -23,7 +23,8 @@ public struct Analysis: Codable, Sendable, Equatable, FetchableRecord, MutablePe
         case passed
         /// The treatment is worse than the control by more than the margin (or broke a bound).
         case failed
-        /// Ended without a decision: the last planned look was not decisive, or it was superseded.
+        /// Ended without a decision: the last planned look was not decisive, no more evidence could come, production
+        /// moved under it, or (a rollback analysis) a newer one replaced it.
         case inconclusive
     }
 

@@ -174,6 +174,24 @@ import Testing
         #expect(try registry(folder, ["analyses", "--state", "running", "--json"]).output.hasPrefix("[]"))
     }
 
+    @Test func theAnalysesListSaysWhenEvidenceCannotReachMinPairs() throws {
+        let (folder, hashes) = try Self.twoVersions()
+        let store = try Registry(dataDirectory: folder)
+        let policy = try PromotionPolicy(registry: store, settings: PromotionSettings(
+            analysis: AnalysisSettings(minimumPairs: 200, minimumEdges: 3), shadowShare: 1))
+        try store.setStatus(of: 2, to: .accepted, actor: "gate", reason: "ok")
+        let analysis = try store.startAnalysis(.shadow, treatment: 2, control: 1)
+        var comparison = PairedComparison()
+        comparison.bothRight = 30
+        comparison.agreements = 30
+        try policy.receive(edge: "a", analysis: analysis.id!, served: hashes[0], compared: hashes[1], comparison: comparison, cohortEdges: 4)
+        let listed = try registry(folder, ["analyses", "--state", "running"])
+        let text = listed.output.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(listed.status == 0 && text.contains("evidence cannot reach min_pairs"), "\(listed.output)")
+        let analyses = try json(try registry(folder, ["analyses", "--json"])) as? [[String: Any]]
+        #expect((analyses?.first?["reason"] as? String)?.contains("about 120 of the 200 pairs") == true)
+    }
+
     @Test func deepQueriesAreParseErrorsAndTheQueryLanguageTakesHashPrefixes() throws {
         let (folder, hashes) = try Self.twoVersions()
         for depth in [100, 30_000] {

@@ -120,6 +120,14 @@ import Testing
         #expect(metrics["accuracy"] as? Double == summary["accuracy"] as? Double)
     }
 
+    /// Training data is `--data` in every command; `data balance` also takes the file as its argument.
+    @Test func dataBalanceTakesTheFileAsDataOrAsItsArgument() throws {
+        let named = try Self.run(["data", "balance", "--data", TestData.path("digits-train.csv"), "--json"])
+        let positional = try Self.run(["data", "balance", TestData.path("digits-train.csv"), "--json"])
+        #expect(named.status == 0 && positional.status == 0, "\(named.error)\(positional.error)")
+        #expect(!named.output.isEmpty && named.output == positional.output)
+    }
+
     @Test func tamperedModelIsRefused() throws {
         let folder = TestData.temporaryFolder()
         let model = folder + "/m.flock"

@@ -25,7 +25,10 @@ import Testing
         (["train", "--data", train, "--patience", "2"], 64, "Error: --patience needs --eval (early stopping watches the eval accuracy)"),
         (["train", "--data", "/nonexistent/train.csv"], 1, "error: /nonexistent/train.csv: no such file"),
         (["evaluate", "--model", "/nonexistent/m.flock", "--data", train], 1, "error: /nonexistent/m.flock: no such file"),
-        (["run", "--data", train, "--holdout", "-0.2"], 64, "Error: --holdout must be in [0, 0.5]"),
+        (["run", "--data", train, "--holdout-fraction", "-0.2"], 64, "Error: --holdout-fraction must be in [0, 0.5]"),
+        (["run", "--data", train, "--holdout", "0.7"], 64, "Error: --holdout-fraction must be in [0, 0.5]"),
+        (["data", "balance"], 64, "Error: give the data file: --data FILE.csv"),
+        (["data", "balance", train, "--data", train], 64, "Error: give the data file once: --data FILE.csv"),
         (["run", "--data", train, "--threads", "0"], 64, "Error: --threads must be at least 1"),
         (["run", "--data", train, "--id", "a b"], 64, "Error: --id: use 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'"),
     ]

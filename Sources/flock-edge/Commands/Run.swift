@@ -31,7 +31,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Local training data: header-less CSV, label first (a folder with --simulate-clients).", valueName: "LOCAL.csv"))
     var data: String
 
-    @Option(parsing: .unconditional, help: "Share of local rows held out for evaluation, fixed per edge id (0-0.5).")
+    @Option(
+        name: [.customLong("holdout-fraction"), .customLong("holdout")], parsing: .unconditional,
+        help: "Share of local rows held out for evaluation, fixed per edge id (0-0.5; --holdout is its older name).")
     var holdout: Double = 0.1
 
     @Option(
@@ -67,7 +69,7 @@ struct Run: AsyncParsableCommand {
     var crashAt: String?
 
     func validate() throws {
-        guard holdout >= 0, holdout <= 0.5 else { throw ValidationError("--holdout must be in [0, 0.5]") }
+        guard holdout >= 0, holdout <= 0.5 else { throw ValidationError("--holdout-fraction must be in [0, 0.5]") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         if let simulateClients, simulateClients < 1 || simulateClients > 10_000 {
             throw ValidationError("--simulate-clients must be 1-10000")

@@ -52,7 +52,7 @@ struct Simulate: AsyncParsableCommand {
     var clients: Int = 20
 
     @Option(
-        help: ArgumentHelp("How rows are dealt to edges: iid | shards | dirichlet:ALPHA.", valueName: "SCHEME"),
+        help: ArgumentHelp("How rows are dealt to edges: iid | shards | dirichlet:ALPHA. (default: iid)", valueName: "SCHEME"),
         transform: ArgumentParsers.partition)
     var partition: PartitionScheme = .iid
 
@@ -77,7 +77,9 @@ struct Simulate: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Local learning rate.")
     var lr: Double = 0.05
 
-    @Option(help: ArgumentHelp("Server strategy: \(AggregationStrategy.syntax).", valueName: "NAME"), transform: ArgumentParsers.strategy)
+    @Option(
+        help: ArgumentHelp("Server strategy: \(AggregationStrategy.syntax). (default: fedavg)", valueName: "NAME"),
+        transform: ArgumentParsers.strategy)
     var strategy: AggregationStrategy = .fedAvg
 
     @Option(parsing: .unconditional, help: "Seed of partition, selection, initialization and local shuffling.")

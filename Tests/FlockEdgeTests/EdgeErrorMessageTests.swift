@@ -3,7 +3,8 @@ import Foundation
 import Testing
 
 /// Golden tests of `flock-edge`'s main error messages and exit statuses, as the README documents them: a bad
-/// option or value is a usage error (64) before anything runs; a bad file is one line naming it (1).
+/// option or value is a usage error (64) before anything runs; a bad file is one line naming it (1), a JSON
+/// object under `--json`.
 @Suite struct EdgeErrorMessageTests {
     static let train = TestData.path("digits-train.csv")
 
@@ -25,6 +26,11 @@ import Testing
         (["train", "--data", train, "--patience", "2"], 64, "Error: --patience needs --eval (early stopping watches the eval accuracy)"),
         (["train", "--data", "/nonexistent/train.csv"], 1, "error: /nonexistent/train.csv: no such file"),
         (["evaluate", "--model", "/nonexistent/m.flock", "--data", train], 1, "error: /nonexistent/m.flock: no such file"),
+        // Under --json an error is one JSON object on standard error.
+        (["evaluate", "--model", "/nonexistent/m.flock", "--data", train, "--json"], 1, #"{"code":1,"error":"/nonexistent/m.flock: no such file"}"#),
+        (["train", "--data", "/nonexistent/train.csv", "--json"], 1, #"{"code":1,"error":"/nonexistent/train.csv: no such file"}"#),
+        (["predict", "--model", "/nonexistent/m.flock", "--data", train, "--json"], 1, #"{"code":1,"error":"/nonexistent/m.flock: no such file"}"#),
+        (["data", "balance", "--data", "/nonexistent/d.csv", "--json"], 1, #"{"code":1,"error":"/nonexistent/d.csv: no such file"}"#),
         (["run", "--data", train, "--holdout-fraction", "-0.2"], 64, "Error: --holdout-fraction must be in [0, 0.5]"),
         (["run", "--data", train, "--holdout", "0.7"], 64, "Error: --holdout-fraction must be in [0, 0.5]"),
         (["data", "balance"], 64, "Error: give the data file: --data FILE.csv"),

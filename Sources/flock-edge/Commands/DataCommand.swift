@@ -23,7 +23,7 @@ struct DataCommand: ParsableCommand {
         @Option(help: "Number of classes to report (default: the largest label plus one).")
         var classes: Int?
 
-        @Flag(help: "Print one JSON object.")
+        @Flag(help: "Print one JSON object (an error: {\"error\": …, \"code\": 1} on standard error).")
         var json = false
 
         func validate() throws {
@@ -37,8 +37,7 @@ struct DataCommand: ParsableCommand {
                 let balance = ClassBalance(labels: data.labels, classCount: classes)
                 print(json ? JSONOutput.line(balance) : balance.render())
             } catch {
-                ProgressDisplay.line("error: \(error.message)")
-                throw ExitCode(1)
+                throw failure(error.message, json: json)
             }
         }
     }

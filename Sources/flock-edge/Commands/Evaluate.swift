@@ -14,7 +14,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: ArgumentHelp("Labelled data: header-less CSV, label first.", valueName: "DATA.csv"))
     var data: String
 
-    @Flag(help: "Print one JSON object.")
+    @Flag(help: "Print one JSON object (an error: {\"error\": …, \"code\": 1} on standard error).")
     var json = false
 
     func run() throws {
@@ -41,8 +41,7 @@ struct Evaluate: ParsableCommand {
             print("confusion (rows: true class, columns: predicted)")
             for row in metrics.confusion { print(row.map { String(format: "%5d", $0) }.joined()) }
         } catch {
-            ProgressDisplay.line("error: \(error.message)")
-            throw ExitCode(1)
+            throw failure(error.message, json: json)
         }
     }
 
@@ -94,7 +93,7 @@ struct Predict: ParsableCommand {
     @Flag(help: "Rows are features only, without a label column.")
     var unlabelled = false
 
-    @Flag(help: "Print one JSON object: the version that answered and the answers.")
+    @Flag(help: "Print one JSON object: the version that answered and the answers (an error: {\"error\": …, \"code\": 1} on standard error).")
     var json = false
 
     func run() throws {
@@ -119,8 +118,7 @@ struct Predict: ParsableCommand {
                 ProgressDisplay.line("answered by production version \(outcome.productionVersion)\(note)")
             }
         } catch {
-            ProgressDisplay.line("error: \(error.message)")
-            throw ExitCode(1)
+            throw failure(error.message, json: json)
         }
     }
 

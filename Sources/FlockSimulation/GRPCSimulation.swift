@@ -47,7 +47,14 @@ public struct GRPCSimulation: Sendable {
         configuration.model = o.model
         configuration.inputFeatures = train.featureCount
         configuration.classes = classes
-        if case .max(let top) = FeatureScaling.fit(.max, to: train) { configuration.inputScale = Double(top) } else { configuration.inputScale = 0 }
+        if o.standardize {
+            // The served coordinator's statistics round fits the standardization from the edges' rows.
+            configuration.scale = .standardize
+        } else if case .max(let top) = FeatureScaling.fit(.max, to: train) {
+            configuration.inputScale = Double(top)
+        } else {
+            configuration.inputScale = 0
+        }
         configuration.holdoutPath = o.evalPath
         configuration.rounds = o.rounds
         configuration.clientsPerRound = o.selectedPerRound
@@ -81,7 +88,8 @@ public struct GRPCSimulation: Sendable {
         configuration.seed = o.seed
 
         let coordinator = try Coordinator(configuration: configuration, waitForStart: true, log: { _ in })
-        let done = (await coordinator.rounds()).filter { $0.state == "completed" }.count
+        // Training rounds only: a statistics round (`--scale standardize`) makes no model.
+        let done = (await coordinator.rounds()).filter { $0.state == "completed" && $0.kind == nil }.count
         let transport = InProcessTransport()
         let server = GRPCServer(transport: transport.server, services: [EdgeServiceHandler(coordinator: coordinator)])
         let connection = EdgeConnection(transport: transport.client)
@@ -115,7 +123,7 @@ public struct GRPCSimulation: Sendable {
             var reports = [Simulation.RoundReport]()
             while true {
                 await coordinator.tick()
-                let completed = await coordinator.rounds().filter { $0.state == "completed" }
+                let completed = await coordinator.rounds().filter { $0.state == "completed" && $0.kind == nil }
                 for (index, record) in completed.enumerated().dropFirst(reported) {
                     let busy = trainingSeconds.withLock { $0[UInt64(record.round)] ?? 0 }
                     let report = Simulation.RoundReport(

@@ -57,6 +57,9 @@ public struct Simulation: Sendable {
         public var promotion = PromotionSettings()
         /// Share of each edge's rows held out (not trained on) for the paired evidence, when a registry is on.
         public var heldOutShare = 0.1
+        /// Standardize the features with the per-feature mean and deviation of a statistics round over the edges'
+        /// rows (what `serve --scale standardize` fits); otherwise every feature is divided by the largest value.
+        public var standardize = false
 
         /// Creates options with the defaults of `flock-server simulate`.
         public init(
@@ -174,6 +177,23 @@ public struct Simulation: Sendable {
     /// Creates a simulation.
     public init(options: Options) { self.options = options }
 
+    /// The standardization a statistics round fits: every edge's feature moments of its own rows, summed in the ring
+    /// as secure aggregation sums them, decoded to the federation's totals.
+    /// - Throws: ``CoreError/Code/invalidData`` for rows whose sums are too large to encode.
+    static func federatedStandardization(of rows: Dataset, over shares: [[Int]]) throws(CoreError) -> FeatureScaling {
+        do {
+            let moments = try FeatureMoments(features: rows.featureCount)
+            var sum = [UInt32](repeating: 0, count: moments.wordCount)
+            for share in shares {
+                let words = try moments.encode(rows.subset(share))
+                for i in sum.indices { sum[i] &+= words[i] }
+            }
+            return try moments.decode(sum: sum).standardization
+        } catch {
+            throw CoreError(.invalidData, "feature statistics: \(error.message)")
+        }
+    }
+
     /// Runs every round.
     /// - Parameter onRound: called after each round.
     /// - Throws: ``CoreError`` for bad data or options.
@@ -187,10 +207,10 @@ public struct Simulation: Sendable {
         let classes = max(train.classCount, eval.classCount)
         let spec = try ModelSpec.preset(o.model, inputFeatures: train.featureCount, classCount: classes)
         try eval.validate(featureCount: spec.inputFeatures, classCount: classes)
-        let scaling = FeatureScaling.fit(.max, to: train)
+        let shares = try o.partition.partition(labels: train.labels, clients: o.clients, seed: o.seed)
+        let scaling = o.standardize ? try Self.federatedStandardization(of: train, over: shares) : FeatureScaling.fit(.max, to: train)
         scaling.apply(to: &train)
         scaling.apply(to: &eval)
-        let shares = try o.partition.partition(labels: train.labels, clients: o.clients, seed: o.seed)
         var edges = shares.map { train.subset($0) }
         // With a registry, each edge keeps a seeded share of its rows out of training, for the paired evidence.
         var heldOut: [Dataset] = []

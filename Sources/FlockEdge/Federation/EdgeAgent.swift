@@ -256,13 +256,17 @@ public struct EdgeAgent: Sendable {
     private func decline(round: UInt64, reason: String, session: Session) async throws {
         log("\(options.id): round \(round): leaving the round: \(reason)")
         var sent = reason
-        while sent.utf8.count > 512 { sent.removeLast() }  // the wire's bound on a reason
+        while sent.utf8.count > WireLimits.maximumReasonBytes { sent.removeLast() }
         _ = try await session.heartbeat(connection, status: .declined, round: round, reason: sent)
     }
 
     /// The round's work once the model is here: in secure aggregation, or plainly (train, report, submit).
     private func train(on plan: Flock_V1_RoundPlan, file: ModelFile, config: TrainingConfig, session: Session) async throws {
         let round = plan.round
+        if plan.statistics {
+            try await sendStatistics(on: plan, file: file, session: session)
+            return
+        }
         if plan.secureAggregation.enabled {
             try await workSecurely(on: plan, file: file, config: config, session: session)
             return
@@ -388,7 +392,6 @@ public struct EdgeAgent: Sendable {
     private func workSecurely(on plan: Flock_V1_RoundPlan, file: ModelFile, config: TrainingConfig, session: Session) async throws {
         let round = plan.round
         let secure = plan.secureAggregation
-        var client: SecAggClient
         let quantizer: RingCodec
         do {
             let spec = try CodecSpec(parsing: plan.codec.id)
@@ -396,24 +399,79 @@ public struct EdgeAgent: Sendable {
             quantizer = try RingCodec(
                 spec, length: file.parameters.count, participants: secure.participants.count, maximumWeight: Int(clamping: secure.maximumWeight),
                 ranges: plan.codec.ranges.isEmpty ? nil : plan.codec.ranges, seed: plan.codec.seed, clip: secure.clip)
-            let configuration = try secure.configuration(round: round, vectorLength: quantizer.wordCount(length: file.parameters.count))
-            client = try SecAggClient(id: options.id, configuration: configuration)
-            client.threads = options.threads
-        } catch let error as SecAggError {
-            log("\(options.id): round \(round): refusing the secure-aggregation plan: \(error.message)")
-            return
         } catch {
             log("\(options.id): round \(round): refusing the secure-aggregation plan: \(error)")
             return
+        }
+        try await withThrowingTaskGroup(of: (LocalUpdate, EvaluationMetrics?).self) { group in
+            // Local training runs while the keys are exchanged.
+            group.addTask { try await self.train(file: file, config: config, evaluate: plan.evaluate) }
+            var trained: LocalUpdate?
+            let done = try await maskedRound(
+                plan: plan, vectorLength: quantizer.wordCount(length: file.parameters.count), codec: quantizer.identifier, session: session
+            ) { () async throws -> [UInt32] in
+                guard let (update, metrics) = try await group.next() else { throw CancellationError() }
+                trained = update
+                if let metrics { try await report(metrics, round: round, session: session) }
+                return try quantizer.encode(update.delta, examples: update.examples, seed: config.seed ^ idSeed ^ 0xC0DE)
+            }
+            group.cancelAll()
+            guard done, let update = trained else { return }
+            options.onAccepted?(round, update)
+            log("\(options.id): round \(round): \(update.examples) examples, loss \(String(format: "%.4f", update.trainLoss)), "
+                + "\(String(format: "%.3f", update.seconds)) s training; masked update and shares accepted")
+        }
+    }
+
+    /// A statistics round: the feature moments of this edge's training rows as they are (unscaled), masked under
+    /// secure aggregation or sent plainly, for the server to fit the model's standardization from their sum.
+    func sendStatistics(on plan: Flock_V1_RoundPlan, file: ModelFile, session: Session) async throws {
+        let round = plan.round
+        let words: [UInt32]
+        do { words = try FeatureMoments(features: file.spec.inputFeatures).encode(training) } catch {
+            log("\(options.id): round \(round): cannot encode the feature statistics: \(error.message)")
+            return
+        }
+        if plan.secureAggregation.enabled {
+            let done = try await maskedRound(plan: plan, vectorLength: words.count, codec: FeatureMoments.identifier, session: session) { words }
+            if done { log("\(options.id): round \(round): feature statistics of \(training.count) rows masked and accepted") }
+            return
+        }
+        let none = LocalUpdate(delta: [], examples: training.count, trainLoss: 0, seconds: 0)
+        do {
+            try await submit(
+                payload: LittleEndianFloats.encodeWords(words), codec: FeatureMoments.identifier, examples: training.count, update: none,
+                round: round, session: session)
+            log("\(options.id): round \(round): feature statistics of \(training.count) rows accepted")
+        } catch let error as RPCError where error.code == .failedPrecondition || error.code == .alreadyExists {
+            log("\(options.id): round \(round): feature statistics not taken: \(error.message)")
+        }
+    }
+
+    /// The secure-aggregation protocol of round `plan` for one vector of `vectorLength` words in `codec`: advertise
+    /// keys, share them with the neighbours, mask `input()` (called once the shares have arrived, so that work such
+    /// as training overlaps the key exchange), send it, and reveal the shares the server asks for.
+    /// - Returns: true when this edge's masked input and shares were accepted; false when the round went on without
+    ///   it (a phase closed without it, too few neighbours), which is logged.
+    private func maskedRound(
+        plan: Flock_V1_RoundPlan, vectorLength: Int, codec: String, session: Session, input: () async throws -> [UInt32]
+    ) async throws -> Bool {
+        let round = plan.round
+        var client: SecAggClient
+        do {
+            let configuration = try plan.secureAggregation.configuration(round: round, vectorLength: vectorLength)
+            client = try SecAggClient(id: options.id, configuration: configuration)
+            client.threads = options.threads
+        } catch {
+            log("\(options.id): round \(round): refusing the secure-aggregation plan: \(error)")
+            return false
         }
         let options = EdgeConnection.options(timeout: 60)
         do {
             var keys = Flock_V1_SecAggKeys(try client.advertise())
             keys.session = session.token
             _ = try await connection.edge.advertiseKeys(keys, options: options)
-            // Local training runs while the keys are exchanged.
-            async let trained = train(file: file, config: config, evaluate: plan.evaluate)
-            guard case .roster(let roster)? = try await awaitSecAgg(.roster, round: round, session: session) else { return }
+            guard case .roster(let roster)? = try await awaitSecAgg(.roster, round: round, session: session) else { return false }
             self.options.crash?.fire(at: .shareKeys, round: round, edge: self.options.id)
             var shares = Flock_V1_SecAggShares()
             shares.edgeID = self.options.id
@@ -422,21 +480,18 @@ public struct EdgeAgent: Sendable {
             shares.shares = try client.shareKeys(roster: roster.keys.map { keys throws(SecAggError) in try keys.advertisement() })
                 .map(Flock_V1_SealedShare.init)
             _ = try await connection.edge.shareKeys(shares, options: options)
-            log("\(self.options.id): round \(round): keys shared with \(shares.shares.count) neighbours; training")
-            guard case .inbox(let inbox)? = try await awaitSecAgg(.inbox, round: round, session: session) else { return }
-            let (update, metrics) = try await trained
+            log("\(self.options.id): round \(round): keys shared with \(shares.shares.count) neighbours")
+            guard case .inbox(let inbox)? = try await awaitSecAgg(.inbox, round: round, session: session) else { return false }
+            let words = try await input()
             self.options.crash?.fire(at: .maskedInput, round: round, edge: self.options.id)
-            if let metrics { try await report(metrics, round: round, session: session) }
-            let words = try quantizer.encode(update.delta, examples: update.examples, seed: config.seed ^ idSeed ^ 0xC0DE)
             let masked = try client.maskedInput(words, shares: inbox.shares.map { share throws(SecAggError) in try share.share(round: round) })
-            try await submit(payload: LittleEndianFloats.encodeWords(masked.words), codec: quantizer.identifier, examples: 0, update: update, round: round, session: session, masked: true)
-            guard case .unmask(let request)? = try await awaitSecAgg(.unmask, round: round, session: session) else { return }
+            let none = LocalUpdate(delta: [], examples: 0, trainLoss: 0, seconds: 0)
+            try await submit(payload: LittleEndianFloats.encodeWords(masked.words), codec: codec, examples: 0, update: none, round: round, session: session, masked: true)
+            guard case .unmask(let request)? = try await awaitSecAgg(.unmask, round: round, session: session) else { return false }
             var reveal = Flock_V1_SecAggReveal(try client.unmask(request.request(round: round)))
             reveal.session = session.token
             _ = try await connection.edge.revealShares(reveal, options: options)
-            self.options.onAccepted?(round, update)
-            log("\(self.options.id): round \(round): \(update.examples) examples, loss \(String(format: "%.4f", update.trainLoss)), "
-                + "\(String(format: "%.3f", update.seconds)) s training; masked update and shares accepted")
+            return true
         } catch let error as SecAggError {
             log("\(self.options.id): round \(round): leaving secure aggregation: \(error.message)")
         } catch let error as CodecError {
@@ -444,6 +499,7 @@ public struct EdgeAgent: Sendable {
         } catch let error as RPCError where error.code == .failedPrecondition || error.code == .alreadyExists || error.code == .invalidArgument {
             log("\(self.options.id): round \(round): secure aggregation went on without this edge: \(error.message)")
         }
+        return false
     }
 
     /// Polls until the server has what this edge waits for in `phase`; nil when the round went on without it.

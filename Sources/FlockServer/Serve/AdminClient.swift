@@ -95,7 +95,7 @@ public enum AdminClient {
                 "up KB/edge", "down KB/edge", "secagg drops", "secagg phase s",
             ],
             rows: rounds.map { r in
-                [String(r.round), r.state, String(r.selected), String(r.participants), String(r.dropped),
+                [String(r.round), r.kind.isEmpty ? r.state : "\(r.state) (\(r.kind))", String(r.selected), String(r.participants), String(r.dropped),
                  r.hasAccuracy ? String(format: "%.4f", r.accuracy) : "-",
                  r.hasFederatedAccuracy ? String(format: "%.4f", r.federatedAccuracy) : "-",
                  String(format: "%.3f", r.seconds), String(format: "%.2f", Double(r.uploadBytes) / 1e6),
@@ -176,9 +176,10 @@ public enum AdminClient {
         var downloadBytes: UInt64
         var modelVersion: UInt64
         var reason: String?
+        var kind: String?
         var secureAggregation: SecurePhasesJSON?
         enum CodingKeys: String, CodingKey {
-            case round, state, selected, participants, dropped, accuracy, loss, seconds, reason
+            case round, state, selected, participants, dropped, accuracy, loss, seconds, reason, kind
             case secureAggregation = "secure_aggregation"
             case federatedAccuracy = "federated_accuracy", federatedExamples = "federated_examples"
             case uploadBytes = "upload_bytes", downloadBytes = "download_bytes", modelVersion = "model_version"
@@ -198,6 +199,7 @@ public enum AdminClient {
             downloadBytes = r.downloadBytes
             modelVersion = r.modelVersion
             reason = r.reason.isEmpty ? nil : r.reason
+            kind = r.kind.isEmpty ? nil : r.kind
             if !r.secureDroppedPerPhase.isEmpty || !r.securePhaseSeconds.isEmpty {
                 secureAggregation = SecurePhasesJSON(droppedPerPhase: r.secureDroppedPerPhase, phaseSeconds: r.securePhaseSeconds)
             }
@@ -218,6 +220,7 @@ public enum AdminClient {
             try c.encode(downloadBytes, forKey: .downloadBytes)
             try c.encode(modelVersion, forKey: .modelVersion)
             try c.encodeIfPresent(reason, forKey: .reason)
+            try c.encodeIfPresent(kind, forKey: .kind)
             try c.encode(secureAggregation, forKey: .secureAggregation)
         }
     }

@@ -104,5 +104,6 @@ extension Flock_V1_RoundSummary {
         reason = record.reason ?? ""
         secureDroppedPerPhase = (record.secureDroppedPerPhase ?? []).map { UInt32(clamping: $0) }
         securePhaseSeconds = record.securePhaseSeconds ?? []
+        kind = record.kind ?? ""
     }
 }

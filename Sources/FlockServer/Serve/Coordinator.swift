@@ -726,7 +726,9 @@ public actor Coordinator {
         let moment = now
         let eligible = membership.eligible(now: moment)
         guard eligible.count >= configuration.minimumClients else { return }
-        let target = min(configuration.target(connected: membership.connected(now: moment).count), eligible.count)
+        // A statistics round asks every eligible edge: the standardization is fitted from as many rows as there are.
+        let target = needsStatistics
+            ? eligible.count : min(configuration.target(connected: membership.connected(now: moment).count), eligible.count)
         let roundConfiguration = RoundStateMachine.Configuration(
             target: target, minimumUpdates: min(configuration.minimumClients, target),
             overSelection: configuration.overSelection, timeout: configuration.roundTimeout)
@@ -933,7 +935,7 @@ public actor Coordinator {
             record.securePhaseSeconds = secure.phaseSeconds
         }
         if finished.evaluation.examples > 0,
-           let index = history.lastIndex(where: { $0.state == "completed" && $0.modelVersion == finished.startVersion }) {
+           let index = history.lastIndex(where: { $0.state == "completed" && $0.kind == nil && $0.modelVersion == finished.startVersion }) {
             let n = Double(finished.evaluation.examples)
             history[index].federatedAccuracy = finished.evaluation.correct / n
             history[index].federatedLoss = finished.evaluation.loss / n

@@ -1238,6 +1238,12 @@ public nonisolated struct Flock_V1_RoundSummary: @unchecked Sendable {
     set {_uniqueStorage()._securePhaseSeconds = newValue}
   }
 
+  /// "statistics" for a round that gathered feature moments; "" for training
+  public var kind: String {
+    get {_storage._kind}
+    set {_uniqueStorage()._kind = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -3161,7 +3167,7 @@ nonisolated extension Flock_V1_ListRoundsRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Flock_V1_RoundSummary: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RoundSummary"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}round\0\u{1}state\0\u{1}participants\0\u{1}dropped\0\u{1}accuracy\0\u{1}loss\0\u{1}seconds\0\u{3}upload_bytes\0\u{3}download_bytes\0\u{1}selected\0\u{3}federated_accuracy\0\u{3}federated_loss\0\u{3}federated_examples\0\u{3}model_version\0\u{1}reason\0\u{3}secure_dropped_per_phase\0\u{3}secure_phase_seconds\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}round\0\u{1}state\0\u{1}participants\0\u{1}dropped\0\u{1}accuracy\0\u{1}loss\0\u{1}seconds\0\u{3}upload_bytes\0\u{3}download_bytes\0\u{1}selected\0\u{3}federated_accuracy\0\u{3}federated_loss\0\u{3}federated_examples\0\u{3}model_version\0\u{1}reason\0\u{3}secure_dropped_per_phase\0\u{3}secure_phase_seconds\0\u{1}kind\0")
 
   fileprivate class _StorageClass {
     var _round: UInt64 = 0
@@ -3181,6 +3187,7 @@ nonisolated extension Flock_V1_RoundSummary: SwiftProtobuf.Message, SwiftProtobu
     var _reason: String = String()
     var _secureDroppedPerPhase: [UInt32] = []
     var _securePhaseSeconds: [Double] = []
+    var _kind: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3208,6 +3215,7 @@ nonisolated extension Flock_V1_RoundSummary: SwiftProtobuf.Message, SwiftProtobu
       _reason = source._reason
       _secureDroppedPerPhase = source._secureDroppedPerPhase
       _securePhaseSeconds = source._securePhaseSeconds
+      _kind = source._kind
     }
   }
 
@@ -3243,6 +3251,7 @@ nonisolated extension Flock_V1_RoundSummary: SwiftProtobuf.Message, SwiftProtobu
         case 15: try { try decoder.decodeSingularStringField(value: &_storage._reason) }()
         case 16: try { try decoder.decodeRepeatedUInt32Field(value: &_storage._secureDroppedPerPhase) }()
         case 17: try { try decoder.decodeRepeatedDoubleField(value: &_storage._securePhaseSeconds) }()
+        case 18: try { try decoder.decodeSingularStringField(value: &_storage._kind) }()
         default: break
         }
       }
@@ -3306,6 +3315,9 @@ nonisolated extension Flock_V1_RoundSummary: SwiftProtobuf.Message, SwiftProtobu
       if !_storage._securePhaseSeconds.isEmpty {
         try visitor.visitPackedDoubleField(value: _storage._securePhaseSeconds, fieldNumber: 17)
       }
+      if !_storage._kind.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._kind, fieldNumber: 18)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3332,6 +3344,7 @@ nonisolated extension Flock_V1_RoundSummary: SwiftProtobuf.Message, SwiftProtobu
         if _storage._reason != rhs_storage._reason {return false}
         if _storage._secureDroppedPerPhase != rhs_storage._secureDroppedPerPhase {return false}
         if _storage._securePhaseSeconds != rhs_storage._securePhaseSeconds {return false}
+        if _storage._kind != rhs_storage._kind {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -58,6 +58,23 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Server holdout CSV: evaluate every new global model on it.", valueName: "FILE.csv"))
     var holdout: String?
 
+    @Option(
+        name: .customLong("input-features"), parsing: .unconditional,
+        help: "Features per row of the edges' data; inferred from --holdout when not given. [default: 784]")
+    var inputFeatures: Int?
+
+    @Option(parsing: .unconditional, help: "Classes (labels 0 to N-1); inferred from --holdout when not given. [default: 10]")
+    var classes: Int?
+
+    @Option(
+        help: ArgumentHelp(
+            "input: every feature divided by --input-scale; standardize: per-feature mean and deviation fitted from the edges' rows in a first statistics round (under secure aggregation the server learns only their totals). [default: input]",
+            valueName: "input|standardize"))
+    var scale: ServerConfiguration.Scale?
+
+    @Option(name: .customLong("input-scale"), parsing: .unconditional, help: "With --scale input: every feature is divided by this; 0 for rows as they are. [default: 255]")
+    var inputScale: Double?
+
     @Option(parsing: .unconditional, help: "Local epochs per round. [default: 1]")
     var epochs: Int?
 
@@ -117,8 +134,13 @@ struct Serve: AsyncParsableCommand {
     /// The configuration: the embedded defaults, then --config, then the flags, then validated.
     func resolved() throws(ResolutionFailure) -> ServerConfiguration {
         var c = ServerConfiguration()
+        var fileKeys = Set<String>()
         if let config {
-            do { c = try ServerConfiguration(file: try ConfigFile(path: config)) } catch { throw .file(error) }
+            do {
+                let file = try ConfigFile(path: config)
+                c = try ServerConfiguration(file: file)
+                fileKeys = Set(file.entries.keys)
+            } catch { throw .file(error) }
         }
         if let listen { c.listen = listen }
         if let dataDir { c.dataDirectory = dataDir }
@@ -129,6 +151,17 @@ struct Serve: AsyncParsableCommand {
         if let minClients { c.minimumClients = minClients }
         if let strategy { c.strategy = strategy }
         if let holdout { c.holdoutPath = holdout }
+        if let scale { c.scale = scale }
+        if let inputScale { c.inputScale = inputScale }
+        // The shape of the rows, when neither a flag nor the file gives it, is the holdout's.
+        if let path = c.holdoutPath, inputFeatures == nil && !fileKeys.contains("input_features") || classes == nil && !fileKeys.contains("classes") {
+            let rows: Dataset
+            do { rows = try Dataset.loadCSV(path: path) } catch { throw .file(error) }
+            if inputFeatures == nil, !fileKeys.contains("input_features") { c.inputFeatures = rows.featureCount }
+            if classes == nil, !fileKeys.contains("classes") { c.classes = max(2, rows.classCount) }
+        }
+        if let inputFeatures { c.inputFeatures = inputFeatures }
+        if let classes { c.classes = classes }
         if let epochs { c.epochs = epochs }
         if let batch { c.batchSize = batch }
         if let lr { c.learningRate = lr }
@@ -179,3 +212,5 @@ struct Serve: AsyncParsableCommand {
         }
     }
 }
+
+extension ServerConfiguration.Scale: ExpressibleByArgument {}

@@ -7,6 +7,11 @@ import FlockServer
 import FlockSimulation
 import Foundation
 
+/// How `simulate` scales the features.
+enum SimulationScale: String, CaseIterable, ExpressibleByArgument {
+    case max, standardize
+}
+
 /// `flock-server simulate`: federated training of many edges in one process.
 struct Simulate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -158,6 +163,12 @@ struct Simulate: AsyncParsableCommand {
     @Option(name: .customLong("min-accuracy"), parsing: .unconditional, help: "With --data-dir: the gate's minimum holdout accuracy.")
     var minAccuracy: Double?
 
+    @Option(
+        help: ArgumentHelp(
+            "max: every feature divided by the largest value; standardize: per-feature mean and deviation from the edges' feature moments, as serve --scale standardize fits them.",
+            valueName: "max|standardize"))
+    var scale: SimulationScale = .max
+
     @Flag(help: "Print one JSON object per round and a final summary.")
     var json = false
 
@@ -247,6 +258,7 @@ struct Simulate: AsyncParsableCommand {
         options.registryFolder = dataDir
         options.promotion = promotion
         options.heldOutShare = holdout
+        options.standardize = scale == .standardize
         let rounds = options.rounds
         if !secureAggregation.isOn {
             StandardError.line("warning: secure aggregation is off: the server sees every edge's update in the clear")

@@ -84,7 +84,8 @@ public struct ModelFile: Sendable, Equatable {
     }
 
     /// Checks that a spec read from a file is one this build can allocate (every dimension and size bounded, see
-    /// ``ModelSpec/maximumDimension``), that it has exactly `parameters` parameters, and that the scaling fits its
+    /// ``ModelSpec/maximumDimension``), that it has exactly `parameters` parameters (or none: a skeleton, the
+    /// header of a file whose weights travel apart, as a quantized download's do), and that the scaling fits its
     /// input, so that a file with a valid hash but crafted contents is refused before anything is built from it.
     private static func check(_ spec: ModelSpec, scaling: FeatureScaling, parameters: Int, path: String) throws(CoreError) {
         let count: Int
@@ -93,7 +94,7 @@ public struct ModelFile: Sendable, Equatable {
         } catch {
             throw CoreError(.corruptFile, "\(path): the model's spec is not one this build can load: \(error.message)")
         }
-        guard count == parameters else {
+        guard count == parameters || parameters == 0 else {
             throw CoreError(.corruptFile, "\(path): the spec has \(count) parameters but the file holds \(parameters)")
         }
         switch scaling {

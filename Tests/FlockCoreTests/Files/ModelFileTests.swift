@@ -96,6 +96,16 @@ import Testing
         }
     }
 
+    @Test func aSkeletonWithoutWeightsIsReadAndItsModelNeedsThem() throws {
+        var skeleton = try Self.sample()
+        let count = try skeleton.makeModel().parameterCount
+        skeleton.parameters = []
+        let read = try ModelFile.decode(bytes: skeleton.encoded().bytes, source: "skeleton.flock").file
+        #expect(read.parameters.isEmpty)
+        #expect(throws: CoreError.self) { try read.makeModel() }
+        #expect(count > 0)
+    }
+
     @Test(arguments: [
         FeatureScaling.standardize(mean: [0, 0], deviation: [1, 1]),
         .standardize(mean: [0, 0, 0, 0, 0], deviation: [1, 1, 0, 1, 1]),

@@ -14,7 +14,10 @@ struct Run: AsyncParsableCommand {
             --state-dir), trains on the local data for the plan's epochs, batch size and learning rate \
             (FedProx when the plan asks), submits the update and its example count, and evaluates the global \
             model on the held-out share when asked. Keeps heartbeating while training, and reconnects with \
-            backoff when the server is away. Raw data never leave this process: only updates and metrics do.
+            backoff when the server is away. A round whose model this edge's data do not fit (features per row, \
+            classes) is declined at once, with a line saying so. A server whose model-signing key is not the \
+            pinned one is refused and retried like an absent one; the log says what to do. Raw data never leave \
+            this process: only updates and metrics do.
 
             With --simulate-clients K, --data is a folder of CSV files (such as `flock-server data partition` \
             writes) and this one process runs K edges over the first K of them, for load tests.
@@ -33,7 +36,7 @@ struct Run: AsyncParsableCommand {
 
     @Option(
         name: [.customLong("holdout-fraction"), .customLong("holdout")], parsing: .unconditional,
-        help: "Share of local rows held out for evaluation, fixed per edge id (0-0.5; --holdout is its older name).")
+        help: ArgumentHelp("Share of local rows held out for evaluation, fixed per edge id (0-0.5; --holdout is its older name).", valueName: "FRACTION"))
     var holdout: Double = 0.1
 
     @Option(

@@ -190,6 +190,20 @@ import Testing
         #expect(await coordinator.clients().map(\.edgeID) == ["kept"])
     }
 
+    @Test func roundIdsBeyondAnyRoundAreEchoedAsSent() async throws {
+        let coordinator = try Coordinator(configuration: Base.configuration(folder: TestData.temporaryFolder()), clock: ManualTime().clock, log: { _ in })
+        let sessions = try await Base.registerIdle(coordinator, [("a", 10), ("b", 10)])
+        let zero = await Self.zeros(coordinator)
+        for round in [UInt64.max, UInt64(Int.max) + 1] {
+            await #expect {
+                try await coordinator.submit(id: "a", session: sessions["a"]!, round: round, examples: 1, delta: zero, bytes: 1)
+            } throws: { ($0 as? ServeRefusal)?.message == "round \(round) is not open" }
+            await #expect {
+                _ = try await coordinator.checkUpload(id: "a", session: sessions["a"]!, round: round, codec: "f32", payloadBytes: UInt64(zero.count * 4))
+            } throws: { ($0 as? ServeRefusal)?.message.contains("\(round)") == true }
+        }
+    }
+
     @Test func aPollForSecureStepsInAPlainRoundSaysSo() async throws {
         let coordinator = try Coordinator(configuration: Base.configuration(folder: TestData.temporaryFolder()), clock: ManualTime().clock, log: { _ in })
         let sessions = try await Base.registerIdle(coordinator, [("a", 10), ("b", 10)])

@@ -508,13 +508,15 @@ public actor Coordinator {
             guard payloadBytes == UInt64(moments.encoding.wordCount) * 4 else {
                 throw ServeRefusal(.invalidArgument, "moments of \(payloadBytes) bytes; the round expects \(moments.encoding.wordCount * 4)")
             }
-            do { _ = try probe.receive(.update(round: Int(clamping: round), edge: id, now: now)) } catch { throw Self.refusal(error) }
+            let roundNumber = try Self.roundNumber(round)
+            do { _ = try probe.receive(.update(round: roundNumber, edge: id, now: now)) } catch { throw Self.refusal(error) }
             try beginUpload(id)
             return .moments(words: moments.encoding.wordCount)
         }
         guard let open, let plain = open.codec, UInt64(open.record.round) == round else {
             // No plain round open under this id: the round state machine says why.
-            do { _ = try probe.receive(.update(round: Int(clamping: round), edge: id, now: now)) } catch { throw Self.refusal(error) }
+            let roundNumber = try Self.roundNumber(round)
+            do { _ = try probe.receive(.update(round: roundNumber, edge: id, now: now)) } catch { throw Self.refusal(error) }
             throw ServeRefusal(.failedPrecondition, "round \(round) is not open")
         }
         guard codec == open.plan.codec.id else {
@@ -525,11 +527,19 @@ public actor Coordinator {
             throw ServeRefusal(.invalidArgument, "update of \(payloadBytes) bytes; a \(codec) update of this model's \(parameters) parameters takes "
                 + (exact ? "\(plain.payloadBytes)" : "at most \(plain.maximumPayloadBytes)"))
         }
-        do { _ = try probe.receive(.update(round: Int(clamping: round), edge: id, now: now)) } catch {
+        let roundNumber = try Self.roundNumber(round)
+        do { _ = try probe.receive(.update(round: roundNumber, edge: id, now: now)) } catch {
             throw Self.refusal(error)
         }
         try beginUpload(id)
         return .plain(codec: plain, bytes: exact ? plain.payloadBytes : Int(payloadBytes), exact: exact)
+    }
+
+    /// `round` as the round state machine counts it.
+    /// - Throws: ``ServeRefusal/Kind/failedPrecondition`` for an id beyond any round's, echoed as it was sent.
+    private static func roundNumber(_ round: UInt64) throws(ServeRefusal) -> Int {
+        guard let number = Int(exactly: round) else { throw ServeRefusal(.failedPrecondition, "round \(round) is not open") }
+        return number
     }
 
     /// Takes the edge's one upload slot.
@@ -556,7 +566,8 @@ public actor Coordinator {
         guard delta.count == open.average.length else {
             throw ServeRefusal(.invalidArgument, "update has \(delta.count) values; the round's codec decodes to \(open.average.length)")
         }
-        do { _ = try probe.receive(.update(round: Int(clamping: round), edge: id, now: now)) } catch {
+        let roundNumber = try Self.roundNumber(round)
+        do { _ = try probe.receive(.update(round: roundNumber, edge: id, now: now)) } catch {
             throw Self.refusal(error)
         }
         // Weighed by at most `max_examples`, and no longer than `max_update_norm`: one edge cannot drag the
@@ -583,7 +594,8 @@ public actor Coordinator {
         guard words.count == moments.encoding.wordCount else {
             throw ServeRefusal(.invalidArgument, "moments of \(words.count) words; the round expects \(moments.encoding.wordCount)")
         }
-        do { _ = try probe.receive(.update(round: Int(clamping: round), edge: id, now: now)) } catch { throw Self.refusal(error) }
+        let roundNumber = try Self.roundNumber(round)
+        do { _ = try probe.receive(.update(round: roundNumber, edge: id, now: now)) } catch { throw Self.refusal(error) }
         try record(.moments(edge: id, bytes: bytes, words: words), in: &open)
         for i in moments.sum.indices { moments.sum[i] &+= words[i] }
         moments.edges += 1
@@ -598,7 +610,7 @@ public actor Coordinator {
     /// - Throws: ``ServeRefusal`` for a bad session, round, edge or value, or a second report.
     public func reportEvaluation(id: String, session: String, round: UInt64, examples: UInt64, loss: Double, accuracy: Double) throws(ServeRefusal) {
         try authenticate(id: id, session: session)
-        guard var open, Int(clamping: round) == open.record.round else { throw ServeRefusal(.failedPrecondition, "round \(round) is not open") }
+        guard var open, UInt64(open.record.round) == round else { throw ServeRefusal(.failedPrecondition, "round \(round) is not open") }
         guard case .collecting(_, let selected, _, _)? = machine?.state, selected.contains(id) else {
             throw ServeRefusal(.failedPrecondition, "edge \(id) was not selected for round \(round)")
         }
@@ -1158,7 +1170,8 @@ extension Coordinator {
         guard secure.expectsMaskedInput(from: id), var probe = machine else {
             throw ServeRefusal(.failedPrecondition, "round \(round) takes no masked input from \(id) now")
         }
-        do { _ = try probe.receive(.update(round: Int(clamping: round), edge: id, now: now)) } catch {
+        let roundNumber = try Self.roundNumber(round)
+        do { _ = try probe.receive(.update(round: roundNumber, edge: id, now: now)) } catch {
             throw Self.refusal(error)
         }
         do { try secure.receive(MaskedInput(id: id, round: round, words: words)) } catch { throw Self.refusal(error) }

@@ -71,6 +71,9 @@ import Testing
         (["data", "partition", "--data", "/nonexistent/train.csv", "--clients", "2", "--scheme", "iid", "--out", "/nonexistent/parts"], 1,
          "error: /nonexistent/train.csv: no such file"),
         (["admin", "status", "--token-file", "/nonexistent/token"], 1, "error: /nonexistent/token: no such file"),
+        (["data", "balance"], 64, "Error: give the data file: --data FILE.csv"),
+        (["data", "balance", "--data", "/nonexistent/a.csv"], 1, "error: /nonexistent/a.csv: no such file"),
+        (["data", "balance", "/nonexistent/b.csv"], 1, "error: /nonexistent/b.csv: no such file"),
     ]
 
     @Test(arguments: golden.indices)

@@ -76,8 +76,11 @@ struct DataCommand: ParsableCommand {
             abstract: "Per-class counts and shares of a CSV data set, and its imbalance ratio."
         )
 
-        @Argument(help: ArgumentHelp("Data: header-less CSV, label first.", valueName: "DATA.csv"))
-        var file: String
+        @Option(help: ArgumentHelp("Data: header-less CSV, label first.", valueName: "DATA.csv"))
+        var data: String?
+
+        @Argument(help: ArgumentHelp("The same as --data.", valueName: "DATA.csv"))
+        var file: String?
 
         @Option(parsing: .unconditional, help: "Number of classes to report (default: the largest label plus one).")
         var classes: Int?
@@ -87,11 +90,13 @@ struct DataCommand: ParsableCommand {
 
         func validate() throws {
             if let classes, classes < 1 { throw ValidationError("--classes must be at least 1") }
+            if data == nil, file == nil { throw ValidationError("give the data file: --data FILE.csv") }
+            if data != nil, file != nil { throw ValidationError("give the data file once: --data FILE.csv") }
         }
 
         func run() throws {
             do {
-                let data = try Dataset.loadCSV(path: file)
+                let data = try Dataset.loadCSV(path: self.data ?? file!)
                 let balance = ClassBalance(labels: data.labels, classCount: classes)
                 print(json ? JSONOutput.line(balance) : balance.render())
             } catch {

@@ -102,6 +102,13 @@ import Testing
             #expect(await Self.code { try await Self.submit(connection, a, round: round, payload: Array(good.dropLast(4))) } == .invalidArgument)
             #expect(await Self.code { try await Self.submit(connection, a, round: round, announced: good.count - 8, payload: good) } == .invalidArgument)
             #expect(await Self.code { try await Self.submit(connection, a, round: round + 5, payload: good) } == .failedPrecondition)
+            // A round id beyond Int64 is refused with the id as it was sent, not a clamped one.
+            do {
+                try await Self.submit(connection, a, round: 1 << 63, payload: good)
+                Issue.record("an update for round 2^63 was accepted")
+            } catch let error as RPCError {
+                #expect(error.code == .failedPrecondition && error.message.contains("round 9223372036854775808 "), "\(error)")
+            }
             #expect(await Self.code { try await Self.submit(connection, a, round: round, codec: "q8", payload: good) } == .invalidArgument)
             #expect(await Self.code { try await Self.submit(connection, Edge(id: a.id, session: "forged"), round: round, payload: good) } == .unauthenticated)
             #expect(await Self.code { try await Self.submit(connection, a, round: round, examples: 0, payload: good) } == .invalidArgument)

@@ -224,6 +224,9 @@ import Testing
         }
         // Acknowledged, so it must survive: kill -9 the server with the round half done and start it again.
         fleet.kill9("server")
+        // The journal holds a's update in the clear (secure aggregation is off): it is the owner's alone.
+        let journal = try FileManager.default.attributesOfItem(atPath: fleet.dataDirectory + "/open-round.journal")
+        #expect(journal[.posixPermissions] as? Int == 0o600)
         let second = try fleet.startServer(arguments, name: "server-restarted")
         try await Self.connected(to: second) { connection in
             let a = try await Self.register(connection, "keep-a", examples: 30)

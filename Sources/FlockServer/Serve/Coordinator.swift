@@ -866,6 +866,17 @@ public actor Coordinator {
                 warnIfLossIsFarAboveChance(metrics.loss, round: round, on: "the server holdout")
             }
         }
+        serveCurrentModel()
+        registerGlobalModel(record: open.record)
+        close(open)
+        guard let r = history.last else { return }
+        log("round \(round): \(r.participants) updates aggregated, \(r.dropped) dropped, "
+            + (r.accuracy.map { "accuracy \(String(format: "%.4f", $0)), " } ?? "")
+            + "\(String(format: "%.2f", r.seconds)) s")
+    }
+
+    /// Encodes, hashes and signs the global model as it is now (weights and scaling), for the next plans and fetches.
+    private func serveCurrentModel() {
         do {
             (modelFileBytes, modelBytes, modelHash) = try Self.encodeModel(
                 spec: spec, scaling: scaling, weights: global.weights, version: global.round, download: configuration.downloadCodec)
@@ -873,12 +884,6 @@ public actor Coordinator {
         } catch {
             log("error: \(error.message); the edges keep the previous model")
         }
-        registerGlobalModel(record: open.record)
-        close(open)
-        guard let r = history.last else { return }
-        log("round \(round): \(r.participants) updates aggregated, \(r.dropped) dropped, "
-            + (r.accuracy.map { "accuracy \(String(format: "%.4f", $0)), " } ?? "")
-            + "\(String(format: "%.2f", r.seconds)) s")
     }
 
     /// Fits the model's standardization from a statistics round's totals: the model file (and so its hash)
@@ -892,13 +897,7 @@ public actor Coordinator {
         open.record.state = "completed"
         open.record.participants = participants
         open.record.dropped = open.record.selected - participants
-        do {
-            (modelFileBytes, modelBytes, modelHash) = try Self.encodeModel(
-                spec: spec, scaling: scaling, weights: global.weights, version: global.round, download: configuration.downloadCodec)
-            servedSignature = Self.signature(of: modelHash, registry: registry)
-        } catch {
-            log("error: \(error.message); the edges keep the previous model")
-        }
+        serveCurrentModel()
         log("round \(open.record.round): feature statistics of \(Int(totals.count)) rows from \(participants) edges; "
             + "the model standardizes its inputs from now on")
         close(open)

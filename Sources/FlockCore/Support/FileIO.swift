@@ -115,19 +115,19 @@ public enum FileIO {
     }
 
     /// Creates the folder `path` for one owner's files (mode 0o700) with any missing parents (0o777 narrowed by
-    /// the umask, as `mkdir -p` makes them), or narrows an existing folder of this user's to 0o700.
-    /// - Returns: whether an existing folder that others could read or enter was narrowed.
-    /// - Throws: `io` naming the folder and the system's reason; an existing folder of another user that others
-    ///   can read is refused, since its files would not be private.
+    /// the umask, as `mkdir -p` makes them), or narrows an existing folder of this user's that others could read
+    /// or enter to 0o700. A folder of another user, or a shared one (sticky, as `/tmp`), is left as it is: see
+    /// ``isPrivateDirectory(_:)``.
+    /// - Returns: whether an existing folder was narrowed.
+    /// - Throws: `io` naming the folder and the system's reason.
     @discardableResult
     public static func createPrivateDirectory(_ path: String) throws(CoreError) -> Bool {
         var info = stat()
         if stat(path, &info) == 0 {
             guard info.st_mode & S_IFMT == S_IFDIR else { throw CoreError(.io, "\(path): exists and is not a folder") }
-            guard info.st_mode & 0o077 != 0 else { return false }
+            guard info.st_mode & 0o077 != 0, info.st_uid == geteuid(), info.st_mode & S_ISVTX == 0 else { return false }
             if chmod(path, 0o700) != 0 {
-                throw CoreError(
-                    .io, "\(path): other users can read this folder and it cannot be narrowed to mode 0700 (\(systemErrorText(errno))); use a folder of your own")
+                throw CoreError(.io, "\(path): cannot narrow the folder to mode 0700: \(systemErrorText(errno))")
             }
             return true
         }
@@ -145,6 +145,12 @@ public enum FileIO {
             }
         }
         return false
+    }
+
+    /// Whether `path` is a folder that no other user can read or enter (no group or other bits).
+    public static func isPrivateDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR && info.st_mode & 0o077 == 0
     }
 
     /// Writes every byte, retrying after interruptions. - Returns: 0, or the `errno` that stopped it.

@@ -30,6 +30,8 @@ public enum ServeRuntime {
         umask(0o077)
         if try FileIO.createPrivateDirectory(folder) {
             log("\(folder): narrowed to mode 0700 (it holds models, updates and the admin token)")
+        } else if !FileIO.isPrivateDirectory(folder) {
+            log("warning: other users can list \(folder) (a shared folder, or not yours to narrow); its files are 0600, but give the server a folder of its own")
         }
         let lock = try DirectoryLock(
             directory: folder,

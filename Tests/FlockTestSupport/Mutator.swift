@@ -1,20 +1,20 @@
 import FlockCore
 import Foundation
 
-/// Seeded mutations of a valid input, for the decoders' fuzz tests: bit flips, overwritten, inserted, deleted
+/// Seeded mutations of a valid input, for the fuzz tests of every decoder: bit flips, overwritten, inserted, deleted
 /// and repeated bytes, truncations, and numbers replaced by extreme ones (huge, negative, overflowing, NaN).
 ///
 /// Each test runs ``iterations`` mutated inputs (2,000 unless `FLOCK_FUZZ_ITERATIONS=N` asks for more, to run
 /// longer by hand); a failure names the seed and iteration that reproduce it.
-struct Mutator {
+public struct Mutator {
     /// How many inputs a fuzz test runs.
-    static let iterations: Int = {
+    public static let iterations: Int = {
         let asked = ProcessInfo.processInfo.environment["FLOCK_FUZZ_ITERATIONS"].flatMap { Int($0) }
         return max(asked ?? 2_000, 1)
     }()
 
     /// Tokens that break parsers: extreme numbers, signs, separators, quotes and escapes.
-    static let tokens: [String] = [
+    public static let tokens: [String] = [
         "-1", "0", "-0", "1e308", "-1e308", "1e-320", "nan", "NaN", "inf", "-inf", "9223372036854775807",
         "9223372036854775808", "-9223372036854775808", "18446744073709551616", "99999999999999999999999999",
         "4294967296", "2147483648", "1e10", "0x10", "+", "-", ".", "e", "1e", "\"", "\\", "\\u0000", ",", ",,", "\n",
@@ -24,10 +24,10 @@ struct Mutator {
     private var rng: SeededGenerator
 
     /// A mutator drawing from `seed`.
-    init(seed: UInt64) { rng = SeededGenerator(seed: seed) }
+    public init(seed: UInt64) { rng = SeededGenerator(seed: seed) }
 
     /// `input` with 1 to 4 random mutations.
-    mutating func mutate(_ input: [UInt8]) -> [UInt8] {
+    public mutating func mutate(_ input: [UInt8]) -> [UInt8] {
         var bytes = input
         for _ in 0...rng.nextIndex(below: 4) { mutateOnce(&bytes) }
         return bytes
@@ -75,5 +75,5 @@ struct Mutator {
     }
 
     /// A random index below `bound`.
-    mutating func index(below bound: Int) -> Int { rng.nextIndex(below: bound) }
+    public mutating func index(below bound: Int) -> Int { rng.nextIndex(below: bound) }
 }

@@ -97,7 +97,7 @@ struct Serve: AsyncParsableCommand {
     var roundTimeout: Double?
 
     @Option(
-        name: .customLong("max-message-bytes"),
+        name: .customLong("max-message-bytes"), parsing: .unconditional,
         help: "Largest gRPC message accepted; the transport resets the stream of a larger one, with no status (clients see unavailable or cancelled). [default: 4194304]")
     var maxMessageBytes: Int?
 

@@ -142,8 +142,16 @@ struct Simulate: AsyncParsableCommand {
     var holdoutFraction: Double?
 
     /// The older spelling of --holdout-fraction, still accepted (`serve --holdout` is a file).
-    @Option(name: .customLong("holdout"), parsing: .unconditional, help: .hidden)
+    @Option(name: .customLong("holdout"), parsing: .unconditional, help: .hidden, transform: Self.fraction)
     var legacyHoldout: Double?
+
+    /// A share of rows, as the older --holdout took it; a file name gets a pointer to --eval.
+    private static func fraction(_ text: String) throws -> Double {
+        guard let value = Double(text) else {
+            throw ValidationError("simulate's --holdout is a share of each edge's rows (--holdout-fraction F); the evaluation file is --eval FILE.csv")
+        }
+        return value
+    }
 
     /// --holdout-fraction, under either spelling.
     private var holdout: Double { holdoutFraction ?? legacyHoldout ?? 0.1 }

@@ -75,6 +75,8 @@ import Testing
         (["data", "partition", "--data", "/nonexistent/train.csv", "--clients", "2", "--scheme", "iid", "--out", "/nonexistent/parts"], 1,
          "error: /nonexistent/train.csv: no such file"),
         (["admin", "status", "--token-file", "/nonexistent/token"], 1, "error: /nonexistent/token: no such file"),
+        (["admin", "status", "--server", "1.2.3.4:99999"], 64,
+         "Error: --server: address '1.2.3.4:99999': the port must be a number from 0 to 65535"),
         (["data", "balance"], 64, "Error: give the data file: --data FILE.csv"),
         (["data", "balance", "--data", "/nonexistent/a.csv"], 1, "error: /nonexistent/a.csv: no such file"),
         (["data", "balance", "/nonexistent/b.csv"], 1, "error: /nonexistent/b.csv: no such file"),

@@ -40,6 +40,13 @@ struct Admin: AsyncParsableCommand {
         @Flag(help: "Print JSON instead of a table.")
         var json = false
 
+        func validate() throws {
+            // A malformed address is a usage error (exit 64), like any bad option value.
+            if let server {
+                do { _ = try ServerAddress(parsing: server) } catch { throw ValidationError("--server: \(error.message)") }
+            }
+        }
+
         /// Runs one admin call, turning failures into a one-line error and exit code 1.
         func call<T: Sendable>(
             _ body: @escaping @Sendable (Flock_V1_AdminService.Client<HTTP2ClientTransport.Posix>, Metadata, CallOptions) async throws -> T

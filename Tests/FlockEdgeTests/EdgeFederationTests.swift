@@ -32,9 +32,12 @@ import Testing
         try edges.startEdge("third", run + ["--state-dir", edges.folder + "/other"])
         try edges.wait("the third edge to start") { edges.log("third").contains("connecting to") }
         #expect(edges.isRunning("third"))
-        // The two folders hold two ids.
+        // The two folders hold two ids, and are their owner's alone.
         let ids = try [state, edges.folder + "/other"].map { try String(contentsOfFile: $0 + "/edge.id", encoding: .utf8) }
         #expect(ids[0] != ids[1])
+        for folder in [state, edges.folder + "/other"] {
+            #expect(try FileManager.default.attributesOfItem(atPath: folder)[.posixPermissions] as? Int == 0o700, "\(folder)")
+        }
     }
 
     /// Two edges under one id (in two folders) take the session from each other. Each waits 1 s, 2 s, 4 s, …

@@ -12,14 +12,13 @@ public final class StateFolder: Sendable {
     public let path: String
     private let lock: DirectoryLock
 
-    /// Creates the folder if needed and claims it.
+    /// Creates the folder if needed (mode 0700: it holds the edge's id, its cached models and its error feedback),
+    /// and claims it.
     /// - Throws: ``CoreError/Code/locked`` when another process holds the folder (the message names the folder,
     ///   the holder's process id and `--state-dir`); ``CoreError/Code/io`` when it cannot be created or locked.
     public init(path: String) throws(CoreError) {
         self.path = path
-        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-            throw CoreError(.io, "\(path): cannot create the state folder: \(error.localizedDescription)")
-        }
+        try FileIO.createPrivateDirectory(path)
         do {
             lock = try DirectoryLock(directory: path)
         } catch where error.code == .locked {

@@ -99,27 +99,9 @@ import Testing
     /// Runs `flock-server ARGUMENTS`, killing it if it has not finished after `seconds` (so a server that should
     /// have refused to start fails the test instead of hanging it).
     static func run(_ arguments: [String], seconds: Double) throws -> (status: Int32, output: String, error: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: TestData.executable("flock-server"))
-        process.arguments = arguments
-        let folder = TestData.temporaryFolder()
-        FileManager.default.createFile(atPath: folder + "/out", contents: nil)
-        FileManager.default.createFile(atPath: folder + "/err", contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: folder + "/out"))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: folder + "/err"))
-        try process.run()
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            Issue.record("flock-server \(arguments) was still running after \(seconds) s")
-        }
-        process.waitUntilExit()
-        return (
-            status: process.terminationStatus,
-            output: (try? String(contentsOfFile: folder + "/out", encoding: .utf8)) ?? "",
-            error: (try? String(contentsOfFile: folder + "/err", encoding: .utf8)) ?? "")
+        let result = try TestData.run(TestData.executable("flock-server"), arguments, seconds: seconds)
+        if result.timedOut { Issue.record("flock-server \(arguments) was still running after \(seconds) s") }
+        return (result.status, result.output, result.error)
     }
 
     @Test func anEdgeKilledMidRoundIsDroppedAndTheRoundCompletesWithTheRest() throws {

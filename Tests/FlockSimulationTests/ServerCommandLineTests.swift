@@ -16,27 +16,9 @@ import Testing
     /// Runs `flock-server ARGUMENTS` with help laid out for 80 columns, killing it if it has not finished after
     /// `seconds` (so a command that should have stopped fails the test instead of hanging it).
     static func run(_ arguments: [String], seconds: Double = 300) throws -> (status: Int32, output: String, error: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(["COLUMNS": "80"]) { $1 }
-        let folder = TestData.temporaryFolder()
-        FileManager.default.createFile(atPath: folder + "/out", contents: nil)
-        FileManager.default.createFile(atPath: folder + "/err", contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: folder + "/out"))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: folder + "/err"))
-        try process.run()
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            Issue.record("flock-server \(arguments) was still running after \(seconds) s")
-        }
-        process.waitUntilExit()
-        return (
-            process.terminationStatus, (try? String(contentsOfFile: folder + "/out", encoding: .utf8)) ?? "",
-            (try? String(contentsOfFile: folder + "/err", encoding: .utf8)) ?? ""
-        )
+        let result = try TestData.run(binary, arguments, environment: ["COLUMNS": "80"], seconds: seconds)
+        if result.timedOut { Issue.record("flock-server \(arguments) was still running after \(seconds) s") }
+        return (result.status, result.output, result.error)
     }
 
     /// (arguments, exit status, a line of standard error, exactly).

@@ -64,22 +64,32 @@ extension TestData {
         public var output: String
         /// Standard error.
         public var error: String
+        /// Whether the process was still running at the deadline (it was killed then).
+        public var timedOut = false
     }
 
-    /// Runs an executable to completion and captures its output.
-    public static func run(_ executable: String, _ arguments: [String]) throws -> ProcessResult {
+    /// Runs an executable to completion and captures its output (through files, so that neither stream can fill
+    /// up and stall it), killing it if it still runs after `seconds`: a command that should have stopped fails
+    /// its test instead of hanging it.
+    /// - Parameter environment: variables set on top of this process's.
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:], seconds: Double = 600) throws -> ProcessResult {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+        let folder = temporaryFolder()
+        FileManager.default.createFile(atPath: folder + "/out", contents: nil)
+        FileManager.default.createFile(atPath: folder + "/err", contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: folder + "/out"))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: folder + "/err"))
         try process.run()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        let timedOut = process.isRunning
+        if timedOut { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         return ProcessResult(
-            status: process.terminationStatus, output: String(decoding: outData, as: UTF8.self),
-            error: String(decoding: errData, as: UTF8.self))
+            status: process.terminationStatus, output: (try? String(contentsOfFile: folder + "/out", encoding: .utf8)) ?? "",
+            error: (try? String(contentsOfFile: folder + "/err", encoding: .utf8)) ?? "", timedOut: timedOut)
     }
 }

@@ -103,5 +103,25 @@ import Testing
         let event = try #require(try reader.events(alias: Alias.production).last)
         #expect(event.kind == .rolledBack && event.reason == "test " + Registry.pinCleared(2))
         #expect(try reader.alias(Alias.production)?.pinned == false)
+
+        // A version named as registry commands name it: a hash prefix or an alias, resolved by the server.
+        func change(_ action: Flock_V1_ProductionAction, reference: String, force: Bool = false) async throws(ServeRefusal) -> (message: String, production: Int64?) {
+            var request = Flock_V1_ProductionChange()
+            request.action = action
+            request.reference = reference
+            request.reason = "test"
+            request.force = force
+            return try await coordinator.changeProduction(request)
+        }
+        let second = try reader.version(2)
+        #expect(try await change(.pin, reference: String(second.hash.prefix(8)), force: true).production == 2)
+        #expect(try await change(.rollback, reference: "1").production == 1)
+        #expect(try await change(.pin, reference: "production").message == "production pinned to version 1")
+        do {
+            _ = try await change(.pin, reference: "no-such-alias", force: true)
+            Issue.record("an unknown reference was pinned")
+        } catch {
+            #expect(error.kind == .notFound && error.message.contains("neither a version number, an alias nor a known hash prefix"))
+        }
     }
 }

@@ -107,7 +107,15 @@ extension Coordinator {
         guard !reason.isEmpty, reason.utf8.count <= 1_000 else {
             throw ServeRefusal(.invalidArgument, "--reason is required (at most 1,000 bytes): the audit log records why production moved")
         }
-        let version = Int64(clamping: change.version)
+        let version: Int64
+        if change.reference.isEmpty {
+            version = Int64(clamping: change.version)
+        } else {
+            guard change.reference.utf8.count <= 128 else { throw ServeRefusal(.invalidArgument, "a version reference is at most 128 bytes") }
+            do { version = try registry.reader.resolve(change.reference).id } catch {
+                throw ServeRefusal(error.code == .notFound ? .notFound : .invalidArgument, error.message)
+            }
+        }
         let message: String
         do {
             switch change.action {
@@ -115,7 +123,7 @@ extension Coordinator {
                 try policy.promote(version, actor: "admin", reason: reason, force: change.force)
                 message = "version \(version) promoted to production" + (change.force ? " (forced)" : "")
             case .rollback:
-                let (event, clearedPin) = try policy.rollback(to: change.version == 0 ? nil : version, actor: "admin", reason: reason)
+                let (event, clearedPin) = try policy.rollback(to: version == 0 ? nil : version, actor: "admin", reason: reason)
                 message = "production rolled back to version \(event.version ?? 0)"
                     + (clearedPin.map { "; it was pinned to version \($0): the pin is cleared (admin pin pins it again)" } ?? "")
             case .pin:

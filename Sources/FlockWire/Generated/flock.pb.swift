@@ -1303,6 +1303,10 @@ public nonisolated struct Flock_V1_ProductionChange: Sendable {
   /// promote: override the gate and a pinned production
   public var force: Bool = false
 
+  /// Instead of version: the version as every registry command takes it (a number, an alias such as
+  /// "production", or a hash prefix of at least 6 hex digits), resolved by the server; at most 128 bytes.
+  public var reference: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -3446,7 +3450,7 @@ nonisolated extension Flock_V1_ControlRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Flock_V1_ProductionChange: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ProductionChange"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}action\0\u{1}version\0\u{1}reason\0\u{1}force\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}action\0\u{1}version\0\u{1}reason\0\u{1}force\0\u{1}reference\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3458,6 +3462,7 @@ nonisolated extension Flock_V1_ProductionChange: SwiftProtobuf.Message, SwiftPro
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.version) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.force) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.reference) }()
       default: break
       }
     }
@@ -3476,6 +3481,9 @@ nonisolated extension Flock_V1_ProductionChange: SwiftProtobuf.Message, SwiftPro
     if self.force != false {
       try visitor.visitSingularBoolField(value: self.force, fieldNumber: 4)
     }
+    if !self.reference.isEmpty {
+      try visitor.visitSingularStringField(value: self.reference, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3484,6 +3492,7 @@ nonisolated extension Flock_V1_ProductionChange: SwiftProtobuf.Message, SwiftPro
     if lhs.version != rhs.version {return false}
     if lhs.reason != rhs.reason {return false}
     if lhs.force != rhs.force {return false}
+    if lhs.reference != rhs.reference {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -153,7 +153,8 @@ struct Admin: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Move production to a version now (an accepted one; --force for any, and past a pin).",
             discussion: "Production is then watched against the version it replaced, and rolled back automatically if it does worse on the edges.")
-        @Argument(help: "The version number (flock-server registry list).") var version: UInt64
+        @Argument(help: ArgumentHelp("The version: a number, an alias or a hash prefix, as registry commands take it.", valueName: "VERSION"))
+        var version: String
         @Option(help: "Why (required; recorded in the audit log).") var reason: String
         @Flag(help: "Promote a version the gate did not accept, or past a pinned production.") var force = false
         @OptionGroup var connection: Connection
@@ -166,18 +167,20 @@ struct Admin: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Move production back: to --to VERSION, or to the previous production in the alias history.",
             discussion: "A pinned production is rolled back too: the pin is cleared, and the reply and the audit log say so.")
-        @Option(help: "The version to roll back to (default: the previous production).") var to: UInt64?
+        @Option(help: ArgumentHelp("The version to roll back to: a number, an alias or a hash prefix (default: the previous production).", valueName: "VERSION"))
+        var to: String?
         @Option(help: "Why (required; recorded in the audit log).") var reason: String
         @OptionGroup var connection: Connection
         func run() async throws {
-            try await changeProduction(.rollback, version: to ?? 0, reason: reason, force: false, connection)
+            try await changeProduction(.rollback, version: to ?? "", reason: reason, force: false, connection)
         }
     }
 
     struct Pin: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Pin production to a version (an accepted one; --force for any): no automatic promotion or rollback until unpin.")
-        @Argument(help: "The version number.") var version: UInt64
+        @Argument(help: ArgumentHelp("The version: a number, an alias or a hash prefix, as registry commands take it.", valueName: "VERSION"))
+        var version: String
         @Option(help: "Why (required; recorded in the audit log).") var reason: String
         @Flag(help: "Pin a version the gate did not accept (rejected or still a candidate).") var force = false
         @OptionGroup var connection: Connection
@@ -191,17 +194,17 @@ struct Admin: AsyncParsableCommand {
         @Option(help: "Why (required; recorded in the audit log).") var reason: String
         @OptionGroup var connection: Connection
         func run() async throws {
-            try await changeProduction(.unpin, version: 0, reason: reason, force: false, connection)
+            try await changeProduction(.unpin, version: "", reason: reason, force: false, connection)
         }
     }
 
     static func changeProduction(
-        _ action: Flock_V1_ProductionAction, version: UInt64, reason: String, force: Bool, _ connection: Connection
+        _ action: Flock_V1_ProductionAction, version: String, reason: String, force: Bool, _ connection: Connection
     ) async throws {
         let response = try await connection.call { client, metadata, options in
             var request = Flock_V1_ProductionChange()
             request.action = action
-            request.version = version
+            request.reference = version
             request.reason = reason
             request.force = force
             return try await client.changeProduction(request, metadata: metadata, options: options)

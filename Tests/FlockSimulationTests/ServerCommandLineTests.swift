@@ -282,7 +282,9 @@ import Testing
         USAGE: flock-server simulate <options>
 
         OPTIONS:
-          --train <TRAIN.csv>     Training data, partitioned over the edges. (default:
+          --train, --data <TRAIN.csv>
+                                  Training data, partitioned over the edges (--data, as
+                                  in flock-edge, works too). (default:
                                   data/mnist5k-train.csv)
           --eval <TEST.csv>       Evaluation data, scored after every round. (default:
                                   data/mnist5k-test.csv)

@@ -47,7 +47,9 @@ struct Simulate: AsyncParsableCommand {
             --clients 20 --partition shards --fraction 0.5 --rounds 20 --model 2nn --epochs 1 --batch 10 --lr 0.05
             """)
 
-    @Option(help: ArgumentHelp("Training data, partitioned over the edges.", valueName: "TRAIN.csv"))
+    @Option(
+        name: [.customLong("train"), .customLong("data")],
+        help: ArgumentHelp("Training data, partitioned over the edges (--data, as in flock-edge, works too).", valueName: "TRAIN.csv"))
     var train: String = "data/mnist5k-train.csv"
 
     @Option(help: ArgumentHelp("Evaluation data, scored after every round.", valueName: "TEST.csv"))

@@ -2,7 +2,7 @@
 //
 // Every message has a size bound, enforced by the server before it parses anything (the gRPC transport's
 // maximum message size comes from the server config; the bounds below are per field). Updates and models
-// are byte payloads tagged with a codec id, so that compression (issue 5) and secure aggregation (issue 4)
+// are byte payloads tagged with a codec id, so that compression and secure aggregation
 // change what the bytes mean, not the messages.
 //
 // Regenerate the Swift in Generated/ with `make proto` (Debian's protoc + the plugins built from the

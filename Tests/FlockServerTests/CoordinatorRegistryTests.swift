@@ -79,10 +79,14 @@ import Testing
         let reader = try RegistryReader.openReadOnly(dataDirectory: folder)
         #expect(try reader.versions().map(\.status) == [.rejected, .rejected])
 
-        func change(_ action: Flock_V1_ProductionAction, _ version: UInt64, force: Bool = false) async throws(ServeRefusal) -> (message: String, production: Int64?) {
+        /// An admin's production change of `version`, or of the version `reference` names.
+        func change(
+            _ action: Flock_V1_ProductionAction, _ version: UInt64 = 0, reference: String = "", force: Bool = false
+        ) async throws(ServeRefusal) -> (message: String, production: Int64?) {
             var request = Flock_V1_ProductionChange()
             request.action = action
             request.version = version
+            request.reference = reference
             request.reason = "test"
             request.force = force
             return try await coordinator.changeProduction(request)
@@ -105,14 +109,6 @@ import Testing
         #expect(try reader.alias(Alias.production)?.pinned == false)
 
         // A version named as registry commands name it: a hash prefix or an alias, resolved by the server.
-        func change(_ action: Flock_V1_ProductionAction, reference: String, force: Bool = false) async throws(ServeRefusal) -> (message: String, production: Int64?) {
-            var request = Flock_V1_ProductionChange()
-            request.action = action
-            request.reference = reference
-            request.reason = "test"
-            request.force = force
-            return try await coordinator.changeProduction(request)
-        }
         let second = try reader.version(2)
         #expect(try await change(.pin, reference: String(second.hash.prefix(8)), force: true).production == 2)
         #expect(try await change(.rollback, reference: "1").production == 1)

@@ -57,6 +57,9 @@ import Testing
         (["data", "partition", "--data", "/nonexistent/train.csv", "--clients", "2", "--scheme", "iid", "--out", "/nonexistent/parts"], 1,
          "error: /nonexistent/train.csv: no such file"),
         (["admin", "status", "--token-file", "/nonexistent/token"], 1, "error: /nonexistent/token: no such file"),
+        // Under --json a failure is one JSON object on standard error, as the registry and flock-edge print them.
+        (["admin", "status", "--token-file", "/nonexistent/token", "--json"], 1, #"{"code":1,"error":"/nonexistent/token: no such file"}"#),
+        (["simulate", "--train", "/nonexistent/train.csv", "--rounds", "1", "--json"], 1, #"{"code":1,"error":"/nonexistent/train.csv: no such file"}"#),
         (["admin", "status", "--server", "1.2.3.4:99999"], 64,
          "Error: --server: address '1.2.3.4:99999': the port must be a number from 0 to 65535"),
         (["data", "balance"], 64, "Error: give the data file: --data FILE.csv"),

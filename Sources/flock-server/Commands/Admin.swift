@@ -57,16 +57,20 @@ struct Admin: AsyncParsableCommand {
                 address = try AdminClient.serverAddress(explicit: server, dataDirectory: dataDir)
                 secret = try AdminClient.token(explicit: token, file: tokenFile, dataDirectory: dataDir)
             } catch {
-                StandardError.line("error: \(error.message)")
-                throw ExitCode(1)
+                fail(error.message)
             }
             do {
                 return try await AdminClient.with(server: address, token: secret, body)
             } catch let error as RPCError {
                 let hint = error.code == .unavailable ? " (is `flock-server serve` running at \(address)?)" : ""
-                StandardError.line("error: \(error.message)\(hint)")
-                throw ExitCode(1)
+                fail(error.message + hint)
             }
+        }
+
+        /// Prints a failed call, as `{"code": 1, "error": …}` under `--json`, and exits with code 1.
+        func fail(_ message: String) -> Never {
+            StandardError.line(json ? failureJSON(message, code: 1) : "error: \(message)")
+            Foundation.exit(1)
         }
     }
 

@@ -57,12 +57,6 @@ struct RegistryCommand: ParsableCommand {
         }
     }
 
-    /// An error as `--json` prints it on standard error.
-    struct ErrorJSON: Encodable {
-        var error: String
-        var code: Int32
-    }
-
     /// What the audit log records of a command that writes.
     struct Audit: ParsableArguments {
         @Option(help: "Why (recorded in the audit log).") var reason: String
@@ -73,7 +67,7 @@ struct RegistryCommand: ParsableCommand {
     /// that does not parse).
     static func fail(_ error: RegistryError, json: Bool) -> Never {
         let code: Int32 = error.code == .query ? 2 : 1
-        StandardError.line(json ? JSONOutput.line(ErrorJSON(error: error.message, code: code)) : "error: \(error.message)")
+        StandardError.line(json ? failureJSON(error.message, code: code) : "error: \(error.message)")
         Foundation.exit(code)
     }
 

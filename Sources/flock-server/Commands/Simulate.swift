@@ -243,13 +243,18 @@ struct Simulate: AsyncParsableCommand {
     /// The codec asked for, or the default of the secure-aggregation setting.
     private var codecSpec: CodecSpec { codec ?? (secureAggregation.isOn ? .fixed32 : .f32) }
 
+    /// Reports a failed run on standard error, as `{"code": 1, "error": …}` under `--json`; the exit status to throw.
+    func failure(_ message: String) -> ExitCode {
+        StandardError.line(json ? failureJSON(message, code: 1) : "error: \(message)")
+        return ExitCode(1)
+    }
+
     func run() async throws {
         // The data and state folders hold models and updates: the owner's alone, and one run's at a time.
         umask(0o077)
         let locks: [DirectoryLock]
         do { locks = try Self.lockFolders([dataDir, stateDir].compactMap { $0 }) } catch {
-            StandardError.line("error: \(error.message)")
-            throw ExitCode(1)
+            throw failure(error.message)
         }
         defer { locks.forEach { $0.release() } }
         let spec = codecSpec
@@ -303,11 +308,9 @@ struct Simulate: AsyncParsableCommand {
                 summary = try Simulation(options: options).run(onRound: show)
             }
         } catch let error as CoreError {
-            StandardError.line("error: \(error.message)")
-            throw ExitCode(1)
+            throw failure(error.message)
         } catch {
-            StandardError.line("error: \(error)")
-            throw ExitCode(1)
+            throw failure("\(error)")
         }
         if json {
             print(JSONOutput.line(summary))

@@ -5,24 +5,25 @@ import Testing
 
 import FlockRegistry
 
+/// The policy settings both suites below run with: a gate at 0.5, a 2-point margin, 200 pairs from 3 edges, 4 looks.
+private let settings = PromotionSettings(
+    gate: GateSettings(minimumAccuracy: 0.5, maximumDrop: 0.05),
+    analysis: AnalysisSettings(margin: 0.02, minimumPairs: 200, minimumEdges: 3, looks: 4), shadowShare: 1)
+
+/// An edge's comparison with `onlyServed` and `onlyCompared` discordant rows out of `rows`.
+private func comparison(rows: Int, onlyServed: Int, onlyCompared: Int) -> PairedComparison {
+    var c = PairedComparison()
+    c.onlyServedRight = onlyServed
+    c.onlyComparedRight = onlyCompared
+    c.bothRight = rows - onlyServed - onlyCompared - 10
+    c.bothWrong = 10
+    c.agreements = c.bothRight + 10
+    return c
+}
+
 /// The continual loop on a real registry: the gate, a shadow that promotes, a shadow that rejects, and a
 /// forced bad promotion that the rollback analysis undoes — each step in the audit log with its evidence.
 @Suite struct PromotionPolicyTests {
-    private let settings = PromotionSettings(
-        gate: GateSettings(minimumAccuracy: 0.5, maximumDrop: 0.05),
-        analysis: AnalysisSettings(margin: 0.02, minimumPairs: 200, minimumEdges: 3, looks: 4), shadowShare: 1)
-
-    /// An edge's comparison with `onlyServed` and `onlyCompared` discordant rows out of `rows`.
-    private func comparison(rows: Int, onlyServed: Int, onlyCompared: Int) -> PairedComparison {
-        var c = PairedComparison()
-        c.onlyServedRight = onlyServed
-        c.onlyComparedRight = onlyCompared
-        c.bothRight = rows - onlyServed - onlyCompared - 10
-        c.bothWrong = 10
-        c.agreements = c.bothRight + 10
-        return c
-    }
-
     @Test func theGateAcceptsRejectsAndTheFirstAcceptedBecomesProduction() throws {
         let registry = try Registry(dataDirectory: TestData.temporaryFolder())
         let policy = try PromotionPolicy(registry: registry, settings: settings)
@@ -108,20 +109,6 @@ import FlockRegistry
 /// Continuous training: a new version every round, while analyses need time; pins and rollbacks an operator
 /// makes; and the operator told when an analysis's evidence cannot reach its first look.
 @Suite struct PromotionQueueTests {
-    private let settings = PromotionSettings(
-        gate: GateSettings(minimumAccuracy: 0.5, maximumDrop: 0.05),
-        analysis: AnalysisSettings(margin: 0.02, minimumPairs: 200, minimumEdges: 3, looks: 4), shadowShare: 1)
-
-    private func comparison(rows: Int, onlyServed: Int, onlyCompared: Int) -> PairedComparison {
-        var c = PairedComparison()
-        c.onlyServedRight = onlyServed
-        c.onlyComparedRight = onlyCompared
-        c.bothRight = rows - onlyServed - onlyCompared - 10
-        c.bothWrong = 10
-        c.agreements = c.bothRight + 10
-        return c
-    }
-
     @Test func manyCandidatesInARowTheFirstAnalysisStillConcludesAndProductionMoves() throws {
         let registry = try Registry(dataDirectory: TestData.temporaryFolder())
         let policy = try PromotionPolicy(registry: registry, settings: settings)

@@ -8,19 +8,6 @@ import FlockRegistry
 
 /// `registry query`: results on a real registry, and errors that point at the offending token.
 @Suite struct RegistryQueryTests {
-    private func registry() throws -> Registry {
-        let registry = try Registry(dataDirectory: TestData.temporaryFolder())
-        let accuracies = [0.70, 0.91, 0.88, 0.95, nil, 0.93]
-        for (i, accuracy) in accuracies.enumerated() {
-            try registry.register(try newVersion(
-                seed: UInt64(i + 1), parent: i > 0 ? Int64(i) : nil, round: (i + 1) * 5, accuracy: accuracy,
-                tags: i % 2 == 0 ? ["team": "vision", "size": "\(i * 10)"] : ["team": "speech"]))
-        }
-        try registry.setStatus(of: 4, to: .accepted, actor: "gate", reason: "ok")
-        try registry.promote(4, actor: "policy", reason: "best")
-        return registry
-    }
-
     @Test func queriesSelectOrderAndLimit() throws {
         let reader = try registry().reader
         #expect(try reader.query("accuracy >= 0.9 and round > 10 order by accuracy desc limit 5").map(\.id) == [4, 6])
@@ -73,8 +60,8 @@ import FlockRegistry
         }
     }
 
-    /// Six versions, version i created on 2026-12-0i at i:00:00.5 UTC.
-    private func datedRegistry() throws -> Registry {
+    /// Six versions, version i created on 2026-12-0i at i:00:00.5 UTC; version 4 accepted and in production.
+    private func registry() throws -> Registry {
         let moment = SetClock()
         let registry = try Registry(dataDirectory: TestData.temporaryFolder(), clock: { moment.seconds })
         let accuracies = [0.70, 0.91, 0.88, 0.95, nil, 0.93]
@@ -90,7 +77,7 @@ import FlockRegistry
     }
 
     @Test func hashTakesAPrefixAsEveryVersionArgumentDoes() throws {
-        let reader = try datedRegistry().reader
+        let reader = try registry().reader
         let third = try reader.version(3).hash
         let fifth = try reader.version(5).hash
         #expect(try reader.query("hash = \"\(third.prefix(6))\"").map(\.id) == [3])
@@ -104,7 +91,7 @@ import FlockRegistry
     }
 
     @Test func createdComparesAsTheDateItIsShownAs() throws {
-        let reader = try datedRegistry().reader
+        let reader = try registry().reader
         #expect(RegistryReport.time(try reader.version(3).createdAt) == "2026-12-03T03:00:00Z")
         #expect(try reader.query("created = 2026-12-03").map(\.id) == [3])
         #expect(try reader.query("created = \"2026-12-03T03:00:00Z\"").map(\.id) == [3])
@@ -125,7 +112,7 @@ import FlockRegistry
     }
 
     @Test func inAndBetween() throws {
-        let reader = try datedRegistry().reader
+        let reader = try registry().reader
         #expect(try reader.query("round in (5, 15, 30)").map(\.id) == [6, 3, 1])
         #expect(try reader.query("round not in (5, 15, 30)").map(\.id) == [5, 4, 2])
         #expect(try reader.query("accuracy between 0.88 and 0.93").map(\.id) == [6, 3, 2])
@@ -141,7 +128,7 @@ import FlockRegistry
     }
 
     @Test func nestingIsBoundedWithAParseErrorAtTheTokenPastTheBound() throws {
-        let reader = try datedRegistry().reader
+        let reader = try registry().reader
         let bound = RegistryQuery.maximumDepth
         // At the bound, every shape of nesting still runs on SQLite.
         let deepest = [
@@ -176,7 +163,7 @@ import FlockRegistry
     /// Random and mutated queries: the parser never crashes, and either refuses a query with a parse error or
     /// gives SQL that SQLite runs. 2,000 queries in the suite; FLOCK_FUZZ_ITERATIONS=N runs N.
     @Test func fuzzedQueriesParseOrFailWithAParseError() throws {
-        let reader = try datedRegistry().reader
+        let reader = try registry().reader
         let iterations = ProcessInfo.processInfo.environment["FLOCK_FUZZ_ITERATIONS"].flatMap(Int.init) ?? 2_000
         let seed = ProcessInfo.processInfo.environment["FLOCK_FUZZ_SEED"].flatMap(UInt64.init) ?? 17
         var random = SeededGenerator(seed: seed)

@@ -246,6 +246,7 @@ func refusing<T: Sendable>(_ body: () async throws(ServeRefusal) -> T) async thr
         case .notFound: code = .notFound
         case .unavailable: code = .unavailable
         case .resourceExhausted: code = .resourceExhausted
+        case .permissionDenied: code = .permissionDenied
         }
         throw RPCError(code: code, message: error.message)
     }

@@ -17,6 +17,8 @@ public struct ServeRefusal: Error, Sendable, Equatable, CustomStringConvertible 
         case unavailable
         /// A per-edge limit is reached (one update stream at a time): finish the other call first.
         case resourceExhausted
+        /// The caller is known but not allowed this: a revoked device, a certificate naming another edge.
+        case permissionDenied
     }
 
     /// The kind.

@@ -11,6 +11,6 @@ struct FlockEdgeCommand: AsyncParsableCommand {
             run takes part in federated training with a flock-server; the other commands work on this machine alone.
             """,
         version: "0.1.0",
-        subcommands: [Run.self, Train.self, Evaluate.self, Predict.self, DataCommand.self]
+        subcommands: [Enrol.self, Run.self, Train.self, Evaluate.self, Predict.self, DataCommand.self]
     )
 }

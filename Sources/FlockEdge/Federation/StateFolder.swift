@@ -1,4 +1,6 @@
 import FlockCore
+import FlockCrypto
+import FlockWire
 import Foundation
 
 /// The state folder of one `flock-edge run` process (`--state-dir`), claimed for the process's whole life.
@@ -32,6 +34,19 @@ public final class StateFolder: Sendable {
 
     /// Whether this process still holds the folder.
     public var isHeld: Bool { lock.isHeld }
+
+    /// The edge's id kept in the folder (`edge.id`), generated and stored on first use.
+    /// - Throws: ``CoreError/Code/io`` when it cannot be stored.
+    public func edgeId() throws(CoreError) -> String {
+        let file = path + "/edge.id"
+        if let bytes = try? FileIO.read(file) {
+            let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if WireLimits.isValidEdgeId(text) { return text }
+        }
+        let fresh = "edge-" + SecureRandom.token(byteCount: 4)
+        try FileIO.writeAtomically(Array((fresh + "\n").utf8), to: file)
+        return fresh
+    }
 
     /// The process id the holder wrote into the lock file, if any.
     private static func holder(lockFile: String) -> Int32? {

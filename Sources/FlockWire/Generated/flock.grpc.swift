@@ -160,6 +160,45 @@ public enum Flock_V1_EdgeService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "Enrol" metadata.
+        public enum Enrol: Sendable {
+            /// Request type for "Enrol".
+            public typealias Input = Flock_V1_EnrolRequest
+            /// Response type for "Enrol".
+            public typealias Output = Flock_V1_EnrolResponse
+            /// Descriptor for "Enrol".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "flock.v1.EdgeService"),
+                method: "Enrol",
+                type: .unary
+            )
+        }
+        /// Namespace for "RenewCertificate" metadata.
+        public enum RenewCertificate: Sendable {
+            /// Request type for "RenewCertificate".
+            public typealias Input = Flock_V1_RenewCertificateRequest
+            /// Response type for "RenewCertificate".
+            public typealias Output = Flock_V1_EnrolResponse
+            /// Descriptor for "RenewCertificate".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "flock.v1.EdgeService"),
+                method: "RenewCertificate",
+                type: .unary
+            )
+        }
+        /// Namespace for "Leave" metadata.
+        public enum Leave: Sendable {
+            /// Request type for "Leave".
+            public typealias Input = Flock_V1_LeaveRequest
+            /// Response type for "Leave".
+            public typealias Output = Flock_V1_LeaveResponse
+            /// Descriptor for "Leave".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "flock.v1.EdgeService"),
+                method: "Leave",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "flock.v1.EdgeService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Register.descriptor,
@@ -171,7 +210,10 @@ public enum Flock_V1_EdgeService: Sendable {
             ShareKeys.descriptor,
             AwaitSecAgg.descriptor,
             RevealShares.descriptor,
-            ReportEvidence.descriptor
+            ReportEvidence.descriptor,
+            Enrol.descriptor,
+            RenewCertificate.descriptor,
+            Leave.descriptor
         ]
     }
 }
@@ -383,6 +425,63 @@ extension Flock_V1_EdgeService {
             request: GRPCCore.StreamingServerRequest<Flock_V1_EvidenceReport>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_EvidenceAck>
+
+        /// Handle the "Enrol" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Device identity. Enrol: a one-time token and a certificate request for a key made on the device buy a
+        /// > short-lived device certificate whose subject alternative name carries the edge id; every later call is made
+        /// > over mutual TLS with it. The only call an edge may make without a certificate.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Flock_V1_EnrolRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Flock_V1_EnrolResponse` messages.
+        func enrol(
+            request: GRPCCore.StreamingServerRequest<Flock_V1_EnrolRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_EnrolResponse>
+
+        /// Handle the "RenewCertificate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A new certificate for the same identity, before the one presented expires (over mutual TLS).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Flock_V1_RenewCertificateRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Flock_V1_EnrolResponse` messages.
+        func renewCertificate(
+            request: GRPCCore.StreamingServerRequest<Flock_V1_RenewCertificateRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_EnrolResponse>
+
+        /// Handle the "Leave" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The edge is shutting down: the server ends its session and drops it from membership at once (from an open
+        /// > round too, as if it had gone silent), instead of waiting for the edge timeout.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Flock_V1_LeaveRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Flock_V1_LeaveResponse` messages.
+        func leave(
+            request: GRPCCore.StreamingServerRequest<Flock_V1_LeaveRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_LeaveResponse>
     }
 
     /// Service protocol for the "flock.v1.EdgeService" service.
@@ -578,6 +677,63 @@ extension Flock_V1_EdgeService {
             request: GRPCCore.ServerRequest<Flock_V1_EvidenceReport>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Flock_V1_EvidenceAck>
+
+        /// Handle the "Enrol" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Device identity. Enrol: a one-time token and a certificate request for a key made on the device buy a
+        /// > short-lived device certificate whose subject alternative name carries the edge id; every later call is made
+        /// > over mutual TLS with it. The only call an edge may make without a certificate.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_EnrolRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Flock_V1_EnrolResponse` message.
+        func enrol(
+            request: GRPCCore.ServerRequest<Flock_V1_EnrolRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Flock_V1_EnrolResponse>
+
+        /// Handle the "RenewCertificate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A new certificate for the same identity, before the one presented expires (over mutual TLS).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_RenewCertificateRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Flock_V1_EnrolResponse` message.
+        func renewCertificate(
+            request: GRPCCore.ServerRequest<Flock_V1_RenewCertificateRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Flock_V1_EnrolResponse>
+
+        /// Handle the "Leave" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The edge is shutting down: the server ends its session and drops it from membership at once (from an open
+        /// > round too, as if it had gone silent), instead of waiting for the edge timeout.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_LeaveRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Flock_V1_LeaveResponse` message.
+        func leave(
+            request: GRPCCore.ServerRequest<Flock_V1_LeaveRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Flock_V1_LeaveResponse>
     }
 
     /// Simple service protocol for the "flock.v1.EdgeService" service.
@@ -772,6 +928,63 @@ extension Flock_V1_EdgeService {
             request: Flock_V1_EvidenceReport,
             context: GRPCCore.ServerContext
         ) async throws -> Flock_V1_EvidenceAck
+
+        /// Handle the "Enrol" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Device identity. Enrol: a one-time token and a certificate request for a key made on the device buy a
+        /// > short-lived device certificate whose subject alternative name carries the edge id; every later call is made
+        /// > over mutual TLS with it. The only call an edge may make without a certificate.
+        ///
+        /// - Parameters:
+        ///   - request: A `Flock_V1_EnrolRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Flock_V1_EnrolResponse` to respond with.
+        func enrol(
+            request: Flock_V1_EnrolRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Flock_V1_EnrolResponse
+
+        /// Handle the "RenewCertificate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A new certificate for the same identity, before the one presented expires (over mutual TLS).
+        ///
+        /// - Parameters:
+        ///   - request: A `Flock_V1_RenewCertificateRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Flock_V1_EnrolResponse` to respond with.
+        func renewCertificate(
+            request: Flock_V1_RenewCertificateRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Flock_V1_EnrolResponse
+
+        /// Handle the "Leave" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The edge is shutting down: the server ends its session and drops it from membership at once (from an open
+        /// > round too, as if it had gone silent), instead of waiting for the edge timeout.
+        ///
+        /// - Parameters:
+        ///   - request: A `Flock_V1_LeaveRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Flock_V1_LeaveResponse` to respond with.
+        func leave(
+            request: Flock_V1_LeaveRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Flock_V1_LeaveResponse
     }
 }
 
@@ -889,6 +1102,39 @@ extension Flock_V1_EdgeService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Flock_V1_EdgeService.Method.Enrol.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_EnrolRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_EnrolResponse>(),
+            handler: { request, context in
+                try await self.enrol(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Flock_V1_EdgeService.Method.RenewCertificate.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_RenewCertificateRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_EnrolResponse>(),
+            handler: { request, context in
+                try await self.renewCertificate(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Flock_V1_EdgeService.Method.Leave.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_LeaveRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_LeaveResponse>(),
+            handler: { request, context in
+                try await self.leave(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -999,6 +1245,39 @@ extension Flock_V1_EdgeService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_EvidenceAck> {
         let response = try await self.reportEvidence(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func enrol(
+        request: GRPCCore.StreamingServerRequest<Flock_V1_EnrolRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_EnrolResponse> {
+        let response = try await self.enrol(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func renewCertificate(
+        request: GRPCCore.StreamingServerRequest<Flock_V1_RenewCertificateRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_EnrolResponse> {
+        let response = try await self.renewCertificate(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func leave(
+        request: GRPCCore.StreamingServerRequest<Flock_V1_LeaveRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_LeaveResponse> {
+        let response = try await self.leave(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1136,6 +1415,45 @@ extension Flock_V1_EdgeService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Flock_V1_EvidenceAck> {
         return GRPCCore.ServerResponse<Flock_V1_EvidenceAck>(
             message: try await self.reportEvidence(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func enrol(
+        request: GRPCCore.ServerRequest<Flock_V1_EnrolRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Flock_V1_EnrolResponse> {
+        return GRPCCore.ServerResponse<Flock_V1_EnrolResponse>(
+            message: try await self.enrol(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func renewCertificate(
+        request: GRPCCore.ServerRequest<Flock_V1_RenewCertificateRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Flock_V1_EnrolResponse> {
+        return GRPCCore.ServerResponse<Flock_V1_EnrolResponse>(
+            message: try await self.renewCertificate(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func leave(
+        request: GRPCCore.ServerRequest<Flock_V1_LeaveRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Flock_V1_LeaveResponse> {
+        return GRPCCore.ServerResponse<Flock_V1_LeaveResponse>(
+            message: try await self.leave(
                 request: request.message,
                 context: context
             ),
@@ -1387,6 +1705,78 @@ extension Flock_V1_EdgeService {
             deserializer: some GRPCCore.MessageDeserializer<Flock_V1_EvidenceAck>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_EvidenceAck>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Enrol" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Device identity. Enrol: a one-time token and a certificate request for a key made on the device buy a
+        /// > short-lived device certificate whose subject alternative name carries the edge id; every later call is made
+        /// > over mutual TLS with it. The only call an edge may make without a certificate.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_EnrolRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_EnrolRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_EnrolResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func enrol<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_EnrolRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_EnrolRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_EnrolResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_EnrolResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RenewCertificate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A new certificate for the same identity, before the one presented expires (over mutual TLS).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_RenewCertificateRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_RenewCertificateRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_EnrolResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func renewCertificate<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_RenewCertificateRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_RenewCertificateRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_EnrolResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_EnrolResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Leave" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The edge is shutting down: the server ends its session and drops it from membership at once (from an open
+        /// > round too, as if it had gone silent), instead of waiting for the edge timeout.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_LeaveRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_LeaveRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_LeaveResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func leave<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_LeaveRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_LeaveRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_LeaveResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_LeaveResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1749,6 +2139,111 @@ extension Flock_V1_EdgeService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "Enrol" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Device identity. Enrol: a one-time token and a certificate request for a key made on the device buy a
+        /// > short-lived device certificate whose subject alternative name carries the edge id; every later call is made
+        /// > over mutual TLS with it. The only call an edge may make without a certificate.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_EnrolRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_EnrolRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_EnrolResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func enrol<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_EnrolRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_EnrolRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_EnrolResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_EnrolResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Flock_V1_EdgeService.Method.Enrol.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RenewCertificate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A new certificate for the same identity, before the one presented expires (over mutual TLS).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_RenewCertificateRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_RenewCertificateRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_EnrolResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func renewCertificate<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_RenewCertificateRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_RenewCertificateRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_EnrolResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_EnrolResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Flock_V1_EdgeService.Method.RenewCertificate.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Leave" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The edge is shutting down: the server ends its session and drops it from membership at once (from an open
+        /// > round too, as if it had gone silent), instead of waiting for the edge timeout.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_LeaveRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_LeaveRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_LeaveResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func leave<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_LeaveRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_LeaveRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_LeaveResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_LeaveResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Flock_V1_EdgeService.Method.Leave.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -2044,6 +2539,96 @@ extension Flock_V1_EdgeService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_EvidenceReport>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_EvidenceAck>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Enrol" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Device identity. Enrol: a one-time token and a certificate request for a key made on the device buy a
+    /// > short-lived device certificate whose subject alternative name carries the edge id; every later call is made
+    /// > over mutual TLS with it. The only call an edge may make without a certificate.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Flock_V1_EnrolRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func enrol<Result>(
+        request: GRPCCore.ClientRequest<Flock_V1_EnrolRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_EnrolResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.enrol(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_EnrolRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_EnrolResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RenewCertificate" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A new certificate for the same identity, before the one presented expires (over mutual TLS).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Flock_V1_RenewCertificateRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func renewCertificate<Result>(
+        request: GRPCCore.ClientRequest<Flock_V1_RenewCertificateRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_EnrolResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.renewCertificate(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_RenewCertificateRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_EnrolResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Leave" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The edge is shutting down: the server ends its session and drops it from membership at once (from an open
+    /// > round too, as if it had gone silent), instead of waiting for the edge timeout.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Flock_V1_LeaveRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func leave<Result>(
+        request: GRPCCore.ClientRequest<Flock_V1_LeaveRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_LeaveResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.leave(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_LeaveRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_LeaveResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -2387,6 +2972,108 @@ extension Flock_V1_EdgeService.ClientProtocol {
             onResponse: handleResponse
         )
     }
+
+    /// Call the "Enrol" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Device identity. Enrol: a one-time token and a certificate request for a key made on the device buy a
+    /// > short-lived device certificate whose subject alternative name carries the edge id; every later call is made
+    /// > over mutual TLS with it. The only call an edge may make without a certificate.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func enrol<Result>(
+        _ message: Flock_V1_EnrolRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_EnrolResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Flock_V1_EnrolRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.enrol(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RenewCertificate" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A new certificate for the same identity, before the one presented expires (over mutual TLS).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func renewCertificate<Result>(
+        _ message: Flock_V1_RenewCertificateRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_EnrolResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Flock_V1_RenewCertificateRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.renewCertificate(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Leave" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The edge is shutting down: the server ends its session and drops it from membership at once (from an open
+    /// > round too, as if it had gone silent), instead of waiting for the edge timeout.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func leave<Result>(
+        _ message: Flock_V1_LeaveRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_LeaveResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Flock_V1_LeaveRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.leave(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
 }
 
 // MARK: - flock.v1.AdminService
@@ -2476,6 +3163,97 @@ public enum Flock_V1_AdminService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "CreateEnrolmentTokens" metadata.
+        public enum CreateEnrolmentTokens: Sendable {
+            /// Request type for "CreateEnrolmentTokens".
+            public typealias Input = Flock_V1_CreateEnrolmentTokensRequest
+            /// Response type for "CreateEnrolmentTokens".
+            public typealias Output = Flock_V1_CreateEnrolmentTokensResponse
+            /// Descriptor for "CreateEnrolmentTokens".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "flock.v1.AdminService"),
+                method: "CreateEnrolmentTokens",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListDevices" metadata.
+        public enum ListDevices: Sendable {
+            /// Request type for "ListDevices".
+            public typealias Input = Flock_V1_ListDevicesRequest
+            /// Response type for "ListDevices".
+            public typealias Output = Flock_V1_ListDevicesResponse
+            /// Descriptor for "ListDevices".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "flock.v1.AdminService"),
+                method: "ListDevices",
+                type: .unary
+            )
+        }
+        /// Namespace for "RevokeDevice" metadata.
+        public enum RevokeDevice: Sendable {
+            /// Request type for "RevokeDevice".
+            public typealias Input = Flock_V1_RevokeDeviceRequest
+            /// Response type for "RevokeDevice".
+            public typealias Output = Flock_V1_DeviceInfo
+            /// Descriptor for "RevokeDevice".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "flock.v1.AdminService"),
+                method: "RevokeDevice",
+                type: .unary
+            )
+        }
+        /// Namespace for "CreateAdminToken" metadata.
+        public enum CreateAdminToken: Sendable {
+            /// Request type for "CreateAdminToken".
+            public typealias Input = Flock_V1_CreateAdminTokenRequest
+            /// Response type for "CreateAdminToken".
+            public typealias Output = Flock_V1_CreateAdminTokenResponse
+            /// Descriptor for "CreateAdminToken".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "flock.v1.AdminService"),
+                method: "CreateAdminToken",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListAdminTokens" metadata.
+        public enum ListAdminTokens: Sendable {
+            /// Request type for "ListAdminTokens".
+            public typealias Input = Flock_V1_ListAdminTokensRequest
+            /// Response type for "ListAdminTokens".
+            public typealias Output = Flock_V1_ListAdminTokensResponse
+            /// Descriptor for "ListAdminTokens".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "flock.v1.AdminService"),
+                method: "ListAdminTokens",
+                type: .unary
+            )
+        }
+        /// Namespace for "RevokeAdminToken" metadata.
+        public enum RevokeAdminToken: Sendable {
+            /// Request type for "RevokeAdminToken".
+            public typealias Input = Flock_V1_RevokeAdminTokenRequest
+            /// Response type for "RevokeAdminToken".
+            public typealias Output = Flock_V1_AdminTokenInfo
+            /// Descriptor for "RevokeAdminToken".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "flock.v1.AdminService"),
+                method: "RevokeAdminToken",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListAudit" metadata.
+        public enum ListAudit: Sendable {
+            /// Request type for "ListAudit".
+            public typealias Input = Flock_V1_ListAuditRequest
+            /// Response type for "ListAudit".
+            public typealias Output = Flock_V1_ListAuditResponse
+            /// Descriptor for "ListAudit".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "flock.v1.AdminService"),
+                method: "ListAudit",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "flock.v1.AdminService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Status.descriptor,
@@ -2483,7 +3261,14 @@ public enum Flock_V1_AdminService: Sendable {
             ListRounds.descriptor,
             ShowRound.descriptor,
             Control.descriptor,
-            ChangeProduction.descriptor
+            ChangeProduction.descriptor,
+            CreateEnrolmentTokens.descriptor,
+            ListDevices.descriptor,
+            RevokeDevice.descriptor,
+            CreateAdminToken.descriptor,
+            ListAdminTokens.descriptor,
+            RevokeAdminToken.descriptor,
+            ListAudit.descriptor
         ]
     }
 }
@@ -2601,6 +3386,117 @@ extension Flock_V1_AdminService {
             request: GRPCCore.StreamingServerRequest<Flock_V1_ProductionChange>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_ProductionChangeResponse>
+
+        /// Handle the "CreateEnrolmentTokens" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Device identity: one-time enrolment tokens, and the enrolled devices (list, revoke).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Flock_V1_CreateEnrolmentTokensRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Flock_V1_CreateEnrolmentTokensResponse` messages.
+        func createEnrolmentTokens(
+            request: GRPCCore.StreamingServerRequest<Flock_V1_CreateEnrolmentTokensRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_CreateEnrolmentTokensResponse>
+
+        /// Handle the "ListDevices" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Flock_V1_ListDevicesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Flock_V1_ListDevicesResponse` messages.
+        func listDevices(
+            request: GRPCCore.StreamingServerRequest<Flock_V1_ListDevicesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_ListDevicesResponse>
+
+        /// Handle the "RevokeDevice" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Flock_V1_RevokeDeviceRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Flock_V1_DeviceInfo` messages.
+        func revokeDevice(
+            request: GRPCCore.StreamingServerRequest<Flock_V1_RevokeDeviceRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_DeviceInfo>
+
+        /// Handle the "CreateAdminToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Admin tokens, each with a role (viewer: reads; operator: reads and acts). Operator only; a token is shown
+        /// > once, at creation; the server keeps its SHA-256.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Flock_V1_CreateAdminTokenRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Flock_V1_CreateAdminTokenResponse` messages.
+        func createAdminToken(
+            request: GRPCCore.StreamingServerRequest<Flock_V1_CreateAdminTokenRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_CreateAdminTokenResponse>
+
+        /// Handle the "ListAdminTokens" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Flock_V1_ListAdminTokensRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Flock_V1_ListAdminTokensResponse` messages.
+        func listAdminTokens(
+            request: GRPCCore.StreamingServerRequest<Flock_V1_ListAdminTokensRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_ListAdminTokensResponse>
+
+        /// Handle the "RevokeAdminToken" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Flock_V1_RevokeAdminTokenRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Flock_V1_AdminTokenInfo` messages.
+        func revokeAdminToken(
+            request: GRPCCore.StreamingServerRequest<Flock_V1_RevokeAdminTokenRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_AdminTokenInfo>
+
+        /// Handle the "ListAudit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The audit log: every operator action, who did it, when, and how it ended. Viewers may read it.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Flock_V1_ListAuditRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Flock_V1_ListAuditResponse` messages.
+        func listAudit(
+            request: GRPCCore.StreamingServerRequest<Flock_V1_ListAuditRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_ListAuditResponse>
     }
 
     /// Service protocol for the "flock.v1.AdminService" service.
@@ -2702,6 +3598,117 @@ extension Flock_V1_AdminService {
             request: GRPCCore.ServerRequest<Flock_V1_ProductionChange>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Flock_V1_ProductionChangeResponse>
+
+        /// Handle the "CreateEnrolmentTokens" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Device identity: one-time enrolment tokens, and the enrolled devices (list, revoke).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_CreateEnrolmentTokensRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Flock_V1_CreateEnrolmentTokensResponse` message.
+        func createEnrolmentTokens(
+            request: GRPCCore.ServerRequest<Flock_V1_CreateEnrolmentTokensRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Flock_V1_CreateEnrolmentTokensResponse>
+
+        /// Handle the "ListDevices" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_ListDevicesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Flock_V1_ListDevicesResponse` message.
+        func listDevices(
+            request: GRPCCore.ServerRequest<Flock_V1_ListDevicesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Flock_V1_ListDevicesResponse>
+
+        /// Handle the "RevokeDevice" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_RevokeDeviceRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Flock_V1_DeviceInfo` message.
+        func revokeDevice(
+            request: GRPCCore.ServerRequest<Flock_V1_RevokeDeviceRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Flock_V1_DeviceInfo>
+
+        /// Handle the "CreateAdminToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Admin tokens, each with a role (viewer: reads; operator: reads and acts). Operator only; a token is shown
+        /// > once, at creation; the server keeps its SHA-256.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_CreateAdminTokenRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Flock_V1_CreateAdminTokenResponse` message.
+        func createAdminToken(
+            request: GRPCCore.ServerRequest<Flock_V1_CreateAdminTokenRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Flock_V1_CreateAdminTokenResponse>
+
+        /// Handle the "ListAdminTokens" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_ListAdminTokensRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Flock_V1_ListAdminTokensResponse` message.
+        func listAdminTokens(
+            request: GRPCCore.ServerRequest<Flock_V1_ListAdminTokensRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Flock_V1_ListAdminTokensResponse>
+
+        /// Handle the "RevokeAdminToken" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_RevokeAdminTokenRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Flock_V1_AdminTokenInfo` message.
+        func revokeAdminToken(
+            request: GRPCCore.ServerRequest<Flock_V1_RevokeAdminTokenRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Flock_V1_AdminTokenInfo>
+
+        /// Handle the "ListAudit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The audit log: every operator action, who did it, when, and how it ended. Viewers may read it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_ListAuditRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Flock_V1_ListAuditResponse` message.
+        func listAudit(
+            request: GRPCCore.ServerRequest<Flock_V1_ListAuditRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Flock_V1_ListAuditResponse>
     }
 
     /// Simple service protocol for the "flock.v1.AdminService" service.
@@ -2801,6 +3808,117 @@ extension Flock_V1_AdminService {
             request: Flock_V1_ProductionChange,
             context: GRPCCore.ServerContext
         ) async throws -> Flock_V1_ProductionChangeResponse
+
+        /// Handle the "CreateEnrolmentTokens" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Device identity: one-time enrolment tokens, and the enrolled devices (list, revoke).
+        ///
+        /// - Parameters:
+        ///   - request: A `Flock_V1_CreateEnrolmentTokensRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Flock_V1_CreateEnrolmentTokensResponse` to respond with.
+        func createEnrolmentTokens(
+            request: Flock_V1_CreateEnrolmentTokensRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Flock_V1_CreateEnrolmentTokensResponse
+
+        /// Handle the "ListDevices" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Flock_V1_ListDevicesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Flock_V1_ListDevicesResponse` to respond with.
+        func listDevices(
+            request: Flock_V1_ListDevicesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Flock_V1_ListDevicesResponse
+
+        /// Handle the "RevokeDevice" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Flock_V1_RevokeDeviceRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Flock_V1_DeviceInfo` to respond with.
+        func revokeDevice(
+            request: Flock_V1_RevokeDeviceRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Flock_V1_DeviceInfo
+
+        /// Handle the "CreateAdminToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Admin tokens, each with a role (viewer: reads; operator: reads and acts). Operator only; a token is shown
+        /// > once, at creation; the server keeps its SHA-256.
+        ///
+        /// - Parameters:
+        ///   - request: A `Flock_V1_CreateAdminTokenRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Flock_V1_CreateAdminTokenResponse` to respond with.
+        func createAdminToken(
+            request: Flock_V1_CreateAdminTokenRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Flock_V1_CreateAdminTokenResponse
+
+        /// Handle the "ListAdminTokens" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Flock_V1_ListAdminTokensRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Flock_V1_ListAdminTokensResponse` to respond with.
+        func listAdminTokens(
+            request: Flock_V1_ListAdminTokensRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Flock_V1_ListAdminTokensResponse
+
+        /// Handle the "RevokeAdminToken" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Flock_V1_RevokeAdminTokenRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Flock_V1_AdminTokenInfo` to respond with.
+        func revokeAdminToken(
+            request: Flock_V1_RevokeAdminTokenRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Flock_V1_AdminTokenInfo
+
+        /// Handle the "ListAudit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The audit log: every operator action, who did it, when, and how it ended. Viewers may read it.
+        ///
+        /// - Parameters:
+        ///   - request: A `Flock_V1_ListAuditRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Flock_V1_ListAuditResponse` to respond with.
+        func listAudit(
+            request: Flock_V1_ListAuditRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Flock_V1_ListAuditResponse
     }
 }
 
@@ -2874,6 +3992,83 @@ extension Flock_V1_AdminService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Flock_V1_AdminService.Method.CreateEnrolmentTokens.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_CreateEnrolmentTokensRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_CreateEnrolmentTokensResponse>(),
+            handler: { request, context in
+                try await self.createEnrolmentTokens(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Flock_V1_AdminService.Method.ListDevices.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_ListDevicesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_ListDevicesResponse>(),
+            handler: { request, context in
+                try await self.listDevices(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Flock_V1_AdminService.Method.RevokeDevice.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_RevokeDeviceRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_DeviceInfo>(),
+            handler: { request, context in
+                try await self.revokeDevice(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Flock_V1_AdminService.Method.CreateAdminToken.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_CreateAdminTokenRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_CreateAdminTokenResponse>(),
+            handler: { request, context in
+                try await self.createAdminToken(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Flock_V1_AdminService.Method.ListAdminTokens.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_ListAdminTokensRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_ListAdminTokensResponse>(),
+            handler: { request, context in
+                try await self.listAdminTokens(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Flock_V1_AdminService.Method.RevokeAdminToken.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_RevokeAdminTokenRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_AdminTokenInfo>(),
+            handler: { request, context in
+                try await self.revokeAdminToken(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Flock_V1_AdminService.Method.ListAudit.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_ListAuditRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_ListAuditResponse>(),
+            handler: { request, context in
+                try await self.listAudit(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -2940,6 +4135,83 @@ extension Flock_V1_AdminService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_ProductionChangeResponse> {
         let response = try await self.changeProduction(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createEnrolmentTokens(
+        request: GRPCCore.StreamingServerRequest<Flock_V1_CreateEnrolmentTokensRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_CreateEnrolmentTokensResponse> {
+        let response = try await self.createEnrolmentTokens(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listDevices(
+        request: GRPCCore.StreamingServerRequest<Flock_V1_ListDevicesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_ListDevicesResponse> {
+        let response = try await self.listDevices(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func revokeDevice(
+        request: GRPCCore.StreamingServerRequest<Flock_V1_RevokeDeviceRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_DeviceInfo> {
+        let response = try await self.revokeDevice(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createAdminToken(
+        request: GRPCCore.StreamingServerRequest<Flock_V1_CreateAdminTokenRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_CreateAdminTokenResponse> {
+        let response = try await self.createAdminToken(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listAdminTokens(
+        request: GRPCCore.StreamingServerRequest<Flock_V1_ListAdminTokensRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_ListAdminTokensResponse> {
+        let response = try await self.listAdminTokens(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func revokeAdminToken(
+        request: GRPCCore.StreamingServerRequest<Flock_V1_RevokeAdminTokenRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_AdminTokenInfo> {
+        let response = try await self.revokeAdminToken(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listAudit(
+        request: GRPCCore.StreamingServerRequest<Flock_V1_ListAuditRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Flock_V1_ListAuditResponse> {
+        let response = try await self.listAudit(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -3021,6 +4293,97 @@ extension Flock_V1_AdminService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Flock_V1_ProductionChangeResponse> {
         return GRPCCore.ServerResponse<Flock_V1_ProductionChangeResponse>(
             message: try await self.changeProduction(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createEnrolmentTokens(
+        request: GRPCCore.ServerRequest<Flock_V1_CreateEnrolmentTokensRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Flock_V1_CreateEnrolmentTokensResponse> {
+        return GRPCCore.ServerResponse<Flock_V1_CreateEnrolmentTokensResponse>(
+            message: try await self.createEnrolmentTokens(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listDevices(
+        request: GRPCCore.ServerRequest<Flock_V1_ListDevicesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Flock_V1_ListDevicesResponse> {
+        return GRPCCore.ServerResponse<Flock_V1_ListDevicesResponse>(
+            message: try await self.listDevices(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func revokeDevice(
+        request: GRPCCore.ServerRequest<Flock_V1_RevokeDeviceRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Flock_V1_DeviceInfo> {
+        return GRPCCore.ServerResponse<Flock_V1_DeviceInfo>(
+            message: try await self.revokeDevice(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createAdminToken(
+        request: GRPCCore.ServerRequest<Flock_V1_CreateAdminTokenRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Flock_V1_CreateAdminTokenResponse> {
+        return GRPCCore.ServerResponse<Flock_V1_CreateAdminTokenResponse>(
+            message: try await self.createAdminToken(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listAdminTokens(
+        request: GRPCCore.ServerRequest<Flock_V1_ListAdminTokensRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Flock_V1_ListAdminTokensResponse> {
+        return GRPCCore.ServerResponse<Flock_V1_ListAdminTokensResponse>(
+            message: try await self.listAdminTokens(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func revokeAdminToken(
+        request: GRPCCore.ServerRequest<Flock_V1_RevokeAdminTokenRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Flock_V1_AdminTokenInfo> {
+        return GRPCCore.ServerResponse<Flock_V1_AdminTokenInfo>(
+            message: try await self.revokeAdminToken(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listAudit(
+        request: GRPCCore.ServerRequest<Flock_V1_ListAuditRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Flock_V1_ListAuditResponse> {
+        return GRPCCore.ServerResponse<Flock_V1_ListAuditResponse>(
+            message: try await self.listAudit(
                 request: request.message,
                 context: context
             ),
@@ -3158,6 +4521,152 @@ extension Flock_V1_AdminService {
             deserializer: some GRPCCore.MessageDeserializer<Flock_V1_ProductionChangeResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_ProductionChangeResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateEnrolmentTokens" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Device identity: one-time enrolment tokens, and the enrolled devices (list, revoke).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_CreateEnrolmentTokensRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_CreateEnrolmentTokensRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_CreateEnrolmentTokensResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createEnrolmentTokens<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_CreateEnrolmentTokensRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_CreateEnrolmentTokensRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_CreateEnrolmentTokensResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_CreateEnrolmentTokensResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListDevices" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_ListDevicesRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_ListDevicesRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_ListDevicesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listDevices<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_ListDevicesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_ListDevicesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_ListDevicesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_ListDevicesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RevokeDevice" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_RevokeDeviceRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_RevokeDeviceRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_DeviceInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func revokeDevice<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_RevokeDeviceRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_RevokeDeviceRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_DeviceInfo>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_DeviceInfo>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateAdminToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Admin tokens, each with a role (viewer: reads; operator: reads and acts). Operator only; a token is shown
+        /// > once, at creation; the server keeps its SHA-256.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_CreateAdminTokenRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_CreateAdminTokenRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_CreateAdminTokenResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createAdminToken<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_CreateAdminTokenRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_CreateAdminTokenRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_CreateAdminTokenResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_CreateAdminTokenResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListAdminTokens" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_ListAdminTokensRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_ListAdminTokensRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_ListAdminTokensResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listAdminTokens<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_ListAdminTokensRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_ListAdminTokensRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_ListAdminTokensResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_ListAdminTokensResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RevokeAdminToken" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_RevokeAdminTokenRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_RevokeAdminTokenRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_AdminTokenInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func revokeAdminToken<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_RevokeAdminTokenRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_RevokeAdminTokenRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_AdminTokenInfo>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_AdminTokenInfo>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListAudit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The audit log: every operator action, who did it, when, and how it ended. Viewers may read it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_ListAuditRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_ListAuditRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_ListAuditResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listAudit<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_ListAuditRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_ListAuditRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_ListAuditResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_ListAuditResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -3364,6 +4873,229 @@ extension Flock_V1_AdminService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "CreateEnrolmentTokens" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Device identity: one-time enrolment tokens, and the enrolled devices (list, revoke).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_CreateEnrolmentTokensRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_CreateEnrolmentTokensRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_CreateEnrolmentTokensResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createEnrolmentTokens<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_CreateEnrolmentTokensRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_CreateEnrolmentTokensRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_CreateEnrolmentTokensResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_CreateEnrolmentTokensResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Flock_V1_AdminService.Method.CreateEnrolmentTokens.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListDevices" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_ListDevicesRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_ListDevicesRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_ListDevicesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listDevices<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_ListDevicesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_ListDevicesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_ListDevicesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_ListDevicesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Flock_V1_AdminService.Method.ListDevices.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RevokeDevice" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_RevokeDeviceRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_RevokeDeviceRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_DeviceInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func revokeDevice<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_RevokeDeviceRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_RevokeDeviceRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_DeviceInfo>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_DeviceInfo>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Flock_V1_AdminService.Method.RevokeDevice.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CreateAdminToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Admin tokens, each with a role (viewer: reads; operator: reads and acts). Operator only; a token is shown
+        /// > once, at creation; the server keeps its SHA-256.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_CreateAdminTokenRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_CreateAdminTokenRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_CreateAdminTokenResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createAdminToken<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_CreateAdminTokenRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_CreateAdminTokenRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_CreateAdminTokenResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_CreateAdminTokenResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Flock_V1_AdminService.Method.CreateAdminToken.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListAdminTokens" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_ListAdminTokensRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_ListAdminTokensRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_ListAdminTokensResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listAdminTokens<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_ListAdminTokensRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_ListAdminTokensRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_ListAdminTokensResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_ListAdminTokensResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Flock_V1_AdminService.Method.ListAdminTokens.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RevokeAdminToken" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_RevokeAdminTokenRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_RevokeAdminTokenRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_AdminTokenInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func revokeAdminToken<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_RevokeAdminTokenRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_RevokeAdminTokenRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_AdminTokenInfo>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_AdminTokenInfo>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Flock_V1_AdminService.Method.RevokeAdminToken.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListAudit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The audit log: every operator action, who did it, when, and how it ended. Viewers may read it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Flock_V1_ListAuditRequest` message.
+        ///   - serializer: A serializer for `Flock_V1_ListAuditRequest` messages.
+        ///   - deserializer: A deserializer for `Flock_V1_ListAuditResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listAudit<Result>(
+            request: GRPCCore.ClientRequest<Flock_V1_ListAuditRequest>,
+            serializer: some GRPCCore.MessageSerializer<Flock_V1_ListAuditRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Flock_V1_ListAuditResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_ListAuditResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Flock_V1_AdminService.Method.ListAudit.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -3523,6 +5255,194 @@ extension Flock_V1_AdminService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_ProductionChange>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_ProductionChangeResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateEnrolmentTokens" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Device identity: one-time enrolment tokens, and the enrolled devices (list, revoke).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Flock_V1_CreateEnrolmentTokensRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createEnrolmentTokens<Result>(
+        request: GRPCCore.ClientRequest<Flock_V1_CreateEnrolmentTokensRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_CreateEnrolmentTokensResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createEnrolmentTokens(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_CreateEnrolmentTokensRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_CreateEnrolmentTokensResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListDevices" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Flock_V1_ListDevicesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listDevices<Result>(
+        request: GRPCCore.ClientRequest<Flock_V1_ListDevicesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_ListDevicesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listDevices(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_ListDevicesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_ListDevicesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RevokeDevice" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Flock_V1_RevokeDeviceRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func revokeDevice<Result>(
+        request: GRPCCore.ClientRequest<Flock_V1_RevokeDeviceRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_DeviceInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.revokeDevice(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_RevokeDeviceRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_DeviceInfo>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateAdminToken" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Admin tokens, each with a role (viewer: reads; operator: reads and acts). Operator only; a token is shown
+    /// > once, at creation; the server keeps its SHA-256.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Flock_V1_CreateAdminTokenRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createAdminToken<Result>(
+        request: GRPCCore.ClientRequest<Flock_V1_CreateAdminTokenRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_CreateAdminTokenResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createAdminToken(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_CreateAdminTokenRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_CreateAdminTokenResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListAdminTokens" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Flock_V1_ListAdminTokensRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listAdminTokens<Result>(
+        request: GRPCCore.ClientRequest<Flock_V1_ListAdminTokensRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_ListAdminTokensResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listAdminTokens(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_ListAdminTokensRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_ListAdminTokensResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RevokeAdminToken" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Flock_V1_RevokeAdminTokenRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func revokeAdminToken<Result>(
+        request: GRPCCore.ClientRequest<Flock_V1_RevokeAdminTokenRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_AdminTokenInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.revokeAdminToken(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_RevokeAdminTokenRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_AdminTokenInfo>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListAudit" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The audit log: every operator action, who did it, when, and how it ended. Viewers may read it.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Flock_V1_ListAuditRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listAudit<Result>(
+        request: GRPCCore.ClientRequest<Flock_V1_ListAuditRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_ListAuditResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listAudit(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Flock_V1_ListAuditRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Flock_V1_ListAuditResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -3708,6 +5628,222 @@ extension Flock_V1_AdminService.ClientProtocol {
             metadata: metadata
         )
         return try await self.changeProduction(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateEnrolmentTokens" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Device identity: one-time enrolment tokens, and the enrolled devices (list, revoke).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createEnrolmentTokens<Result>(
+        _ message: Flock_V1_CreateEnrolmentTokensRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_CreateEnrolmentTokensResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Flock_V1_CreateEnrolmentTokensRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createEnrolmentTokens(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListDevices" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listDevices<Result>(
+        _ message: Flock_V1_ListDevicesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_ListDevicesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Flock_V1_ListDevicesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listDevices(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RevokeDevice" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func revokeDevice<Result>(
+        _ message: Flock_V1_RevokeDeviceRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_DeviceInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Flock_V1_RevokeDeviceRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.revokeDevice(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateAdminToken" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Admin tokens, each with a role (viewer: reads; operator: reads and acts). Operator only; a token is shown
+    /// > once, at creation; the server keeps its SHA-256.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createAdminToken<Result>(
+        _ message: Flock_V1_CreateAdminTokenRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_CreateAdminTokenResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Flock_V1_CreateAdminTokenRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createAdminToken(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListAdminTokens" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listAdminTokens<Result>(
+        _ message: Flock_V1_ListAdminTokensRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_ListAdminTokensResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Flock_V1_ListAdminTokensRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listAdminTokens(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RevokeAdminToken" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func revokeAdminToken<Result>(
+        _ message: Flock_V1_RevokeAdminTokenRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_AdminTokenInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Flock_V1_RevokeAdminTokenRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.revokeAdminToken(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListAudit" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The audit log: every operator action, who did it, when, and how it ended. Viewers may read it.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listAudit<Result>(
+        _ message: Flock_V1_ListAuditRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Flock_V1_ListAuditResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Flock_V1_ListAuditRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listAudit(
             request: request,
             options: options,
             onResponse: handleResponse

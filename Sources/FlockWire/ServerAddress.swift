@@ -1,5 +1,4 @@
 import FlockCore
-import GRPCNIOTransportHTTP2
 
 /// A server's `HOST:PORT`, as given to `--listen` and `--server` (`127.0.0.1:7070`, `localhost:7070`,
 /// `[::1]:7070`). Port 0 asks the operating system for a free port when listening.
@@ -50,26 +49,4 @@ public struct ServerAddress: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
-}
-
-extension ServerAddress {
-    /// A plaintext HTTP/2 client transport to this address (IP literals as such, other names through DNS).
-    /// - Throws: ``CoreError/Code/invalidArgument`` when no resolver accepts the address.
-    public func clientTransport(
-        config: HTTP2ClientTransport.Posix.Config = .defaults
-    ) throws(CoreError) -> HTTP2ClientTransport.Posix {
-        let target: any ResolvableTarget
-        if isIPv4 {
-            target = .ipv4(address: host, port: port)
-        } else if isIPv6 {
-            target = .ipv6(address: host, port: port)
-        } else {
-            target = .dns(host: host, port: port)
-        }
-        do {
-            return try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext, config: config)
-        } catch {
-            throw CoreError(.invalidArgument, "server \(self): \(error)")
-        }
-    }
 }

@@ -42,7 +42,7 @@ public enum AdminClient {
     /// Connects to `server`, runs `body` with the admin client and the call metadata, and closes.
     public static func with<T: Sendable>(
         server: ServerAddress, token: String,
-        _ body: @escaping @Sendable (Flock_V1_AdminService.Client<HTTP2ClientTransport.Posix>, Metadata, CallOptions) async throws -> T
+        _ body: @escaping @Sendable (Flock_V1_AdminService.Client<ServerClientTransport>, Metadata, CallOptions) async throws -> T
     ) async throws -> T {
         let transport = try server.clientTransport()
         return try await withGRPCClient(transport: transport) { client in

@@ -49,7 +49,7 @@ struct Admin: AsyncParsableCommand {
 
         /// Runs one admin call, turning failures into a one-line error and exit code 1.
         func call<T: Sendable>(
-            _ body: @escaping @Sendable (Flock_V1_AdminService.Client<HTTP2ClientTransport.Posix>, Metadata, CallOptions) async throws -> T
+            _ body: @escaping @Sendable (Flock_V1_AdminService.Client<ServerClientTransport>, Metadata, CallOptions) async throws -> T
         ) async throws -> T {
             let address: ServerAddress
             let secret: String

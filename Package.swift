@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
@@ -50,6 +52,9 @@ let package = Package(
 
         // Worker threads for parallel loops (woken in microseconds, unlike libdispatch's idle pool).
         .target(name: "FlockParallel"),
+
+        // The log handlers both executables bootstrap swift-log with: text (one line per event) or JSON lines.
+        .target(name: "FlockLogging", dependencies: [.product(name: "Logging", package: "swift-log")]),
 
         // Safe Swift over libsodium (and OpenSSL's libcrypto for its faster ChaCha20 keystream).
         .target(name: "FlockCrypto", dependencies: ["CSodium", "CLibCrypto", "FlockParallel"]),
@@ -84,18 +89,22 @@ let package = Package(
         .target(
             name: "FlockEdge",
             dependencies: [
-                "FlockCore", "FlockCrypto", "FlockWire", "FlockSecAgg", "FlockCompression",
+                "FlockCore", "FlockCrypto", "FlockWire", "FlockSecAgg", "FlockCompression", "FlockLogging",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
             name: "FlockServer",
             dependencies: [
-                "FlockCore", "FlockCrypto", "FlockWire", "FlockSecAgg", "FlockCompression", "FlockRegistry",
+                "FlockCore", "FlockCrypto", "FlockWire", "FlockSecAgg", "FlockCompression", "FlockRegistry", "FlockLogging",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -116,29 +125,36 @@ let package = Package(
         .target(
             name: "FlockSimulation",
             dependencies: [
-                "FlockServer", "FlockEdge", "FlockCore", "FlockCrypto", "FlockWire", "FlockSecAgg", "FlockCompression",
+                "FlockServer", "FlockEdge", "FlockCore", "FlockCrypto", "FlockWire", "FlockSecAgg", "FlockCompression", "FlockLogging",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
         // Thin executables.
         .executableTarget(
             name: "flock-edge",
-            dependencies: ["FlockEdge", "FlockWire", "FlockCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "FlockEdge", "FlockWire", "FlockCrypto", "FlockLogging", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .executableTarget(
             name: "flock-server",
             dependencies: [
-                "FlockServer", "FlockSimulation", "FlockWire", "FlockCrypto", "FlockCompression", "FlockRegistry",
+                "FlockServer", "FlockSimulation", "FlockWire", "FlockCrypto", "FlockCompression", "FlockRegistry", "FlockLogging",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
         ),
 
         // Shared test helpers: data paths, temporary folders, running the built executables.
-        .target(name: "FlockTestSupport", dependencies: ["FlockCore"], path: "Tests/FlockTestSupport"),
+        .target(
+            name: "FlockTestSupport", dependencies: ["FlockCore", .product(name: "Logging", package: "swift-log")], path: "Tests/FlockTestSupport"),
         .testTarget(name: "FlockParallelTests", dependencies: ["FlockParallel"]),
         .testTarget(name: "FlockCryptoTests", dependencies: ["FlockCrypto"]),
         .testTarget(name: "FlockCoreTests", dependencies: ["FlockCore", "FlockTestSupport"]),

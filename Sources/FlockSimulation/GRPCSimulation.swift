@@ -1,11 +1,13 @@
 import FlockCompression
 import FlockCore
 import FlockEdge
+import FlockLogging
 import FlockServer
 import FlockWire
 import Foundation
 import GRPCCore
 import GRPCInProcessTransport
+import Logging
 import Synchronization
 
 /// `flock-server simulate --transport grpc`: the serving code itself, end to end, in one process. The
@@ -87,7 +89,7 @@ public struct GRPCSimulation: Sendable {
         configuration.clipNorm = o.plan.clipNorm ?? 0
         configuration.seed = o.seed
 
-        let coordinator = try Coordinator(configuration: configuration, waitForStart: true, log: { _ in })
+        let coordinator = try Coordinator(configuration: configuration, waitForStart: true, logger: .disabled(label: "flock.simulation.server"))
         // Training rounds only: a statistics round (`--scale standardize`) makes no model.
         let done = (await coordinator.rounds()).filter { $0.state == "completed" && $0.kind == nil }.count
         let transport = InProcessTransport()
@@ -101,7 +103,7 @@ public struct GRPCSimulation: Sendable {
                 onAccepted: { round, update in trainingSeconds.withLock { $0[round, default: 0] += update.seconds } })
             // Without --data-dir nobody looks at the registry: the edges need not serve or compare its versions.
             agentOptions.followsDeployment = o.registryFolder != nil
-            return try EdgeAgent(options: agentOptions, data: train.subset(rows), connection: connection, slots: slots, log: { _ in })
+            return try EdgeAgent(options: agentOptions, data: train.subset(rows), connection: connection, slots: slots, logger: .disabled(label: "flock.simulation.edge"))
         }
 
         return try await withThrowingTaskGroup(of: Void.self) { group in

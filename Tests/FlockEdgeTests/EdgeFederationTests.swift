@@ -119,7 +119,8 @@ import Testing
         let state = edges.folder + "/edge"
         let arguments = ["--heartbeat", "0.3", "--wait-for-start"]
         let server = try edges.startServer("a", dataDirectory: edges.folder + "/a", arguments)
-        try edges.startEdge("edge", ["run", "--server", server, "--data", Self.digits, "--id", "e", "--state-dir", state])
+        // At debug level the edge's lines carry its id.
+        try edges.startEdge("edge", ["run", "--server", server, "--data", Self.digits, "--id", "e", "--state-dir", state, "--log-level", "debug"])
         try edges.wait("the edge to register") { edges.log("edge").contains("e: registered") }
         #expect(edges.log("edge").contains("e: pinned the server's model-signing key in \(state)/server-signing.pub"))
 

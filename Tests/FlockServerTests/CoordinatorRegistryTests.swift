@@ -15,7 +15,7 @@ import Testing
         configuration.roundTimeout = 2
         configuration.edgeTimeout = 5
         let time = ManualTime()
-        let coordinator = try Coordinator(configuration: configuration, clock: time.clock, log: { _ in })
+        let coordinator = try Coordinator(configuration: configuration, clock: time.clock, logger: LogCapture.silent)
         var sessions = try await CoordinatorTests.registerIdle(coordinator, [("a", 10), ("b", 10)])
         let n = await coordinator.parameterCount
 
@@ -49,7 +49,7 @@ import Testing
 
         // A restarted server finds the current model's version (round 3's, the second completed) as the parent
         // of the next.
-        let restarted = try Coordinator(configuration: configuration, clock: time.clock, log: { _ in })
+        let restarted = try Coordinator(configuration: configuration, clock: time.clock, logger: LogCapture.silent)
         sessions = try await CoordinatorTests.registerIdle(restarted, [("a", 10), ("b", 10)])
         for id in ["a", "b"] {
             try await restarted.submit(id: id, session: sessions[id]!, round: 4, examples: 10, delta: [Float](repeating: 0.1, count: n), bytes: 1)
@@ -67,7 +67,7 @@ import Testing
         var configuration = CoordinatorTests.configuration(folder: folder, minimum: 2)
         // No holdout to check min_accuracy against: the gate rejects every version.
         configuration.promotion.gate.minimumAccuracy = 0.99
-        let coordinator = try Coordinator(configuration: configuration, clock: ManualTime().clock, log: { _ in })
+        let coordinator = try Coordinator(configuration: configuration, clock: ManualTime().clock, logger: LogCapture.silent)
         let sessions = try await CoordinatorTests.registerIdle(coordinator, [("a", 10), ("b", 10)])
         let n = await coordinator.parameterCount
         for round in 1...2 {

@@ -3,7 +3,6 @@ import FlockServer
 import FlockTestSupport
 import FlockWire
 import Foundation
-import Synchronization
 import Testing
 
 /// What the coordinator does when an admin, a misfitting edge, a hostile edge or a failing disk gets in the way of
@@ -18,7 +17,7 @@ import Testing
 
     @Test func aPauseLetsTheOpenRoundFinish() async throws {
         let time = ManualTime()
-        let coordinator = try Coordinator(configuration: Base.configuration(folder: TestData.temporaryFolder()), clock: time.clock, log: { _ in })
+        let coordinator = try Coordinator(configuration: Base.configuration(folder: TestData.temporaryFolder()), clock: time.clock, logger: LogCapture.silent)
         let a = try await coordinator.register(id: "a", examples: 10)
         let b = try await coordinator.register(id: "b", examples: 10)
         let planA = try #require(Base.plan(try await coordinator.heartbeat(id: "a", session: a.session, status: .idle, round: 0)))
@@ -47,10 +46,10 @@ import Testing
 
     @Test func anEdgeThatDeclinesIsNotWaitedForNorSelectedUntilItRegistersAgain() async throws {
         let time = ManualTime()
-        let lines = LogLines()
+        let log = LogCapture()
         // Started by the admin once all three are registered, so that the round selects all three.
         let coordinator = try Coordinator(
-            configuration: Base.configuration(folder: TestData.temporaryFolder()), waitForStart: true, clock: time.clock, log: { lines.append($0) })
+            configuration: Base.configuration(folder: TestData.temporaryFolder()), waitForStart: true, clock: time.clock, logger: log.logger())
         var sessions = [String: String]()
         for id in ["a", "b", "c"] { sessions[id] = try await coordinator.register(id: id, examples: 10).session }
         _ = try await coordinator.control(.start)
@@ -59,7 +58,8 @@ import Testing
         let left = try await coordinator.heartbeat(
             id: "c", session: sessions["c"]!, status: .declined, round: round, reason: "rows have 30 features but the model takes 6")
         guard case .retry? = left.reply else { Issue.record("expected a retry, got \(left)"); return }
-        #expect(lines.all.contains { $0.contains("edge c declined (rows have 30 features but the model takes 6)") })
+        // Logged with the edge's id as metadata only (shown at debug level), never in the message.
+        #expect(log.all.contains { $0.message.contains("an edge declined (rows have 30 features but the model takes 6)") && $0.metadata["edge"] == "c" })
         #expect(await coordinator.clients().first { $0.edgeID == "c" }?.state == "declined")
 
         // The two others complete the round at once: nobody waits for c.
@@ -85,7 +85,7 @@ import Testing
         var configuration = Base.configuration(folder: TestData.temporaryFolder())
         configuration.maximumExamples = 100
         configuration.maximumUpdateNorm = 2
-        let coordinator = try Coordinator(configuration: configuration, clock: ManualTime().clock, log: { _ in })
+        let coordinator = try Coordinator(configuration: configuration, clock: ManualTime().clock, logger: LogCapture.silent)
         // A claim of 2^40 examples at registration is weighed as the cap.
         let sessions = try await Base.registerIdle(coordinator, [("a", 1 << 40), ("b", 10)])
         #expect(await coordinator.clients().first { $0.edgeID == "a" }?.exampleCount == 100)
@@ -107,7 +107,7 @@ import Testing
 
     @Test func inputsAreRefusedWhileTheRoundsJournalCannotStartAndNeverGoToAnotherRounds() async throws {
         let folder = TestData.temporaryFolder()
-        let coordinator = try Coordinator(configuration: Base.configuration(folder: folder), clock: ManualTime().clock, log: { _ in })
+        let coordinator = try Coordinator(configuration: Base.configuration(folder: folder), clock: ManualTime().clock, logger: LogCapture.silent)
         // A directory where the journal goes: starting it fails, as on a full disk.
         let journalPath = folder + "/" + RoundJournal.fileName
         try FileManager.default.createDirectory(atPath: journalPath + "/blocked", withIntermediateDirectories: true)
@@ -129,7 +129,7 @@ import Testing
     @Test func noRoundOpensUntilTheLastOneIsInTheCheckpoint() async throws {
         let folder = TestData.temporaryFolder()
         let time = ManualTime()
-        let coordinator = try Coordinator(configuration: Base.configuration(folder: folder), clock: time.clock, log: { _ in })
+        let coordinator = try Coordinator(configuration: Base.configuration(folder: folder), clock: time.clock, logger: LogCapture.silent)
         // A directory where the checkpoint goes: writing it fails.
         let checkpoint = folder + "/" + RoundCheckpoint.fileName
         try FileManager.default.createDirectory(atPath: checkpoint + "/blocked", withIntermediateDirectories: true)
@@ -160,7 +160,7 @@ import Testing
     }
 
     @Test func anEdgeHasOneUploadAtATime() async throws {
-        let coordinator = try Coordinator(configuration: Base.configuration(folder: TestData.temporaryFolder()), clock: ManualTime().clock, log: { _ in })
+        let coordinator = try Coordinator(configuration: Base.configuration(folder: TestData.temporaryFolder()), clock: ManualTime().clock, logger: LogCapture.silent)
         let sessions = try await Base.registerIdle(coordinator, [("a", 10), ("b", 10)])
         let bytes = UInt64(await coordinator.parameterCount * 4)
         _ = try await coordinator.checkUpload(id: "a", session: sessions["a"]!, round: 1, codec: "f32", payloadBytes: bytes)
@@ -177,7 +177,7 @@ import Testing
         let time = ManualTime()
         // More edges needed than will ever be connected: no round holds the silent ones.
         let configuration = Base.configuration(folder: TestData.temporaryFolder(), minimum: 100)
-        let coordinator = try Coordinator(configuration: configuration, clock: time.clock, log: { _ in })
+        let coordinator = try Coordinator(configuration: configuration, clock: time.clock, logger: LogCapture.silent)
         for i in 0..<50 { _ = try await coordinator.register(id: "fake-\(i)", examples: 1) }
         let kept = try await coordinator.register(id: "kept", examples: 1)
         #expect(await coordinator.clients().count == 51)
@@ -191,7 +191,7 @@ import Testing
     }
 
     @Test func roundIdsBeyondAnyRoundAreEchoedAsSent() async throws {
-        let coordinator = try Coordinator(configuration: Base.configuration(folder: TestData.temporaryFolder()), clock: ManualTime().clock, log: { _ in })
+        let coordinator = try Coordinator(configuration: Base.configuration(folder: TestData.temporaryFolder()), clock: ManualTime().clock, logger: LogCapture.silent)
         let sessions = try await Base.registerIdle(coordinator, [("a", 10), ("b", 10)])
         let zero = await Self.zeros(coordinator)
         for round in [UInt64.max, UInt64(Int.max) + 1] {
@@ -205,16 +205,9 @@ import Testing
     }
 
     @Test func aPollForSecureStepsInAPlainRoundSaysSo() async throws {
-        let coordinator = try Coordinator(configuration: Base.configuration(folder: TestData.temporaryFolder()), clock: ManualTime().clock, log: { _ in })
+        let coordinator = try Coordinator(configuration: Base.configuration(folder: TestData.temporaryFolder()), clock: ManualTime().clock, logger: LogCapture.silent)
         let sessions = try await Base.registerIdle(coordinator, [("a", 10), ("b", 10)])
         let step = try await coordinator.awaitSecAgg(id: "a", session: sessions["a"]!, round: 1, phase: .roster)
         #expect(step.aborted == "round 1 does not use secure aggregation")
     }
-}
-
-/// Log lines collected from the coordinator's callback.
-final class LogLines: Sendable {
-    private let lines = Mutex<[String]>([])
-    func append(_ line: String) { lines.withLock { $0.append(line) } }
-    var all: [String] { lines.withLock { $0 } }
 }

@@ -62,7 +62,7 @@ final class ManualTime: Sendable {
 
     @Test func aRoundAggregatesTheExampleWeightedMeanAndRefusalsChangeNothing() async throws {
         let folder = TestData.temporaryFolder()
-        let coordinator = try Coordinator(configuration: Self.configuration(folder: folder), clock: ManualTime().clock, log: { _ in })
+        let coordinator = try Coordinator(configuration: Self.configuration(folder: folder), clock: ManualTime().clock, logger: LogCapture.silent)
         let a = try await coordinator.register(id: "a", examples: 30)
         let b = try await coordinator.register(id: "b", examples: 10)
         let planA = try #require(Self.plan(try await coordinator.heartbeat(id: "a", session: a.session, status: .idle, round: 0)))
@@ -124,7 +124,7 @@ final class ManualTime: Sendable {
         var configuration = Self.configuration(folder: TestData.temporaryFolder())
         // Lossless: the served model keeps the file's own hash, but travels deflated.
         configuration.downloadCodec = try ModelDownload(parsing: "f32+deflate")
-        let coordinator = try Coordinator(configuration: configuration, clock: ManualTime().clock, log: { _ in })
+        let coordinator = try Coordinator(configuration: configuration, clock: ManualTime().clock, logger: LogCapture.silent)
         let sessions = try await Self.registerIdle(coordinator, [("a", 30), ("b", 10)])
         let n = await coordinator.parameterCount
         try await coordinator.submit(id: "a", session: sessions["a"]!, round: 1, examples: 30, delta: [Float](repeating: 0.01, count: n), bytes: 0)
@@ -148,7 +148,7 @@ final class ManualTime: Sendable {
         // Registered while idle, so that the first round selects all three.
         let time = ManualTime()
         let coordinator = try Coordinator(
-            configuration: Self.configuration(folder: folder, minimum: 2), waitForStart: true, clock: time.clock, log: { _ in })
+            configuration: Self.configuration(folder: folder, minimum: 2), waitForStart: true, clock: time.clock, logger: LogCapture.silent)
         var sessions = [String: String]()
         for id in ["a", "b", "c"] { sessions[id] = try await coordinator.register(id: id, examples: 10).session }
         _ = try await coordinator.control(.start)
@@ -180,7 +180,7 @@ final class ManualTime: Sendable {
         configuration.roundTimeout = 2
         configuration.edgeTimeout = 5
         let time = ManualTime()
-        let coordinator = try Coordinator(configuration: configuration, clock: time.clock, log: { _ in })
+        let coordinator = try Coordinator(configuration: configuration, clock: time.clock, logger: LogCapture.silent)
         let sessions = try await Self.registerIdle(coordinator, [("a", 10), ("b", 10)])
         let n = await coordinator.parameterCount
         try await coordinator.submit(id: "a", session: sessions["a"]!, round: 1, examples: 10, delta: [Float](repeating: 0.5, count: n), bytes: 1)
@@ -199,7 +199,7 @@ final class ManualTime: Sendable {
         #expect(status.completedRounds == 1)
 
         // A new coordinator on the same folder (a restarted server) has the same history and model.
-        let restarted = try Coordinator(configuration: configuration, log: { _ in })
+        let restarted = try Coordinator(configuration: configuration, logger: LogCapture.silent)
         #expect(await restarted.rounds() == rounds)
         #expect(await restarted.status().modelHash == status.modelHash)
         // Old sessions are not valid any more: edges must register again.
@@ -209,7 +209,7 @@ final class ManualTime: Sendable {
     @Test func aRestartMidRoundKeepsEveryAcceptedUpdateAndEvaluation() async throws {
         let folder = TestData.temporaryFolder()
         let configuration = Self.configuration(folder: folder, minimum: 2)
-        let coordinator = try Coordinator(configuration: configuration, waitForStart: true, clock: ManualTime().clock, log: { _ in })
+        let coordinator = try Coordinator(configuration: configuration, waitForStart: true, clock: ManualTime().clock, logger: LogCapture.silent)
         var sessions = [String: String]()
         let examples = ["a": 30, "b": 10, "c": 20]
         for id in ["a", "b", "c"] { sessions[id] = try await coordinator.register(id: id, examples: UInt64(examples[id]!)).session }
@@ -225,7 +225,7 @@ final class ManualTime: Sendable {
         #expect(FileManager.default.fileExists(atPath: folder + "/" + RoundJournal.fileName))
 
         // The process dies here (nothing more is written); a new server starts on the same folder.
-        let restarted = try Coordinator(configuration: configuration, clock: ManualTime().clock, log: { _ in })
+        let restarted = try Coordinator(configuration: configuration, clock: ManualTime().clock, logger: LogCapture.silent)
         let open = try #require(await restarted.rounds().last)
         #expect(open.round == plan.round && open.state == "running" && open.uploadBytes == 100)
         for id in ["a", "b", "c"] { sessions[id] = try await restarted.register(id: id, examples: UInt64(examples[id]!)).session }
@@ -296,7 +296,7 @@ final class ManualTime: Sendable {
         let folder = TestData.temporaryFolder()
         var configuration = Self.configuration(folder: folder, minimum: 1, perRound: 1)
         configuration.rounds = 1
-        let coordinator = try Coordinator(configuration: configuration, waitForStart: true, clock: ManualTime().clock, log: { _ in })
+        let coordinator = try Coordinator(configuration: configuration, waitForStart: true, clock: ManualTime().clock, logger: LogCapture.silent)
         let a = try await coordinator.register(id: "a", examples: 10)
         #expect(Self.plan(try await coordinator.heartbeat(id: "a", session: a.session, status: .idle, round: 0)) == nil)
         #expect(await coordinator.status().state == "idle")

@@ -3,6 +3,7 @@ import FlockCrypto
 import FlockWire
 import Foundation
 import GRPCCore
+import Logging
 
 /// Shadow deployment on the edge: follow the server's deployment (production, and the model to compare with
 /// it), verify and keep both models, compare them on the held-out split and on every `flock-edge predict`,
@@ -29,14 +30,14 @@ extension EdgeAgent {
                 deployment = ShadowDeployment(production: production, compared: compared, analysis: compared == nil ? 0 : wanted.analysis)
                 try deployment.save(stateDirectory: folder, id: options.id)
                 prune(keeping: [production.hash] + (compared.map { [$0.hash] } ?? []))
-                log("\(options.id): serving version \(production.version)"
-                    + (compared.map { ", comparing version \($0.version) beside it (analysis \(wanted.analysis))" } ?? ""))
+                let beside = compared.map { ", comparing version \($0.version) beside it (analysis \(wanted.analysis))" } ?? ""
+                logger.info("serving version \(production.version)\(beside)", metadata: ["version": .stringConvertible(production.version)])
             }
             if deployment.compared != nil, deployment.analysis > 0 { try await gatherEvidence(deployment, session: session) }
         } catch is CancellationError {
             return
         } catch {
-            log("\(options.id): deployment: \(Self.text(error)); retrying at the next contact")
+            logger.warning("deployment: \(Self.text(error)); retrying at the next contact")
         }
     }
 
@@ -127,10 +128,10 @@ extension EdgeAgent {
             compared: comparedModel.hash, comparison: ledger.comparison)
         do {
             let ack = try await connection.edge.reportEvidence(report, options: EdgeConnection.options(timeout: 30))
-            if !ack.decision.isEmpty { log("\(options.id): the server decided: \(ack.decision)") }
+            if !ack.decision.isEmpty { logger.notice("the server decided: \(ack.decision)") }
         } catch let error as RPCError where error.code == .failedPrecondition {
             // The analysis ended meanwhile: this evidence is no longer wanted.
-            log("\(options.id): analysis \(deployment.analysis): \(error.message)")
+            logger.warning("analysis \(deployment.analysis): \(error.message)")
         }
         ledger.reportedRows = ledger.comparison.rows
         try ledger.save(stateDirectory: folder, id: options.id)

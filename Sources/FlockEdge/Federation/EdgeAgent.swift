@@ -1,10 +1,14 @@
 import FlockCompression
 import FlockCore
 import FlockCrypto
+import FlockLogging
 import FlockSecAgg
 import FlockWire
 import Foundation
 import GRPCCore
+import Logging
+import ServiceLifecycle
+import Synchronization
 
 /// One federated edge (`flock-edge run`): registers with the server under a stable id, waits to be selected,
 /// fetches the global model by hash (cached in the state folder), evaluates it on the local held-out split
@@ -71,7 +75,8 @@ public struct EdgeAgent: Sendable {
     let evaluation: Dataset
     let connection: EdgeConnection
     let slots: TrainingSlots
-    let log: @Sendable (String) -> Void
+    /// This edge's logger: its id as `edge` metadata (shown at debug level only).
+    let logger: Logger
     /// The server key models must be signed with.
     let trust: ServerTrust
     /// Seed derived once from the id: the held-out split and each round's local shuffling.
@@ -82,7 +87,7 @@ public struct EdgeAgent: Sendable {
     /// Prepares an agent over `data`, split once into training and held-out rows (seeded by the id).
     /// - Throws: ``CoreError`` for a bad id or split.
     public init(
-        options: Options, data: Dataset, connection: EdgeConnection, slots: TrainingSlots, log: @escaping @Sendable (String) -> Void
+        options: Options, data: Dataset, connection: EdgeConnection, slots: TrainingSlots, logger: Logger
     ) throws(CoreError) {
         guard WireLimits.isValidEdgeId(options.id) else {
             throw CoreError(.invalidArgument, "edge id '\(options.id)': use 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
@@ -93,7 +98,9 @@ public struct EdgeAgent: Sendable {
         trust = try ServerTrust(stateDirectory: options.stateDirectory, configured: options.serverKey)
         self.connection = connection
         self.slots = slots
-        self.log = log
+        var logger = logger
+        logger[metadataKey: LogPrivacy.edgeKey] = .string(options.id)
+        self.logger = logger
         idSeed = SHA256.hash(Array(options.id.utf8)).bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         var rng = SeededGenerator(seed: idSeed)
         let order = rng.permutation(data.count)
@@ -105,7 +112,10 @@ public struct EdgeAgent: Sendable {
     /// Rows used for training and for evaluation.
     public var split: (training: Int, evaluation: Int) { (training.count, evaluation.count) }
 
-    /// Runs until the task is cancelled.
+    /// Runs until the task is cancelled, or until a graceful shutdown of the service group it runs in
+    /// (`flock-edge run` on SIGTERM or SIGINT): then the round in progress is abandoned (the server goes on without
+    /// this edge, as with any drop) and the edge leaves the federation with a `Leave` call, so that the server
+    /// drops it at once instead of after its edge timeout.
     ///
     /// Every failure but a refusal of the edge itself is waited out with a backoff: a server that cannot be
     /// reached (``Options/maximumBackoff``), a server this edge does not trust (its model-signing key is not the
@@ -114,6 +124,43 @@ public struct EdgeAgent: Sendable {
     /// Each wait is logged once.
     /// - Throws: ``CoreError`` when the server refuses the edge for good (a malformed registration).
     public func run() async throws(CoreError) {
+        let current = CurrentSession()
+        do {
+            try await cancelWhenGracefulShutdown { try await self.participate(current) }
+        } catch let error as CoreError {
+            throw error
+        } catch {
+            // Cancelled (or shut down gracefully).
+        }
+        // A graceful shutdown leaves the task itself running: say goodbye. A cancelled task cannot call any more.
+        if !Task.isCancelled, let session = current.session { await leave(session) }
+    }
+
+    /// Tells the server this edge leaves; a server that cannot be reached in a few seconds times the edge out instead.
+    private func leave(_ session: Session) async {
+        var request = Flock_V1_LeaveRequest()
+        request.edgeID = options.id
+        request.session = session.token
+        request.reason = "shutting down"
+        do {
+            _ = try await connection.edge.leave(request, options: EdgeConnection.options(timeout: 5))
+            logger.notice("left the federation")
+        } catch {
+            logger.notice("could not say goodbye to the server (\(Self.describe(error))); it times this edge out")
+        }
+    }
+
+    /// The session the running agent holds, for its goodbye.
+    private final class CurrentSession: Sendable {
+        private let value = Mutex<Session?>(nil)
+        var session: Session? {
+            get { value.withLock { $0 } }
+            set { value.withLock { $0 = newValue } }
+        }
+    }
+
+    /// Registers, serves rounds and waits out failures until cancelled (``run()``).
+    private func participate(_ current: CurrentSession) async throws(CoreError) {
         var outage = Backoff(initial: 0.25, maximum: options.maximumBackoff)
         var takeover = Backoff(initial: 1, maximum: options.maximumTakeoverBackoff)
         var jitter = SeededGenerator(seed: idSeed ^ UInt64(truncatingIfNeeded: ProcessInfo.processInfo.processIdentifier))
@@ -124,20 +171,21 @@ public struct EdgeAgent: Sendable {
             do {
                 if session == nil {
                     session = try await register()
+                    current.session = session
                     registeredAt = .now
-                    log("\(options.id): registered (\(training.count) training rows, \(evaluation.count) held out)")
+                    logger.info("registered (\(training.count) training rows, \(evaluation.count) held out)")
                 }
-                let current = session!
-                try await serveRounds(session: current, onContact: { outage.reset() })
+                try await serveRounds(session: session!, onContact: { outage.reset() })
             } catch let error as RPCError where error.code == .unauthenticated {
                 // The server no longer knows this session: it restarted or timed the edge out (after a long
                 // session), or another process registered under this id (within moments of registering).
                 session = nil
+                current.session = nil
                 if registeredAt.duration(to: .now) > .seconds(2 * takeover.maximum) { takeover.reset() }
                 let wait = takeover.next(unit: jitter.nextUnit())
-                log("\(options.id): the server ended this session (\(error.message)); registering again in \(String(format: "%.1f", wait)) s"
-                    + (takeover.step > takeover.initial * 2
-                        ? " (the session keeps ending: if another edge runs under the id \(options.id), give each edge its own --id or --state-dir)" : ""))
+                let advice = takeover.step > takeover.initial * 2
+                    ? " (the session keeps ending: if another edge runs under this id, give each edge its own --id or --state-dir)" : ""
+                logger.warning("the server ended this session (\(error.message)); registering again in \(String(format: "%.1f", wait)) s\(advice)")
                 await pause(wait)
             } catch let error as RPCError where error.code == .invalidArgument || error.code == .permissionDenied {
                 throw CoreError(.invalidArgument, "the server refused this edge: \(error.message)")
@@ -146,17 +194,23 @@ public struct EdgeAgent: Sendable {
             } catch let refusal as UntrustedServer {
                 // The server is up but this edge does not trust it: wait as for an outage, and look again.
                 session = nil
+                current.session = nil
                 let wait = outage.next(unit: jitter.nextUnit())
-                log("\(options.id): \(refusal.reason.message); retrying in \(String(format: "%.1f", wait)) s")
+                logger.warning("\(refusal.reason.message); retrying in \(String(format: "%.1f", wait)) s")
                 await pause(wait)
             } catch {
+                // A call cut short by this edge's own shutdown is no outage.
+                if Task.isCancelled { return }
                 // Transient (server away, overloaded, timed out): keep the session and try again later.
                 let wait = outage.next(unit: jitter.nextUnit())
-                log("\(options.id): server unreachable (\(Self.describe(error))); retrying in \(String(format: "%.1f", wait)) s")
+                logger.notice("server unreachable (\(Self.describe(error))); retrying in \(String(format: "%.1f", wait)) s")
                 await pause(wait)
             }
         }
     }
+
+    /// The metadata of an event about `round`.
+    func about(_ round: UInt64) -> Logger.Metadata { ["round": .stringConvertible(round)] }
 
     private static func describe(_ error: any Error) -> String {
         if let rpc = error as? RPCError { return "\(rpc.code): \(rpc.message)" }
@@ -180,7 +234,7 @@ public struct EdgeAgent: Sendable {
         }
         do {
             if try await trust.accept(announced: response.serverPublicKey) {
-                log("\(options.id): pinned the server's model-signing key in \(trust.path)")
+                logger.notice("pinned the server's model-signing key in \(trust.path)")
             }
         } catch {
             throw UntrustedServer(reason: error)
@@ -213,7 +267,7 @@ public struct EdgeAgent: Sendable {
         let round = plan.round
         let config: TrainingConfig
         do { config = try plan.training.trainingConfig() } catch {
-            log("\(options.id): round \(round): refusing the plan: \(error.message)")
+            logger.error("round \(round): refusing the plan: \(error.message)", metadata: about(round))
             return
         }
         let declined = try await withThrowingTaskGroup(of: Void.self, returning: String?.self) { group in
@@ -254,7 +308,7 @@ public struct EdgeAgent: Sendable {
     /// Leaves round `round` at once, saying why: logged once, and sent to the server as a `declined` heartbeat
     /// so that it drops this edge from the round (and selects it again only after it registers again).
     private func decline(round: UInt64, reason: String, session: Session) async throws {
-        log("\(options.id): round \(round): leaving the round: \(reason)")
+        logger.warning("round \(round): leaving the round: \(reason)", metadata: about(round))
         var sent = reason
         while sent.utf8.count > WireLimits.maximumReasonBytes { sent.removeLast() }
         _ = try await session.heartbeat(connection, status: .declined, round: round, reason: sent)
@@ -275,7 +329,7 @@ public struct EdgeAgent: Sendable {
         if let metrics { try await report(metrics, round: round, session: session) }
         let encoding = Result { () throws(CodecError) in try encode(update, plan: plan) }
         guard case .success(let (payload, nextFeedback)) = encoding else {
-            if case .failure(let error) = encoding { log("\(options.id): round \(round): cannot encode the update: \(error.message)") }
+            if case .failure(let error) = encoding { logger.error("round \(round): cannot encode the update: \(error.message)", metadata: about(round)) }
             return
         }
         do {
@@ -283,10 +337,11 @@ public struct EdgeAgent: Sendable {
             // Only an accepted update leaves the error feedback; a refused one stays in the residual.
             if let nextFeedback { keep(nextFeedback) }
             options.onAccepted?(round, update)
-            log("\(options.id): round \(round): \(update.examples) examples, loss \(String(format: "%.4f", update.trainLoss)), "
-                + "\(String(format: "%.3f", update.seconds)) s training; update accepted")
+            logger.info(
+                "round \(round): \(update.examples) examples, loss \(String(format: "%.4f", update.trainLoss)), \(String(format: "%.3f", update.seconds)) s training; update accepted",
+                metadata: about(round))
         } catch let error as RPCError where error.code == .failedPrecondition || error.code == .alreadyExists {
-            log("\(options.id): round \(round): update not taken: \(error.message)")
+            logger.notice("round \(round): update not taken: \(error.message)", metadata: about(round))
         }
     }
 
@@ -318,7 +373,7 @@ public struct EdgeAgent: Sendable {
             feedback.put(state, for: options.id)
             return state
         } catch {
-            log("\(options.id): \(feedbackPath) is unreadable (\(error)); the error feedback starts over")
+            logger.warning("\(feedbackPath) is unreadable (\(error)); the error feedback starts over")
             return nil
         }
     }
@@ -333,7 +388,7 @@ public struct EdgeAgent: Sendable {
             try Archive(header: header, sections: [("residual", state.residual), ("momentum", state.momentum)])
                 .write(path: feedbackPath, magic: Self.feedbackMagic)
         } catch {
-            log("\(options.id): cannot save the error feedback to \(feedbackPath): \(error); a restart would lose it")
+            logger.error("cannot save the error feedback to \(feedbackPath): \(error); a restart would lose it")
         }
     }
 
@@ -381,7 +436,7 @@ public struct EdgeAgent: Sendable {
             _ = try await connection.edge.reportEvaluation(report, options: EdgeConnection.options(timeout: 30))
         } catch let error as RPCError where error.code == .alreadyExists {
             // Reported before the server restarted; the reopened round kept it.
-            log("\(options.id): round \(round): evaluation already recorded")
+            logger.info("round \(round): evaluation already recorded", metadata: about(round))
         }
     }
 
@@ -400,7 +455,7 @@ public struct EdgeAgent: Sendable {
                 spec, length: file.parameters.count, participants: secure.participants.count, maximumWeight: Int(clamping: secure.maximumWeight),
                 ranges: plan.codec.ranges.isEmpty ? nil : plan.codec.ranges, seed: plan.codec.seed, clip: secure.clip)
         } catch {
-            log("\(options.id): round \(round): refusing the secure-aggregation plan: \(error)")
+            logger.error("round \(round): refusing the secure-aggregation plan: \(error)", metadata: about(round))
             return
         }
         try await withThrowingTaskGroup(of: (LocalUpdate, EvaluationMetrics?).self) { group in
@@ -418,8 +473,9 @@ public struct EdgeAgent: Sendable {
             group.cancelAll()
             guard done, let update = trained else { return }
             options.onAccepted?(round, update)
-            log("\(options.id): round \(round): \(update.examples) examples, loss \(String(format: "%.4f", update.trainLoss)), "
-                + "\(String(format: "%.3f", update.seconds)) s training; masked update and shares accepted")
+            logger.info(
+                "round \(round): \(update.examples) examples, loss \(String(format: "%.4f", update.trainLoss)), \(String(format: "%.3f", update.seconds)) s training; masked update and shares accepted",
+                metadata: about(round))
         }
     }
 
@@ -429,12 +485,12 @@ public struct EdgeAgent: Sendable {
         let round = plan.round
         let words: [UInt32]
         do { words = try FeatureMoments(features: file.spec.inputFeatures).encode(training) } catch {
-            log("\(options.id): round \(round): cannot encode the feature statistics: \(error.message)")
+            logger.error("round \(round): cannot encode the feature statistics: \(error.message)", metadata: about(round))
             return
         }
         if plan.secureAggregation.enabled {
             let done = try await maskedRound(plan: plan, vectorLength: words.count, codec: FeatureMoments.identifier, session: session) { words }
-            if done { log("\(options.id): round \(round): feature statistics of \(training.count) rows masked and accepted") }
+            if done { logger.info("round \(round): feature statistics of \(training.count) rows masked and accepted", metadata: about(round)) }
             return
         }
         let none = LocalUpdate(delta: [], examples: training.count, trainLoss: 0, seconds: 0)
@@ -442,9 +498,9 @@ public struct EdgeAgent: Sendable {
             try await submit(
                 payload: LittleEndianFloats.encodeWords(words), codec: FeatureMoments.identifier, examples: training.count, update: none,
                 round: round, session: session)
-            log("\(options.id): round \(round): feature statistics of \(training.count) rows accepted")
+            logger.info("round \(round): feature statistics of \(training.count) rows accepted", metadata: about(round))
         } catch let error as RPCError where error.code == .failedPrecondition || error.code == .alreadyExists {
-            log("\(options.id): round \(round): feature statistics not taken: \(error.message)")
+            logger.notice("round \(round): feature statistics not taken: \(error.message)", metadata: about(round))
         }
     }
 
@@ -463,7 +519,7 @@ public struct EdgeAgent: Sendable {
             client = try SecAggClient(id: options.id, configuration: configuration)
             client.threads = options.threads
         } catch {
-            log("\(options.id): round \(round): refusing the secure-aggregation plan: \(error)")
+            logger.error("round \(round): refusing the secure-aggregation plan: \(error)", metadata: about(round))
             return false
         }
         let options = EdgeConnection.options(timeout: 60)
@@ -480,7 +536,7 @@ public struct EdgeAgent: Sendable {
             shares.shares = try client.shareKeys(roster: roster.keys.map { keys throws(SecAggError) in try keys.advertisement() })
                 .map(Flock_V1_SealedShare.init)
             _ = try await connection.edge.shareKeys(shares, options: options)
-            log("\(self.options.id): round \(round): keys shared with \(shares.shares.count) neighbours")
+            logger.info("round \(round): keys shared with \(shares.shares.count) neighbours", metadata: about(round))
             guard case .inbox(let inbox)? = try await awaitSecAgg(.inbox, round: round, session: session) else { return false }
             let words = try await input()
             self.options.crash?.fire(at: .maskedInput, round: round, edge: self.options.id)
@@ -493,11 +549,11 @@ public struct EdgeAgent: Sendable {
             _ = try await connection.edge.revealShares(reveal, options: options)
             return true
         } catch let error as SecAggError {
-            log("\(self.options.id): round \(round): leaving secure aggregation: \(error.message)")
+            logger.warning("round \(round): leaving secure aggregation: \(error.message)", metadata: about(round))
         } catch let error as CodecError {
-            log("\(self.options.id): round \(round): cannot encode the update: \(error.message)")
+            logger.error("round \(round): cannot encode the update: \(error.message)", metadata: about(round))
         } catch let error as RPCError where error.code == .failedPrecondition || error.code == .alreadyExists || error.code == .invalidArgument {
-            log("\(self.options.id): round \(round): secure aggregation went on without this edge: \(error.message)")
+            logger.notice("round \(round): secure aggregation went on without this edge: \(error.message)", metadata: about(round))
         }
         return false
     }
@@ -515,7 +571,7 @@ public struct EdgeAgent: Sendable {
             case .wait, nil:
                 continue
             case .aborted(let reason):
-                log("\(options.id): round \(round): left out of secure aggregation: \(reason)")
+                logger.notice("round \(round): left out of secure aggregation: \(reason)", metadata: about(round))
                 return nil
             case .some(let ready):
                 return ready

@@ -100,6 +100,11 @@ public struct Membership: Sendable {
         edges[id]?.declined = reason
     }
 
+    /// Forgets an edge that said it leaves (it shuts down): it is no longer a member, and its session ends.
+    public mutating func leave(_ id: String) {
+        edges[id] = nil
+    }
+
     /// Forgets edges not heard from for `silence` seconds and not in a round: ids that registered once and never
     /// came back do not accumulate.
     /// - Returns: how many were forgotten.

@@ -3,6 +3,7 @@ import FlockCrypto
 import FlockRegistry
 import FlockWire
 import Foundation
+import Logging
 
 /// The coordinator's side of the model registry: every completed round's model becomes a version and goes
 /// through the gate; edges learn what to serve and compare from their heartbeats, report paired evidence, and
@@ -30,10 +31,10 @@ extension Coordinator {
                 uploadBytes: Int64(record.uploadBytes), downloadBytes: Int64(record.downloadBytes),
                 tags: ["secure_aggregation": configuration.secureAggregation ? "on" : "off", "round": String(record.round)]))
             globalVersion = version.id
-            if let decision { log("registry: " + decision) }
+            if let decision { logger.notice("registry: \(decision)", metadata: Self.about(round: round)) }
             refreshDeploymentPlan()
         } catch {
-            log("error: registry: \(error.message); the model of round \(round) is not in the registry")
+            logger.error("registry: \(error.message); the model of round \(round) is not in the registry", metadata: Self.about(round: round))
         }
     }
 
@@ -49,13 +50,13 @@ extension Coordinator {
     func recordFederatedMetrics(modelRound: Int, accuracy: Double, loss: Double) {
         guard let version = Self.registryVersion(modelVersion: modelRound, history: rounds(), registry: registry) else { return }
         do { try registry.setFederatedMetrics(of: version, accuracy: accuracy, loss: loss) } catch {
-            log("error: registry: \(error.message)")
+            logger.error("registry: \(error.message)")
         }
     }
 
     /// Reads production and the running analyses again.
     func refreshDeploymentPlan() {
-        do { deploymentPlan = try policy.plan() } catch { log("error: registry: \(error.message); edges keep their deployment") }
+        do { deploymentPlan = try policy.plan() } catch { logger.error("registry: \(error.message); edges keep their deployment") }
         let planned = Set([deploymentPlan.production, deploymentPlan.shadow?.version, deploymentPlan.rollback?.version].compactMap { $0?.hash })
         deployedFiles = deployedFiles.filter { planned.contains($0.key) }
     }
@@ -91,7 +92,7 @@ extension Coordinator {
             let decision = try policy.receive(
                 edge: id, analysis: analysis, served: served, compared: compared, comparison: comparison, cohortEdges: cohort)
             if let decision {
-                log("registry: " + decision)
+                logger.notice("registry: \(decision)")
                 refreshDeploymentPlan()
             }
             return decision
@@ -142,7 +143,7 @@ extension Coordinator {
         } catch {
             throw ServeRefusal(.unavailable, "\(error)")
         }
-        log("registry: admin: \(message): \(reason)")
+        logger.notice("registry: admin: \(message): \(reason)")
         refreshDeploymentPlan()
         return (message, (try? registry.reader.alias(Alias.production))?.version)
     }

@@ -1,10 +1,12 @@
 import FlockCompression
 import FlockCore
 import FlockCrypto
+import FlockLogging
 import FlockRegistry
 import FlockSecAgg
 import FlockWire
 import Foundation
+import Logging
 
 /// The running server's state, owned by one actor: membership, the open round's state machine and
 /// running aggregate, the global model and strategy state, the round history and the admin controls.
@@ -26,7 +28,8 @@ public actor Coordinator {
         case paused
         /// Started with `--wait-for-start`: no rounds until `admin start`.
         case idle
-        /// `admin stop`: the open round was abandoned, the server is shutting down.
+        /// `admin stop` (the open round was abandoned) or a signal (the open round stays in the journal): the server
+        /// is shutting down.
         case stopped
         /// `rounds` rounds have completed.
         case finished
@@ -86,7 +89,7 @@ public actor Coordinator {
     private var holdout: Dataset?
     private let evaluator: Model
     private let clock: ServeClock
-    let log: @Sendable (String) -> Void
+    let logger: Logger
 
     var global: GlobalModelState
     private var membership: Membership
@@ -141,16 +144,17 @@ public actor Coordinator {
     /// - Parameters:
     ///   - waitForStart: begin idle until `admin start` instead of running.
     ///   - clock: where deadlines and timeouts read the time (the monotonic clock unless a test steers it).
-    ///   - log: receives one line per noteworthy event (round opened, aggregated, failed).
+    ///   - logger: where noteworthy events go (round opened, aggregated, failed), with their round, phase and model
+    ///     version as metadata; edge ids only as `edge` metadata (shown at debug level).
     /// - Throws: ``CoreError`` for a bad holdout, a damaged checkpoint, or a checkpoint of another model.
     public init(
         configuration: ServerConfiguration, waitForStart: Bool = false, clock: ServeClock = .monotonic(),
-        log: @escaping @Sendable (String) -> Void
+        logger: Logger = Logger(label: "flock.server")
     ) throws(CoreError) {
         try configuration.validate()
         self.configuration = configuration
         self.clock = clock
-        self.log = log
+        self.logger = logger
         spec = try ModelSpec.preset(configuration.model, inputFeatures: configuration.inputFeatures, classCount: configuration.classes)
         scaling = configuration.scaling
         if let path = configuration.holdoutPath {
@@ -171,7 +175,7 @@ public actor Coordinator {
         journal = RoundJournal(folder: configuration.dataDirectory)
         do {
             registry = try Registry(dataDirectory: configuration.dataDirectory)
-            policy = try PromotionPolicy(registry: registry, settings: configuration.promotion, log: log)
+            policy = try PromotionPolicy(registry: registry, settings: configuration.promotion, log: { line in logger.info("\(line)") })
             deploymentPlan = try policy.plan()
         } catch {
             throw CoreError(.io, "\(configuration.dataDirectory)/registry: \(error.message)")
@@ -195,7 +199,7 @@ public actor Coordinator {
                 if let ranges = codec.ranges, ranges.count == fresh?.ranges?.count { secureRanges = ranges }
                 fetch = codec.fetch
             } else {
-                log("the saved codec state does not fit codec \(configuration.roundCodec); it starts over")
+                logger.warning("the saved codec state does not fit codec \(configuration.roundCodec); it starts over")
             }
             history = try saved.history.map { line throws(CoreError) -> RoundRecord in
                 do { return try JSONDecoder().decode(RoundRecord.self, from: Data(line.utf8)) } catch {
@@ -221,8 +225,10 @@ public actor Coordinator {
             machine = fresh
             open = reopened
             membership.expect(selected, round: reopened.record.round, now: moment)
-            log("round \(reopened.record.round): reopened after a restart with \(reopened.average.count) accepted updates; "
-                + "its \(selected.count) selected edges have \(configuration.edgeTimeout) s to register again")
+            logger.info(
+                .init(stringLiteral: "round \(reopened.record.round): reopened after a restart with \(reopened.average.count) accepted updates; "
+                    + "its \(selected.count) selected edges have \(configuration.edgeTimeout) s to register again"),
+                metadata: Self.about(round: reopened.record.round, version: reopened.record.modelVersion))
         }
     }
 
@@ -363,7 +369,9 @@ public actor Coordinator {
             return retry(configuration.heartbeatSeconds, "round \(round) is not open for edge \(id); nothing to leave")
         }
         let why = reason.isEmpty ? "no reason given" : reason
-        log("round \(round): edge \(id) declined (\(why)); it is not selected again until it registers anew")
+        logger.info(
+            "round \(round): an edge declined (\(why)); it is not selected again until it registers anew",
+            metadata: Self.about(round: Int(clamping: round), edge: id))
         membership.decline(id, reason: why)
         if var secure = open.secure {
             secure.forget(id)
@@ -384,6 +392,40 @@ public actor Coordinator {
     private func immediateReply(id: String, status: Flock_V1_EdgeStatus) -> Flock_V1_HeartbeatResponse? {
         switch control {
         case .running: break
+    /// Drops a revoked device at once: out of the open round (as if it had left it), its long poll answered, its
+    /// session gone. Its next call is refused by the identity check before it reaches the coordinator.
+    public func forgetRevoked(_ id: String) {
+        if waiters[id] != nil { resumeWaiter(id, with: retry(configuration.heartbeatSeconds, "revoked")) }
+        guard membership.edges[id] != nil else { return }
+        logger.notice("a revoked edge is dropped from the federation", metadata: Self.about(edge: id))
+        membership.decline(id, reason: "revoked")
+        if var secure = open?.secure {
+            secure.forget(id)
+            open?.secure = secure
+        }
+        edgeLost(id)
+        closeSettledSecurePhase(now: now)
+    }
+
+    /// An edge shuts down and says so: its session ends and it leaves membership at once (and the open round, as
+    /// if it had gone silent; under secure aggregation its neighbours' shares stand in for it), instead of after
+    /// the edge timeout. `admin clients` no longer lists it; it registers anew when it comes back.
+    /// - Throws: ``ServeRefusal/Kind/unauthenticated`` for an unknown or stale session (nothing changes).
+    public func leave(id: String, session: String, reason: String) throws(ServeRefusal) {
+        try authenticate(id: id, session: session)
+        let round = membership.edges[id]?.round
+        if let round, var secure = open?.secure, open?.record.round == round {
+            secure.forget(id)
+            open?.secure = secure
+        }
+        resumeWaiter(id, with: retry(configuration.heartbeatSeconds, "left"))
+        resumeSecAggWaiter(id, with: Flock_V1_SecAggStep.with { $0.aborted = "this edge left" })
+        if round != nil { edgeLost(id) }
+        membership.leave(id)
+        closeSettledSecurePhase(now: now)
+        logLeave(id: id, round: round, reason: reason)
+    }
+
         // A pause lets the open round finish: its edges still get their plan and keep training.
         case .paused where open != nil && membership.edges[id]?.round == open?.record.round: break
         case .paused: return retry(configuration.heartbeatSeconds, "paused")
@@ -643,7 +685,7 @@ public actor Coordinator {
             }
             try journal.append(entry, round: open.record.round)
         } catch {
-            log("error: cannot journal an accepted input: \(error.message)")
+            logger.error("cannot journal an accepted input: \(error.message)", metadata: Self.about(round: open.record.round))
             throw ServeRefusal(.unavailable, "the server cannot store the input durably right now; try again")
         }
     }
@@ -687,7 +729,7 @@ public actor Coordinator {
         if moment - lastPrune >= configuration.edgeTimeout {
             lastPrune = moment
             let forgotten = membership.prune(silentFor: 10 * configuration.edgeTimeout, now: moment)
-            if forgotten > 0 { log("forgot \(forgotten) edges silent for \(10 * configuration.edgeTimeout) s") }
+            if forgotten > 0 { logger.info("forgot \(forgotten) edges silent for \(10 * configuration.edgeTimeout) s") }
         }
         maybeOpenRound()
     }
@@ -727,11 +769,11 @@ public actor Coordinator {
             guard persist() else { return }
             journal.remove()
             awaitingCheckpoint = false
-            log("the round checkpoint is written again; rounds go on")
+            logger.notice("the round checkpoint is written again; rounds go on")
         }
         if configuration.rounds > 0, global.round >= configuration.rounds {
             control = .finished
-            log("finished: \(global.round) rounds completed")
+            logger.notice("finished: \(global.round) rounds completed", metadata: Self.about(version: global.round))
             for id in waiters.keys.sorted() { resumeWaiter(id, with: retry(configuration.heartbeatSeconds, "finished")) }
             return
         }
@@ -776,7 +818,7 @@ public actor Coordinator {
             do {
                 secure = try makeSecureRound(round: roundId, participants: chosen, plan: &plan, now: moment)
             } catch {
-                log("error: round \(roundId): cannot set up secure aggregation: \(error.message); no round opens")
+                logger.error("round \(roundId): cannot set up secure aggregation: \(error.message); no round opens", metadata: Self.about(round: roundId))
                 machine = nil
                 return
             }
@@ -789,7 +831,7 @@ public actor Coordinator {
                 record: record, selected: chosen, target: target, minimumUpdates: roundConfiguration.minimumUpdates,
                 plan: try plan.serializedBytes())
         } catch {
-            log("error: round \(roundId): cannot encode its plan (\(error)); no round opens")
+            logger.error("round \(roundId): cannot encode its plan (\(error)); no round opens", metadata: Self.about(round: roundId))
             machine = nil
             return
         }
@@ -799,7 +841,7 @@ public actor Coordinator {
             codec = secure == nil && !statistics ? try Self.plainCodec(of: plan, parameters: global.weights.count) : nil
             moments = secure == nil && statistics ? try Self.moments(of: spec) : nil
         } catch {
-            log("error: round \(roundId): \(error.message); no round opens")
+            logger.error("round \(roundId): \(error.message); no round opens", metadata: Self.about(round: roundId))
             machine = nil
             return
         }
@@ -813,10 +855,13 @@ public actor Coordinator {
         } catch {
             // Inputs of this round are refused as not durable until the journal can be started (tried again
             // with each input); nothing is ever appended to another round's journal.
-            log("error: cannot start the journal of round \(roundId): \(error.message)")
+            logger.error("cannot start the journal of round \(roundId): \(error.message)", metadata: Self.about(round: roundId))
         }
         open = opened
-        log("round \(roundId): selected \(chosen.count) of \(eligible.count) eligible edges (target \(target))")
+        logger.info(
+            "round \(roundId): selected \(chosen.count) of \(eligible.count) eligible edges (target \(target))",
+            metadata: Self.about(round: roundId, phase: secure == nil ? nil : "advertising", version: global.round))
+        logger.debug("round \(roundId): selected", metadata: [LogPrivacy.edgeKey: .array(chosen.map { .string($0) })])
         // Selected edges hear of the round now. The others stay in their long polls: they are the first
         // candidates of the next round (sending them away here left the next selection to edges asleep in
         // retry windows, and rounds waited for them).
@@ -870,9 +915,11 @@ public actor Coordinator {
         registerGlobalModel(record: open.record)
         close(open)
         guard let r = history.last else { return }
-        log("round \(round): \(r.participants) updates aggregated, \(r.dropped) dropped, "
-            + (r.accuracy.map { "accuracy \(String(format: "%.4f", $0)), " } ?? "")
-            + "\(String(format: "%.2f", r.seconds)) s")
+        logger.info(
+            .init(stringLiteral: "round \(round): \(r.participants) updates aggregated, \(r.dropped) dropped, "
+                + (r.accuracy.map { "accuracy \(String(format: "%.4f", $0)), " } ?? "")
+                + "\(String(format: "%.2f", r.seconds)) s"),
+            metadata: Self.about(round: round, version: global.round))
     }
 
     /// Encodes, hashes and signs the global model as it is now (weights and scaling), for the next plans and fetches.
@@ -882,7 +929,7 @@ public actor Coordinator {
                 spec: spec, scaling: scaling, weights: global.weights, version: global.round, download: configuration.downloadCodec)
             servedSignature = Self.signature(of: modelHash, registry: registry)
         } catch {
-            log("error: \(error.message); the edges keep the previous model")
+            logger.error("\(error.message); the edges keep the previous model")
         }
     }
 
@@ -898,8 +945,10 @@ public actor Coordinator {
         open.record.participants = participants
         open.record.dropped = open.record.selected - participants
         serveCurrentModel()
-        log("round \(open.record.round): feature statistics of \(Int(totals.count)) rows from \(participants) edges; "
-            + "the model standardizes its inputs from now on")
+        logger.info(
+            .init(stringLiteral: "round \(open.record.round): feature statistics of \(Int(totals.count)) rows from \(participants) edges; "
+                + "the model standardizes its inputs from now on"),
+            metadata: Self.about(round: open.record.round))
         close(open)
     }
 
@@ -908,9 +957,9 @@ public actor Coordinator {
         let chance = Foundation.log(Double(spec.classCount))
         guard !warnedOfLoss, !(loss <= 10 * chance) else { return }
         warnedOfLoss = true
-        log("warning: round \(round): the loss on \(what) is \(String(format: "%.4g", loss)), far above a guess's \(String(format: "%.3f", chance)): "
+        logger.warning(.init(stringLiteral: "round \(round): the loss on \(what) is \(String(format: "%.4g", loss)), far above a guess's \(String(format: "%.3f", chance)): "
             + "the features are probably not scaled for this model; serve with --scale standardize (fitted from the edges' rows) "
-            + "or set --input-scale, and check --lr")
+            + "or set --input-scale, and check --lr"), metadata: Self.about(round: round))
     }
 
     /// `data` scaled by `scaling` (nil stays nil).
@@ -933,7 +982,9 @@ public actor Coordinator {
         open.record.participants = 0
         open.record.dropped = open.record.selected
         close(open)
-        log("round \(round) failed: \(reason); retrying with a fresh selection")
+        logger.warning(
+            "round \(round) failed: \(reason); retrying with a fresh selection",
+            metadata: Self.about(round: round, phase: open.secure.map { "\($0.phase)" }))
     }
 
     /// Records the round, attaches its federated evaluation to the model it evaluated, releases the edges,
@@ -982,7 +1033,7 @@ public actor Coordinator {
             try FileIO.writeAtomically(modelFileBytes, to: folder + "/global.flockmdl")
             return true
         } catch {
-            log("error: cannot write the round checkpoint: \(error.message); the last completed round is not durable until this is fixed")
+            logger.error("cannot write the round checkpoint: \(error.message); the last completed round is not durable until this is fixed")
             return false
         }
     }
@@ -1043,16 +1094,16 @@ public actor Coordinator {
                 throw ServeRefusal(.failedPrecondition, "all \(configuration.rounds) rounds are done; restart serve with a larger --rounds to go on")
             }
             control = .running
-            log("training resumed by admin")
+            logger.notice("training resumed by admin")
             maybeOpenRound()
         case .pause:
             guard control == .running else { throw ServeRefusal(.failedPrecondition, "training is \(control.rawValue), not running") }
             control = .paused
-            log("training paused by admin; an open round finishes")
+            logger.notice("training paused by admin; an open round finishes")
         case .stop:
             if let open { abandon(round: open.record.round, reason: "stopped by admin") }
             control = .stopped
-            log("stopped by admin; shutting down")
+            logger.notice("stopped by admin; shutting down")
             for id in waiters.keys.sorted() { resumeWaiter(id, with: retry(configuration.heartbeatSeconds, "stopped")) }
             onStop?()
             onStop = nil
@@ -1072,6 +1123,29 @@ extension Coordinator {
     /// Sets up secure aggregation of a round over `participants` and writes its parameters into `plan`.
     private func makeSecureRound(round: Int, participants: [String], plan: inout Flock_V1_RoundPlan, now moment: Double) throws(CoreError) -> ServedSecureRound {
         let ids = participants.sorted()
+    /// Drains the server for a shutdown (SIGTERM, SIGINT): no new round opens, every edge held in a long poll is
+    /// answered at once (the server is going), and the last completed round is made durable if its checkpoint had
+    /// not been written yet. An open round is left as its journal holds it: a restarted server reopens it with
+    /// what it had accepted (a secure round starts over).
+    public func drain() {
+        let wasStopped = control == .stopped
+        control = .stopped
+        for id in waiters.keys.sorted() { resumeWaiter(id, with: retry(configuration.heartbeatSeconds, "the server is shutting down")) }
+        for id in secAggWaiters.keys.sorted() {
+            resumeSecAggWaiter(id, with: Flock_V1_SecAggStep.with { $0.aborted = "the server is shutting down" })
+        }
+        if awaitingCheckpoint, persist() {
+            journal.remove()
+            awaitingCheckpoint = false
+        }
+        onStop = nil
+        guard !wasStopped else { return }
+        logger.notice(
+            .init(stringLiteral: "shutting down: no new rounds; \(global.round) completed rounds are on disk"
+                + (open.map { "; round \($0.record.round) stays in the journal and reopens at the next start" } ?? "")),
+            metadata: Self.about(round: open?.record.round, version: global.round))
+    }
+
         // The edges' registered example counts (already known to the server) set the codec's full weight.
         let maximumWeight = max(1, ids.compactMap { membership.edges[$0]?.examples }.max() ?? 1)
         do {

@@ -6,6 +6,7 @@ import FlockRegistry
 import FlockServer
 import FlockSimulation
 import Foundation
+import Logging
 
 /// How `simulate` scales the features.
 enum SimulationScale: String, CaseIterable, ExpressibleByArgument {
@@ -182,6 +183,9 @@ struct Simulate: AsyncParsableCommand {
     @Flag(help: "Print one JSON object per round and a final summary.")
     var json = false
 
+    @OptionGroup(title: "Logging (on standard error)")
+    var logging: LogOptions
+
     func validate() throws {
         guard clients >= 1 else { throw ValidationError("--clients must be at least 1") }
         guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
@@ -275,11 +279,13 @@ struct Simulate: AsyncParsableCommand {
         options.heldOutShare = holdout
         options.standardize = scale == .standardize
         let rounds = options.rounds
+        // The log goes to standard error: standard output holds the rounds (a table, or JSON lines).
+        let logger = logging.bootstrap(label: "flock.simulate", sink: .standardError)
         if !secureAggregation.isOn {
-            StandardError.line("warning: secure aggregation is off: the server sees every edge's update in the clear")
+            logger.warning("secure aggregation is off: the server sees every edge's update in the clear")
         }
         if !json {
-            StandardError.line("simulating \(clients) edges (\(partition)), \(options.selectedPerRound) per round, \(rounds) rounds of \(model) with \(strategy)")
+            logger.info("simulating \(clients) edges (\(partition)), \(options.selectedPerRound) per round, \(rounds) rounds of \(model) with \(strategy)")
         }
         let asJSON = json
         let summary: Simulation.Summary

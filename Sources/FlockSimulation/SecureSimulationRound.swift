@@ -19,6 +19,10 @@ public struct SecureAggregationOptions: Sendable, Equatable {
     public var codec: CodecSpec
     /// The first round's range of every block under a quantizing codec (later rounds adapt it).
     public var initialRange: Float
+    /// Rounds (by round id) in which every selected edge drops out before advertising its keys, so that the round
+    /// aborts whatever the threshold: a deterministic aborted round for tests of what follows one. Empty in
+    /// `flock-server simulate`, which has no option for it: there drop-outs come from ``dropFraction`` only.
+    public var abortedRounds: Set<Int> = []
 
     /// Creates options.
     public init(
@@ -127,7 +131,8 @@ struct SecureSimulationRound {
 
     func run() throws(CoreError) -> Outcome {
         let ids = selected.map { "edge-\($0)" }
-        let drops = Self.dropPhases(ids: ids, fraction: options.dropFraction, seed: seed)
+        let drops = options.abortedRounds.contains(round)
+            ? Dictionary(uniqueKeysWithValues: ids.map { ($0, 0) }) : Self.dropPhases(ids: ids, fraction: options.dropFraction, seed: seed)
         let maximumWeight = max(1, selected.map { edges[$0].count }.max() ?? 1)
         let quantizer = try options.ringCodec(length: global.count, participants: ids.count, maximumWeight: maximumWeight, ranges: ranges, seed: seed)
         let configuration = SecAggConfiguration.make(

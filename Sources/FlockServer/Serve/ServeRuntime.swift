@@ -64,6 +64,7 @@ public enum ServeRuntime {
                 // every heartbeat); one that sends nothing at all, or goes beyond the bound, is closed.
                 $0.connection.maxIdleTime = .milliseconds(Int64(connections.idleSeconds * 1000))
                 $0.channelDebuggingCallbacks.onAcceptTCPConnection = { connections.admit($0) }
+                $0.channelDebuggingCallbacks.onAcceptHTTP2Stream = OversizedMessageGuard.installer(limit: configuration.maximumMessageBytes)
             })
         let server = GRPCServer(
             transport: transport,

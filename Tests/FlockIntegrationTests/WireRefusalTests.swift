@@ -112,15 +112,18 @@ import Testing
             #expect(await Self.code { try await Self.submit(connection, a, round: round, codec: "q8", payload: good) } == .invalidArgument)
             #expect(await Self.code { try await Self.submit(connection, Edge(id: a.id, session: "forged"), round: round, payload: good) } == .unauthenticated)
             #expect(await Self.code { try await Self.submit(connection, a, round: round, examples: 0, payload: good) } == .invalidArgument)
-            // A single message above --max-message-bytes is stopped by the transport, which resets the stream
-            // (grpc-swift-nio-transport answers a message it will not decode with no status), as the help of
-            // --max-message-bytes says: grpc-swift reports unavailable (grpc-python reports CANCELLED).
-            let oversized = await Self.code {
+            // A single message above --max-message-bytes is refused as soon as its length prefix arrives, with
+            // resourceExhausted and a message naming the limit and the option that raises it (not a stream reset).
+            do {
                 _ = try await connection.edge.submitUpdate(options: EdgeConnection.options(timeout: 30)) { writer in
                     try await writer.write(Flock_V1_UpdateChunk.with { $0.data = Data(count: 3_000_000) })
                 }
+                Issue.record("a message of 3 MB was accepted under --max-message-bytes 2000000")
+            } catch let error as RPCError {
+                #expect(error.code == .resourceExhausted, "an oversized message must be refused as too large: \(error)")
+                #expect(error.message.contains("limit of 2000000 bytes") && error.message.contains("--max-message-bytes"), "\(error)")
             }
-            #expect(oversized == .unavailable, "an oversized message must fail: \(String(describing: oversized))")
+            // The connection is still good: the next calls on it go through.
             #expect(await Self.code { _ = try await Self.fetch(connection, a, hash: String(repeating: "0", count: 64)) } == .notFound)
 
             try await Self.submit(connection, a, round: round, examples: 30, payload: good)

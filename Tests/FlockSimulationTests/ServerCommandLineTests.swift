@@ -212,9 +212,9 @@ import Testing
           --round-timeout <round-timeout>
                                   Seconds a round waits for updates. [default: 600]
           --max-message-bytes <max-message-bytes>
-                                  Largest gRPC message accepted; the transport resets
-                                  the stream of a larger one, with no status (clients
-                                  see unavailable or cancelled). [default: 4194304]
+                                  Largest gRPC message accepted; a larger one is
+                                  refused with resource exhausted and a message naming
+                                  this limit. [default: 4194304]
           --wait-for-start        Run no rounds until `flock-server admin start`.
           --secure-aggregation <on|off>
                                   The server learns only the sum of the updates (off

@@ -98,7 +98,7 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         name: .customLong("max-message-bytes"), parsing: .unconditional,
-        help: "Largest gRPC message accepted; the transport resets the stream of a larger one, with no status (clients see unavailable or cancelled). [default: 4194304]")
+        help: "Largest gRPC message accepted; a larger one is refused with resource exhausted and a message naming this limit. [default: 4194304]")
     var maxMessageBytes: Int?
 
     @Flag(name: .customLong("wait-for-start"), help: "Run no rounds until `flock-server admin start`.")

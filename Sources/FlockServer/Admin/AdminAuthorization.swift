@@ -1,7 +1,8 @@
 import FlockWire
 import GRPCCore
 
-/// The one place the admin service is authorised: a gRPC server interceptor in front of every admin method.
+/// The one place the admin service is authorised: a gRPC server interceptor in front of every admin method (calls to
+/// other services pass through untouched).
 ///
 /// Each call must carry `authorization: Bearer TOKEN` with an active admin token (``AdminTokenStore``) whose role
 /// permits the method, as ``requiredRoles`` says. A method missing from that table is refused for every token,
@@ -19,6 +20,13 @@ public struct AdminAuthorization: ServerInterceptor {
         Flock_V1_AdminService.Method.ShowRound.descriptor: .viewer,
         Flock_V1_AdminService.Method.Control.descriptor: .operator,
         Flock_V1_AdminService.Method.ChangeProduction.descriptor: .operator,
+        Flock_V1_AdminService.Method.CreateAdminToken.descriptor: .operator,
+        Flock_V1_AdminService.Method.ListAdminTokens.descriptor: .operator,
+        Flock_V1_AdminService.Method.RevokeAdminToken.descriptor: .operator,
+        Flock_V1_AdminService.Method.ListAudit.descriptor: .viewer,
+        Flock_V1_AdminService.Method.CreateEnrolmentTokens.descriptor: .operator,
+        Flock_V1_AdminService.Method.ListDevices.descriptor: .viewer,
+        Flock_V1_AdminService.Method.RevokeDevice.descriptor: .operator,
     ]
 
     /// The admin tokens.
@@ -41,6 +49,8 @@ public struct AdminAuthorization: ServerInterceptor {
         context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
+        // The other services (the edges') have their own checks.
+        guard context.descriptor.service == Flock_V1_AdminService.descriptor else { return try await next(request, context) }
         let caller = try authorize(method: context.descriptor, metadata: request.metadata)
         // Admin methods are unary: the handler runs to its end inside `next`, within this task-local scope.
         return try await AdminCaller.$current.withValue(caller) { try await next(request, context) }

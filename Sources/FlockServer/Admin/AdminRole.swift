@@ -1,6 +1,6 @@
 /// What an admin token may do.
 ///
-/// A `viewer` reads: status, clients, rounds, registry reads, the token list and the audit log. An `operator`
+/// A `viewer` reads: status, clients, rounds, registry reads and the audit log. An `operator`
 /// also acts: start, pause, resume, stop, promote, rollback, pin, unpin, admin tokens, device enrolment and
 /// revocation. Each admin method's role is set in one table, ``AdminAuthorization/requiredRoles``.
 public enum AdminRole: String, Sendable, Codable, CaseIterable, Comparable {

@@ -22,8 +22,8 @@ public final class AuditLog: Sendable {
 
     /// The file's path.
     public let path: String
-    /// Serialises appends from concurrent calls in this process.
-    private let appending = Mutex<Void>(())
+    /// Serialises appends from concurrent calls in this process; true once the file's tail was checked.
+    private let appending = Mutex<Bool>(false)
 
     /// The audit log of the server whose data directory is `directory` (the file is created by the first record).
     public init(directory: String) {
@@ -36,41 +36,60 @@ public final class AuditLog: Sendable {
     public func record(_ event: AuditEvent) throws(CoreError) {
         var line = [UInt8](JSONOutput.data(event))
         line.append(UInt8(ascii: "\n"))
-        try appending.withLock { _ throws(CoreError) in
+        try appending.withLock { (tailChecked) throws(CoreError) in
+            // A crash during an append (before this process) leaves a line without its newline: end it, so that
+            // this record stands on a line of its own.
+            if !tailChecked, Self.endsWithoutNewline(path) { line.insert(UInt8(ascii: "\n"), at: 0) }
             let existed = access(path, F_OK) == 0
             try FileIO.appendDurably(line, to: path, permissions: 0o600)
             if !existed { Self.syncFolder(of: path) }
+            tailChecked = true
         }
     }
 
-    /// The recorded events, oldest first.
+    /// What ``read(limit:)`` found.
+    public struct Contents: Sendable, Equatable {
+        /// The events, oldest first.
+        public var events: [AuditEvent]
+        /// The numbers (from 1) of the lines that are not audit events: a line cut short by a crash during an
+        /// append, or a damaged or edited file.
+        public var damagedLines: [Int]
+
+        /// Creates the contents.
+        public init(events: [AuditEvent], damagedLines: [Int]) {
+            self.events = events
+            self.damagedLines = damagedLines
+        }
+    }
+
+    /// The recorded events, oldest first, and the lines that are not events (skipped).
     /// - Parameter limit: only the last `limit` events (all when nil).
     /// - Returns: no events when nothing was recorded yet.
-    /// - Throws: ``CoreError`` (`io`) when the file cannot be read; `corruptFile` naming the line when a line other
-    ///   than a torn last one (a crash during an append) is not an audit event.
-    public func events(limit: Int? = nil) throws(CoreError) -> [AuditEvent] {
+    /// - Throws: ``CoreError`` (`io`) when the file cannot be read.
+    public func read(limit: Int? = nil) throws(CoreError) -> Contents {
         let bytes: [UInt8]
         do {
             bytes = try FileIO.read(path)
         } catch where error.code == .fileNotFound {
-            return []
+            return Contents(events: [], damagedLines: [])
         }
-        let lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
         let decoder = JSONDecoder()
-        var events: [AuditEvent] = []
-        for (index, line) in lines.enumerated() where !line.isEmpty {
-            do {
-                events.append(try decoder.decode(AuditEvent.self, from: Data(line)))
-            } catch {
-                // The last line without its newline is an append cut short by a crash: it never returned.
-                if index == lines.count - 1 { break }
-                throw CoreError(
-                    .corruptFile, "\(path): line \(index + 1) is not an audit event; the file was edited or damaged (keep a copy and inspect it)")
+        var contents = Contents(events: [], damagedLines: [])
+        for (index, line) in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
+            if let event = try? decoder.decode(AuditEvent.self, from: Data(line)) {
+                contents.events.append(event)
+            } else {
+                contents.damagedLines.append(index + 1)
             }
         }
-        if let limit, events.count > limit { events.removeFirst(events.count - limit) }
-        return events
+        if let limit, contents.events.count > limit { contents.events.removeFirst(contents.events.count - limit) }
+        return contents
     }
+
+    /// The recorded events, oldest first, without the lines that are not events (see ``read(limit:)``).
+    /// - Parameter limit: only the last `limit` events (all when nil).
+    /// - Throws: ``CoreError`` (`io`) when the file cannot be read.
+    public func events(limit: Int? = nil) throws(CoreError) -> [AuditEvent] { try read(limit: limit).events }
 
     /// Runs an admin action and records it with its outcome: `ok` when `body` returns, `refused` when it throws an
     /// `RPCError` that rejects the request (bad arguments, wrong state, not found, not allowed), `failed` otherwise.
@@ -120,6 +139,16 @@ public final class AuditLog: Sendable {
     private static let refusals: Set<RPCError.Code> = [
         .invalidArgument, .failedPrecondition, .notFound, .permissionDenied, .unauthenticated, .alreadyExists, .outOfRange,
     ]
+
+    /// Whether the file exists, is not empty and its last byte is not a newline.
+    private static func endsWithoutNewline(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var last: UInt8 = 0
+        guard lseek(fd, -1, SEEK_END) >= 0, Glibc.read(fd, &last, 1) == 1 else { return false }
+        return last != UInt8(ascii: "\n")
+    }
 
     /// Makes a newly created file's directory entry durable.
     private static func syncFolder(of path: String) {

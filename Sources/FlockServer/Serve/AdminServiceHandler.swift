@@ -2,33 +2,27 @@ import FlockCore
 import FlockWire
 import GRPCCore
 
-/// The admin service over gRPC. Every call must carry `authorization: Bearer TOKEN` metadata with the
-/// admin token (checked against its stored hash); without it the call is refused as unauthenticated and
-/// nothing happens.
+/// The admin service over gRPC. Calls are authorised before they get here, by ``AdminAuthorization`` (token and
+/// role, in one table); the caller is ``AdminCaller/current``. Every operator action is recorded in the audit log.
 public struct AdminServiceHandler: Flock_V1_AdminService.ServiceProtocol {
     /// The coordinator every call goes to.
     public let coordinator: Coordinator
-    /// The admin token's hash.
-    public let token: AdminToken
+    /// The admin tokens (``AdminAuthorization`` checks them; the token methods manage them).
+    public let tokens: AdminTokenStore
+    /// Where operator actions are recorded.
+    public let audit: AuditLog
+    /// Device enrolment, when the server issues device certificates (nil: `--enrolment open`).
+    public var enrolment: DeviceEnrolment?
 
     /// Creates the handler.
-    public init(coordinator: Coordinator, token: AdminToken) {
+    public init(coordinator: Coordinator, tokens: AdminTokenStore, audit: AuditLog) {
         self.coordinator = coordinator
-        self.token = token
-    }
-
-    private func authorize(_ metadata: Metadata) throws(RPCError) {
-        let presented = metadata[stringValues: "authorization"].first(where: { _ in true }) ?? ""
-        guard presented.hasPrefix("Bearer "), presented.utf8.count <= 512, token.accepts(String(presented.dropFirst(7))) else {
-            throw RPCError(
-                code: .unauthenticated,
-                message: "admin calls need the admin token: --token, FLOCK_ADMIN_TOKEN, or DATA_DIR/\(AdminToken.tokenFileName) via --data-dir")
-        }
+        self.tokens = tokens
+        self.audit = audit
     }
 
     /// The server's state.
     public func status(request: ServerRequest<Flock_V1_StatusRequest>, context: ServerContext) async throws -> ServerResponse<Flock_V1_StatusResponse> {
-        try authorize(request.metadata)
         return ServerResponse(message: await coordinator.status())
     }
 
@@ -36,7 +30,6 @@ public struct AdminServiceHandler: Flock_V1_AdminService.ServiceProtocol {
     public func listClients(
         request: ServerRequest<Flock_V1_ListClientsRequest>, context: ServerContext
     ) async throws -> ServerResponse<Flock_V1_ListClientsResponse> {
-        try authorize(request.metadata)
         var response = Flock_V1_ListClientsResponse()
         response.clients = await coordinator.clients()
         return ServerResponse(message: response)
@@ -46,7 +39,6 @@ public struct AdminServiceHandler: Flock_V1_AdminService.ServiceProtocol {
     public func listRounds(
         request: ServerRequest<Flock_V1_ListRoundsRequest>, context: ServerContext
     ) async throws -> ServerResponse<Flock_V1_ListRoundsResponse> {
-        try authorize(request.metadata)
         var response = Flock_V1_ListRoundsResponse()
         response.rounds = await coordinator.rounds().map(Flock_V1_RoundSummary.init)
         return ServerResponse(message: response)
@@ -54,7 +46,6 @@ public struct AdminServiceHandler: Flock_V1_AdminService.ServiceProtocol {
 
     /// One round.
     public func showRound(request: ServerRequest<Flock_V1_ShowRoundRequest>, context: ServerContext) async throws -> ServerResponse<Flock_V1_RoundSummary> {
-        try authorize(request.metadata)
         guard let record = await coordinator.rounds().first(where: { UInt64($0.round) == request.message.round }) else {
             throw RPCError(code: .notFound, message: "no round \(request.message.round); `flock-server admin rounds` lists them")
         }
@@ -63,8 +54,10 @@ public struct AdminServiceHandler: Flock_V1_AdminService.ServiceProtocol {
 
     /// start, pause, resume, stop.
     public func control(request: ServerRequest<Flock_V1_ControlRequest>, context: ServerContext) async throws -> ServerResponse<Flock_V1_StatusResponse> {
-        try authorize(request.metadata)
-        let status = try await refusing { () async throws(ServeRefusal) in try await coordinator.control(request.message.command) }
+        let command = request.message.command
+        let status = try await audit.recording(command.auditName, detail: { $0.state }) {
+            try await refusing { () async throws(ServeRefusal) in try await coordinator.control(command) }
+        }
         return ServerResponse(message: status)
     }
 
@@ -72,9 +65,9 @@ public struct AdminServiceHandler: Flock_V1_AdminService.ServiceProtocol {
     public func changeProduction(
         request: ServerRequest<Flock_V1_ProductionChange>, context: ServerContext
     ) async throws -> ServerResponse<Flock_V1_ProductionChangeResponse> {
-        try authorize(request.metadata)
-        let (message, production) = try await refusing { () async throws(ServeRefusal) in
-            try await coordinator.changeProduction(request.message)
+        let change = request.message
+        let (message, production) = try await audit.recording(change.action.auditName, arguments: change.auditArguments, detail: { $0.0 }) {
+            try await refusing { () async throws(ServeRefusal) in try await coordinator.changeProduction(change) }
         }
         var response = Flock_V1_ProductionChangeResponse()
         response.message = message

@@ -40,6 +40,8 @@ public enum ServeRuntime {
         let coordinator = try Coordinator(configuration: configuration, waitForStart: waitForStart, log: log)
         let (token, created) = try AdminToken.loadOrCreate(inFolder: folder)
         if created { log("admin token written to \(folder)/\(AdminToken.tokenFileName) (mode 0600); the server keeps only its hash") }
+        let adminTokens = try AdminTokenStore(directory: folder, initial: token)
+        let audit = AuditLog(directory: folder)
 
         let host = configuration.listen.host == "localhost" ? "127.0.0.1" : configuration.listen.host
         let address: GRPCNIOTransportHTTP2.SocketAddress
@@ -68,7 +70,8 @@ public enum ServeRuntime {
             })
         let server = GRPCServer(
             transport: transport,
-            services: [EdgeServiceHandler(coordinator: coordinator), AdminServiceHandler(coordinator: coordinator, token: token)])
+            services: [EdgeServiceHandler(coordinator: coordinator), AdminServiceHandler(coordinator: coordinator, tokens: adminTokens, audit: audit)],
+            interceptors: [AdminAuthorization(tokens: adminTokens, audit: audit)])
         await coordinator.setStopHandler { server.beginGracefulShutdown() }
 
         let signals = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in

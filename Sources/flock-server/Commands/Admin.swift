@@ -18,7 +18,7 @@ struct Admin: AsyncParsableCommand {
             """,
         subcommands: [
             Status.self, Clients.self, Rounds.self, RoundCommand.self, Start.self, Pause.self, Resume.self, Stop.self,
-            Promote.self, Rollback.self, Pin.self, Unpin.self,
+            Promote.self, Rollback.self, Pin.self, Unpin.self, Tokens.self, Audit.self, Enrol.self, Devices.self,
         ])
 
     /// Options every admin subcommand takes.

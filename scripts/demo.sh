@@ -59,6 +59,15 @@ PIDS+=($!)
 for _ in $(seq 100); do [ -s "$OUT/server/serve.address" ] && break; sleep 0.1; done
 ADDRESS=$(cat "$OUT/server/serve.address" 2>/dev/null) || { echo "demo: the server did not start:" >&2; cat "$OUT/server.log" >&2; exit 1; }
 echo "server listening on $ADDRESS (log: $OUT/server.log)"
+# Only enrolled devices take part: one one-time token per edge, each edge makes its key and gets its device
+# certificate (mutual TLS from then on).
+mapfile -t TOKENS < <("$BIN/flock-server" admin enrol create --count 10 --expires 1h --label demo --data-dir "$OUT/server" 2>/dev/null)
+[ "${#TOKENS[@]}" -eq 10 ] || { echo "demo: could not issue enrolment tokens" >&2; exit 1; }
+for i in $(seq 0 9); do
+    FLOCK_ENROLMENT_TOKEN="${TOKENS[$i]}" "$BIN/flock-edge" enrol --server "$ADDRESS" --ca "$OUT/server/tls/ca.pem" \
+        --state-dir "$OUT/edges/edge-$i" --id "edge-$i" > /dev/null || { echo "demo: edge-$i could not enrol" >&2; exit 1; }
+done
+echo "10 edges enrolled (device certificates in $OUT/edges/edge-*/identity; admin devices list shows them)"
 declare -A CRASH=([8]="share-keys@3" [9]="masked-input@5")
 declare -A EDGE_PID=()
 start_edge() {  # start_edge I [FLOCK-EDGE OPTIONS...]

@@ -10,13 +10,23 @@ open class ProcessGroup: @unchecked Sendable {
     /// The processes started, by name.
     public private(set) var processes: [String: Process] = [:]
 
+    /// The CA of the last server started with TLS (its `DATA_DIR/tls/ca.pem`), which edges are given as `--ca`.
+    public private(set) var serverCA: String?
+
     /// An empty group.
     public init() {}
 
+    /// How an edge's `run` reaches the server: `--ca SERVER_CA` after a TLS server was started (`--tls off` when
+    /// none was), unless `arguments` already say (`--tls`, `--ca`, `--server-fingerprint`).
+    public func edgeTrust(_ arguments: [String]) -> [String] {
+        if arguments.contains(where: { ["--tls", "--ca", "--server-fingerprint"].contains($0) }) { return [] }
+        return serverCA.map { ["--ca", $0] } ?? ["--tls", "off"]
+    }
+
     deinit { stopAll() }
 
-    /// Starts `flock-server serve --data-dir DATA_DIR` with `arguments` (and `--listen 127.0.0.1:0` unless given)
-    /// under `name`, waits for its address file, and returns `HOST:PORT`.
+    /// Starts `flock-server serve --data-dir DATA_DIR` with `arguments` (and `--listen 127.0.0.1:0` and
+    /// `--enrolment open` unless given) under `name`, waits for its address file, and returns `HOST:PORT`.
     /// - Throws: ``CoreError`` with the server's log when it stops or has not started within `seconds`.
     @discardableResult
     public func startServer(_ name: String = "server", dataDirectory: String, _ arguments: [String] = [], seconds: Double = 60) throws -> String {
@@ -24,6 +34,10 @@ open class ProcessGroup: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: address)
         var all = ["serve", "--data-dir", dataDirectory] + arguments
         if !arguments.contains("--listen") { all += ["--listen", "127.0.0.1:0"] }
+        // Edges register under any id unless a test is about enrolled devices (then it passes --enrolment certificate).
+        if !arguments.contains("--enrolment") { all += ["--enrolment", "open"] }
+        let plaintext = zip(arguments, arguments.dropFirst()).contains { $0 == "--tls" && $1 == "off" }
+        serverCA = plaintext ? nil : dataDirectory + "/tls/ca.pem"
         try start(name, TestData.executable("flock-server"), all)
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {

@@ -57,6 +57,11 @@ public struct DeviceIdentity: Sendable {
         return DeviceIdentity(edgeId: edgeId, certificate: certificate, privateKey: key, authority: authority)
     }
 
+    /// True when `stateDirectory` holds a device certificate (the device enrolled).
+    public static func isEnrolled(stateDirectory: String) -> Bool {
+        FileManager.default.fileExists(atPath: Paths(stateDirectory: stateDirectory).certificate)
+    }
+
     /// The device's key in `stateDirectory`, made and stored (0600) first if there is none yet.
     public static func loadOrCreateKey(stateDirectory: String) throws(CoreError) -> P256.Signing.PrivateKey {
         let paths = Paths(stateDirectory: stateDirectory)
@@ -196,5 +201,43 @@ extension DeviceIdentity {
         default:
             return CoreError(.invalidArgument, "the server refused to \(what): \(rpc.message)")
         }
+    }
+}
+
+extension DeviceIdentity {
+    /// How `flock-edge run` connects: with the identity stored in `stateDirectory`, if the device enrolled (mutual
+    /// TLS presenting its certificate, trusting `trust` or else the CA it enrolled with), renewed first when less
+    /// than a third of its lifetime is left; otherwise `trust` as it is (nil: plaintext).
+    /// - Returns: the transport security, and the identity (nil: not enrolled).
+    /// - Throws: ``CoreError`` when the stored identity is damaged, or renewal is due and the server refuses it.
+    public static func connectionSecurity(
+        stateDirectory: String, server: ServerAddress, trust: ClientTLS?, log: (String) -> Void
+    ) async throws(CoreError) -> (tls: ClientTLS?, identity: DeviceIdentity?) {
+        guard var identity = try load(stateDirectory: stateDirectory) else { return (trust, nil) }
+        let paths = Paths(stateDirectory: stateDirectory)
+        let base = trust ?? ClientTLS(trust: .certificateAuthority(path: paths.authority))
+        let tls = base.presenting(try ClientTLS.Identity(certificateFile: paths.certificate, keyFile: paths.key))
+        if identity.needsRenewal() {
+            guard identity.certificate.notValidAfter > Date() else {
+                throw CoreError(
+                    .invalidArgument,
+                    "the device certificate in \(paths.certificate) expired on \(identity.certificate.notValidAfter); ask the operator for a new token and enrol again (flock-edge enrol)")
+            }
+            let connection = EdgeConnection(transport: try server.clientTransport(tls: tls))
+            let current = identity
+            do {
+                identity = try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await connection.run() }
+                    defer { connection.close() }
+                    return try await current.renewed(edge: connection.edge, stateDirectory: stateDirectory)
+                }
+            } catch let error as CoreError {
+                throw error
+            } catch {
+                throw CoreError(.io, "could not renew the device certificate: \(error)")
+            }
+            log("renewed the device certificate of edge \(identity.edgeId): valid until \(identity.certificate.notValidAfter.formatted(.iso8601))")
+        }
+        return (tls, identity)
     }
 }

@@ -14,7 +14,10 @@ struct Admin: AsyncParsableCommand {
             The server is found at --server, else at the address the server wrote to DATA_DIR/serve.address, \
             else 127.0.0.1:7070. The admin token comes from --token-file, else FLOCK_ADMIN_TOKEN, else \
             DATA_DIR/admin.token (written by the server on first start, mode 0600). --token TOKEN works too, but \
-            every user of the machine can read a command line (ps): prefer the file or the environment.
+            every user of the machine can read a command line (ps): prefer the file or the environment. \
+            A viewer token may read (status, clients, rounds, round, audit); an operator token may also act \
+            (start, pause, resume, stop, promote, rollback, pin, unpin, tokens, enrol, devices revoke): see \
+            `admin tokens --help`. Operator actions are recorded in DATA_DIR/audit.log (`admin audit`).
             """,
         subcommands: [
             Status.self, Clients.self, Rounds.self, RoundCommand.self, Start.self, Pause.self, Resume.self, Stop.self,

@@ -6,8 +6,8 @@ import Foundation
 /// The JSON form, one object per line of `DATA_DIR/audit.log`, is stable:
 ///
 /// ```json
-/// {"action":"promote","arguments":{"force":"false","reason":"better","version":"7"},
-///  "detail":"production is now v7","outcome":"ok","time":"2026-05-01T12:00:00.123Z",
+/// {"action":"promote","arguments":{"force":"true","reason":"better","version":"7"},
+///  "detail":"version 7 promoted to production (forced)","outcome":"ok","time":"2026-05-01T12:00:00.123Z",
 ///  "who":{"id":"k1a2b3c4d5e6","kind":"token","label":"alice"}}
 /// ```
 public struct AuditEvent: Sendable, Equatable, Codable {

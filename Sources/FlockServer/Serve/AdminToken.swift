@@ -2,7 +2,8 @@ import FlockCore
 import FlockCrypto
 import Foundation
 
-/// The admin API's bearer token. On first start the server creates a random token, keeps only its
+/// The server's first admin bearer token, an operator token (``AdminTokenStore`` holds it as id `admin`, beside the
+/// tokens made with `admin tokens create`). On first start the server creates a random token, keeps only its
 /// SHA-256 (`DATA_DIR/admin.token.sha256`) and writes the token itself to `DATA_DIR/admin.token` with mode
 /// 0600 for the operator (who may move it elsewhere and delete the file: the server never reads it back).
 public struct AdminToken: Sendable {

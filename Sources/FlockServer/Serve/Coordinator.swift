@@ -304,6 +304,9 @@ public actor Coordinator {
     /// Registers a callback run once when `admin stop` asks the server to shut down.
     public func setStopHandler(_ handler: @escaping @Sendable () -> Void) { onStop = handler }
 
+    /// Long polls held open now: idle heartbeats and secure-aggregation polls (for the metrics).
+    public var parkedLongPolls: (heartbeats: Int, secureAggregation: Int) { (waiters.count, secAggWaiters.count) }
+
     // MARK: - Edge calls
 
     /// Registers (or re-registers) an edge.

@@ -12,6 +12,8 @@ import FlockWire
 public struct ServerConfiguration: Sendable, Equatable {
     /// Address for edges and the admin API.
     public var listen = ServerAddress(host: "127.0.0.1", port: 7070)
+    /// Address of the Prometheus endpoint (`GET /metrics`, ``MetricsEndpoint``); nil: none.
+    public var metrics: ServerAddress?
     /// Round checkpoint, global model, admin token hash.
     public var dataDirectory = "./flock-data"
     /// Model preset (`2nn`, `cnn`, `mlp:…`, `logreg`).
@@ -108,6 +110,7 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// Every key a config file may hold.
     public static let keys: Set<String> = [
         "listen", "data_dir", "model", "input_features", "classes", "input_scale", "holdout", "rounds",
+        "metrics",
         "clients_per_round", "fraction", "min_clients", "over_selection", "round_timeout", "heartbeat_seconds",
         "edge_timeout", "strategy", "federated_evaluation", "seed", "max_message_bytes", "long_poll_capacity",
         "max_examples", "max_update_norm", "max_connections", "scale",
@@ -127,6 +130,7 @@ public struct ServerConfiguration: Sendable, Equatable {
             throw CoreError(.invalidData, unknown + " (known keys: \(Self.keys.sorted().joined(separator: ", ")))")
         }
         if let v = try file.string("listen") { listen = try ServerAddress(parsing: v) }
+        if let v = try file.string("metrics") { metrics = v.isEmpty ? nil : try ServerAddress(parsing: v) }
         if let v = try file.string("data_dir") { dataDirectory = v }
         if let v = try file.string("model") { model = v }
         if let v = try file.integer("input_features") { inputFeatures = v }

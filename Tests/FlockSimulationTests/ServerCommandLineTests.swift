@@ -167,6 +167,9 @@ import Testing
                                   server/flock-server.toml).
           --listen <HOST:PORT>    Address for edges and admin (port 0: any free port).
                                   [default: 127.0.0.1:7070]
+          --metrics <HOST:PORT>   Serve Prometheus metrics at http://HOST:PORT/metrics,
+                                  and nothing else there (port 0: any free port,
+                                  written to DATA_DIR/metrics.address). [default: off]
           --data-dir <DIR>        Checkpoint, global model, admin token. [default:
                                   ./flock-data]
           --model <MODEL>         Model: 2nn | cnn | mlp:H1,H2,... | logreg. [default:

@@ -31,13 +31,14 @@ public enum LogPrivacy {
         }
     }
 
-    /// `text` with every occurrence of `word` not adjacent to another id character (A-Z a-z 0-9 . _ -) replaced.
+    /// `text` with every occurrence of `word` not adjacent to another id character (A-Z a-z 0-9 . _ -) or a slash
+    /// replaced: a path that holds the id (a state folder named after the edge, say) is the operator's own and stays.
     private static func replacingWord(_ word: String, in text: String) -> String {
         let source = Array(text.utf8)
         let pattern = Array(word.utf8)
         guard source.count >= pattern.count else { return text }
         func isIdByte(_ b: UInt8) -> Bool {
-            (48...57).contains(b) || (65...90).contains(b) || (97...122).contains(b) || b == 46 || b == 95 || b == 45
+            (48...57).contains(b) || (65...90).contains(b) || (97...122).contains(b) || b == 46 || b == 95 || b == 45 || b == 47
         }
         var out = [UInt8]()
         out.reserveCapacity(source.count)

@@ -15,7 +15,8 @@ public final class LogSink: Sendable {
     /// The process's standard error.
     public static let standardError = LogSink(fileDescriptor: 2)
 
-    private let fileDescriptor: Int32
+    /// The file descriptor written to.
+    public let fileDescriptor: Int32
     private let lock = Mutex(())
 
     /// A sink writing to `fileDescriptor`, which stays open for the life of the process.

@@ -14,12 +14,17 @@ public struct TextLogHandler: LogHandler {
     /// Contextual metadata added at each event.
     public var metadataProvider: Logger.MetadataProvider?
     private let sink: LogSink
+    /// Whether each line starts with its syslog priority (`<4>` for a warning), which the systemd journal takes
+    /// off and keeps as the line's priority (`journalctl -p warning`).
+    private let journalPriority: Bool
 
-    /// A handler writing to `sink` events at `level` and above.
-    public init(label: String, level: Logger.Level, sink: LogSink) {
+    /// A handler writing to `sink` events at `level` and above; with `journalPriority`, each line starts with its
+    /// syslog priority for the systemd journal.
+    public init(label: String, level: Logger.Level, sink: LogSink, journalPriority: Bool = false) {
         self.label = label
         logLevel = level
         self.sink = sink
+        self.journalPriority = journalPriority
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -36,9 +41,21 @@ public struct TextLogHandler: LogHandler {
         var all = metadata
         if let provided = metadataProvider?.get() { all.merge(provided) { $1 } }
         if let own = event.metadata { all.merge(own) { $1 } }
-        var text = Self.prefix(event.level)
+        var text = journalPriority ? "<\(Self.syslogPriority(event.level))>" : ""
+        text += Self.prefix(event.level)
         if LogPrivacy.showsEdgeIds(at: logLevel), let edge = all[LogPrivacy.edgeKey] { text += "\(edge): " }
         return text + LogPrivacy.redacted(event.message.description, all, at: logLevel)
+    }
+
+    private static func syslogPriority(_ level: Logger.Level) -> Int {
+        switch level {
+        case .trace, .debug: return 7
+        case .info: return 6
+        case .notice: return 5
+        case .warning: return 4
+        case .error: return 3
+        case .critical: return 2
+        }
     }
 
     private static func prefix(_ level: Logger.Level) -> String {

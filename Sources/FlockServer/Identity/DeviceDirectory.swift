@@ -220,6 +220,11 @@ public final class DeviceDirectory: Sendable {
         return revoked
     }
 
+    /// True when `token` was issued by this server (used, expired or not).
+    public func issued(token: String) -> Bool {
+        ((try? queue.read { db in try Row.fetchOne(db, sql: "SELECT 1 FROM enrolment_token WHERE hash = ?", arguments: [Self.hash(token)]) }) ?? nil) != nil
+    }
+
     /// True for an enrolled device that is not revoked. Answered from memory.
     public func isActive(_ edgeId: String) -> Bool { states.withLock { $0[edgeId] ?? false } }
 

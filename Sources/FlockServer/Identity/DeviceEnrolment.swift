@@ -55,7 +55,10 @@ public final class DeviceEnrolment: Sendable {
             try? audit.record(AuditEvent(actor: actor, action: "devices.enrol", arguments: arguments, outcome: .ok, detail: "certificate until \(certificate.notValidAfter)"))
             return try response(certificate, edgeId: request.edgeID)
         case .failure(let refusal):
-            try? audit.record(AuditEvent(actor: actor, action: "devices.enrol", arguments: arguments, outcome: .refused, detail: refusal.message))
+            // A token this server never issued is anyone's guess: not recorded, so that guesses cannot fill the disk.
+            if directory.issued(token: request.token) {
+                try? audit.record(AuditEvent(actor: actor, action: "devices.enrol", arguments: arguments, outcome: .refused, detail: refusal.message))
+            }
             throw refusal
         }
     }

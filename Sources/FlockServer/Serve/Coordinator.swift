@@ -314,6 +314,13 @@ public actor Coordinator {
     /// - Throws: ``ServeRefusal`` for a bad id or count.
     public func register(id: String, examples: UInt64) throws(ServeRefusal) -> (session: String, heartbeatSeconds: Double) {
         guard examples <= 1 << 40 else { throw ServeRefusal(.invalidArgument, "example count \(examples) is implausible") }
+        // Under enrolment only the device itself can register its id; a second connection of it must not knock
+        // the first out of the secure round whose keys it advertised while the first is still heard from.
+        if configuration.enrolment == .certificate, let secure = open?.secure, secure.hasAdvertised(id), membership.isConnected(id, now: now) {
+            throw ServeRefusal(
+                .unavailable,
+                "edge \(id) is in round \(open!.record.round) on another connection; register again after the round ends (about \(Int(configuration.roundTimeout)) s at most)")
+        }
         let session = SecureRandom.token(byteCount: 16)
         // An edge that registers again while selected (its process restarted, or the server did and reopened
         // the round) stays selected: its next idle heartbeat gets the plan again, unless it already reported
@@ -385,6 +392,41 @@ public actor Coordinator {
         return retry(configuration.heartbeatSeconds, "left round \(round); register again once this edge can take part")
     }
 
+    /// Drops a revoked device at once: out of the open round (as if it had left it), its long polls answered, its
+    /// session gone. Its next call is refused by the identity check before it reaches the coordinator.
+    public func forgetRevoked(_ id: String) {
+        guard membership.edges[id] != nil else { return }
+        logger.notice("a revoked edge is dropped from the federation", metadata: Self.about(edge: id))
+        drop(id, retry: "revoked", abort: "this edge was revoked")
+    }
+
+    /// An edge shuts down and says so: its session ends and it leaves membership at once (and the open round, as
+    /// if it had gone silent; under secure aggregation its neighbours' shares stand in for it), instead of after
+    /// the edge timeout. `admin clients` no longer lists it; it registers anew when it comes back.
+    /// - Throws: ``ServeRefusal/Kind/unauthenticated`` for an unknown or stale session (nothing changes).
+    public func leave(id: String, session: String, reason: String) throws(ServeRefusal) {
+        try authenticate(id: id, session: session)
+        let round = drop(id, retry: "left", abort: "this edge left")
+        logLeave(id: id, round: round, reason: reason)
+    }
+
+    /// Ends `id`'s session and takes it out of the open round and membership, answering its long polls with
+    /// `retry` (a heartbeat) and `abort` (a secure-aggregation wait); returns the round it was in.
+    @discardableResult
+    private func drop(_ id: String, retry reason: String, abort: String) -> Int? {
+        let round = membership.edges[id]?.round
+        if let round, var secure = open?.secure, open?.record.round == round {
+            secure.forget(id)
+            open?.secure = secure
+        }
+        resumeWaiter(id, with: retry(configuration.heartbeatSeconds, reason))
+        resumeSecAggWaiter(id, with: Flock_V1_SecAggStep.with { $0.aborted = abort })
+        if round != nil { edgeLost(id) }
+        membership.leave(id)
+        closeSettledSecurePhase(now: now)
+        return round
+    }
+
     /// Edges the server holds in long polls while a round runs: enough for the next round, twice over.
     private var parkingCapacity: Int {
         if configuration.longPollCapacity > 0 { return configuration.longPollCapacity }
@@ -395,40 +437,6 @@ public actor Coordinator {
     private func immediateReply(id: String, status: Flock_V1_EdgeStatus) -> Flock_V1_HeartbeatResponse? {
         switch control {
         case .running: break
-    /// Drops a revoked device at once: out of the open round (as if it had left it), its long poll answered, its
-    /// session gone. Its next call is refused by the identity check before it reaches the coordinator.
-    public func forgetRevoked(_ id: String) {
-        if waiters[id] != nil { resumeWaiter(id, with: retry(configuration.heartbeatSeconds, "revoked")) }
-        guard membership.edges[id] != nil else { return }
-        logger.notice("a revoked edge is dropped from the federation", metadata: Self.about(edge: id))
-        membership.decline(id, reason: "revoked")
-        if var secure = open?.secure {
-            secure.forget(id)
-            open?.secure = secure
-        }
-        edgeLost(id)
-        closeSettledSecurePhase(now: now)
-    }
-
-    /// An edge shuts down and says so: its session ends and it leaves membership at once (and the open round, as
-    /// if it had gone silent; under secure aggregation its neighbours' shares stand in for it), instead of after
-    /// the edge timeout. `admin clients` no longer lists it; it registers anew when it comes back.
-    /// - Throws: ``ServeRefusal/Kind/unauthenticated`` for an unknown or stale session (nothing changes).
-    public func leave(id: String, session: String, reason: String) throws(ServeRefusal) {
-        try authenticate(id: id, session: session)
-        let round = membership.edges[id]?.round
-        if let round, var secure = open?.secure, open?.record.round == round {
-            secure.forget(id)
-            open?.secure = secure
-        }
-        resumeWaiter(id, with: retry(configuration.heartbeatSeconds, "left"))
-        resumeSecAggWaiter(id, with: Flock_V1_SecAggStep.with { $0.aborted = "this edge left" })
-        if round != nil { edgeLost(id) }
-        membership.leave(id)
-        closeSettledSecurePhase(now: now)
-        logLeave(id: id, round: round, reason: reason)
-    }
-
         // A pause lets the open round finish: its edges still get their plan and keep training.
         case .paused where open != nil && membership.edges[id]?.round == open?.record.round: break
         case .paused: return retry(configuration.heartbeatSeconds, "paused")
@@ -1116,16 +1124,6 @@ public actor Coordinator {
         return status()
     }
 
-    /// Parameters of the global model.
-    public var parameterCount: Int { global.weights.count }
-}
-
-// MARK: - Secure aggregation
-
-extension Coordinator {
-    /// Sets up secure aggregation of a round over `participants` and writes its parameters into `plan`.
-    private func makeSecureRound(round: Int, participants: [String], plan: inout Flock_V1_RoundPlan, now moment: Double) throws(CoreError) -> ServedSecureRound {
-        let ids = participants.sorted()
     /// Drains the server for a shutdown (SIGTERM, SIGINT): no new round opens, every edge held in a long poll is
     /// answered at once (the server is going), and the last completed round is made durable if its checkpoint had
     /// not been written yet. An open round is left as its journal holds it: a restarted server reopens it with
@@ -1149,6 +1147,16 @@ extension Coordinator {
             metadata: Self.about(round: open?.record.round, version: global.round))
     }
 
+    /// Parameters of the global model.
+    public var parameterCount: Int { global.weights.count }
+}
+
+// MARK: - Secure aggregation
+
+extension Coordinator {
+    /// Sets up secure aggregation of a round over `participants` and writes its parameters into `plan`.
+    private func makeSecureRound(round: Int, participants: [String], plan: inout Flock_V1_RoundPlan, now moment: Double) throws(CoreError) -> ServedSecureRound {
+        let ids = participants.sorted()
         // The edges' registered example counts (already known to the server) set the codec's full weight.
         let maximumWeight = max(1, ids.compactMap { membership.edges[$0]?.examples }.max() ?? 1)
         do {

@@ -181,6 +181,9 @@ let package = Package(
             dependencies: [
                 "FlockCore", "FlockCrypto", "FlockEdge", "FlockServer", "FlockWire", "FlockTestSupport", "flock-server", "flock-edge",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         // The simulation tests also run the built flock-server binary (kill -9 and resume).

@@ -13,6 +13,6 @@ struct FlockServerCommand: AsyncParsableCommand {
             simulate --data-dir fill.
             """,
         version: "0.1.0",
-        subcommands: [Serve.self, Admin.self, RegistryCommand.self, Simulate.self, Bench.self, DataCommand.self]
+        subcommands: [Serve.self, Init.self, Admin.self, RegistryCommand.self, Simulate.self, Bench.self, DataCommand.self]
     )
 }

@@ -15,9 +15,12 @@ final class Fleet: ProcessGroup, @unchecked Sendable {
         try startServer(name, dataDirectory: dataDirectory, arguments, seconds: 30)
     }
 
-    /// Starts an edge on `data` with id `id`.
+    /// Starts an edge on `data` with id `id` (with `--ca` of the server's data directory, unless `extra` says how
+    /// to reach the server).
     func startEdge(_ id: String, server: String, data: String, extra: [String] = []) throws {
-        try start(id, TestData.executable("flock-edge"), ["run", "--server", server, "--data", data, "--id", id, "--state-dir", folder + "/" + id] + extra)
+        try start(
+            id, TestData.executable("flock-edge"),
+            ["run", "--server", server, "--data", data, "--id", id, "--state-dir", folder + "/" + id] + extra + edgeTrust(extra))
     }
 
     /// Runs `flock-server admin ARGS --data-dir DIR`.

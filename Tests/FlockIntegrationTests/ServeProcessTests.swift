@@ -41,9 +41,9 @@ import Testing
         // The admin token: stored hashed, its copy owner-only; calls without it or with a wrong one are refused.
         let mode = try FileManager.default.attributesOfItem(atPath: fleet.dataDirectory + "/admin.token")[.posixPermissions] as? Int
         #expect(mode == 0o600)
-        let wrong = try TestData.run(TestData.executable("flock-server"), ["admin", "pause", "--server", server, "--token", "not-the-token"])
+        let wrong = try TestData.run(TestData.executable("flock-server"), ["admin", "pause", "--server", server, "--token", "not-the-token", "--ca", fleet.dataDirectory + "/tls/ca.pem"])
         #expect(wrong.status == 1 && wrong.error.contains("admin token"))
-        let none = try TestData.run(TestData.executable("flock-server"), ["admin", "status", "--server", server, "--data-dir", fleet.folder + "/nowhere"])
+        let none = try TestData.run(TestData.executable("flock-server"), ["admin", "status", "--server", server, "--data-dir", fleet.folder + "/nowhere", "--ca", fleet.dataDirectory + "/tls/ca.pem"])
         #expect(none.status == 1 && none.error.contains("no admin token"))
         #expect(try fleet.status()["state"] as? String == "finished")
         // stop shuts the server down cleanly.

@@ -65,6 +65,8 @@ import Testing
         let address = try fleet.startServer([
             "--min-clients", "2", "--clients-per-round", "2", "--max-message-bytes", "2000000", "--heartbeat", "1",
             "--edge-timeout", "3600", "--round-timeout", "3600", "--secure-aggregation", "off",
+            // Raw gRPC calls from this process, in plaintext on loopback.
+            "--tls", "off",
         ])
         let connection = try EdgeConnection(server: try ServerAddress(parsing: address))
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -211,7 +213,7 @@ import Testing
         let fleet = Fleet()
         let arguments = [
             "--min-clients", "2", "--clients-per-round", "2", "--heartbeat", "1", "--edge-timeout", "3600", "--round-timeout", "3600",
-            "--secure-aggregation", "off",
+            "--secure-aggregation", "off", "--tls", "off",
         ]
         let first = try fleet.startServer(arguments)
         let (plan, w0, dA, dB) = try await Self.connected(to: first) { connection in

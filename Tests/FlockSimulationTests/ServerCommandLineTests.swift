@@ -62,6 +62,12 @@ import Testing
         (["simulate", "--train", "/nonexistent/train.csv", "--rounds", "1", "--json"], 1, #"{"code":1,"error":"/nonexistent/train.csv: no such file"}"#),
         (["admin", "status", "--server", "1.2.3.4:99999"], 64,
          "Error: --server: address '1.2.3.4:99999': the port must be a number from 0 to 65535"),
+        (["serve", "--tls", "off", "--listen", "0.0.0.0:7070"], 64,
+         "Error: --tls off on 0.0.0.0:7070 would let anyone on the network read and alter every update and token; keep TLS on (the default), or add --insecure if this network is yours alone"),
+        (["serve", "--tls-cert", "/nonexistent/server.pem"], 64,
+         "Error: --tls-cert and --tls-key go together: give both (the certificate and its key), or neither for the data directory's"),
+        (["admin", "status", "--data-dir", "/nonexistent", "--token", "t"], 64,
+         "error: the connection to 127.0.0.1:7070 uses TLS: give the server's CA with --ca FILE (the server's DATA_DIR/tls/ca.pem) or pin its certificate with --server-fingerprint SHA256 (printed by flock-server init and serve); --tls off talks plaintext to a server on loopback"),
         (["data", "balance"], 64, "Error: give the data file: --data FILE.csv"),
         (["data", "balance", "--data", "/nonexistent/a.csv"], 1, "error: /nonexistent/a.csv: no such file"),
         (["data", "balance", "/nonexistent/b.csv"], 1, "error: /nonexistent/b.csv: no such file"),
@@ -162,6 +168,30 @@ import Testing
 
         USAGE: flock-server serve <options>
 
+        LOGGING:
+          --log-level <LEVEL>     The least severe events logged; edge ids appear only
+                                  at debug and trace. (values: trace, debug, info,
+                                  notice, warning, error, critical; default: info)
+          --log-format <FORMAT>   text: one line per event; json: one JSON object per
+                                  line (time, level, label, message, metadata).
+                                  (values: text, json; default: text)
+
+        TRANSPORT SECURITY:
+          --tls <on|off>          TLS for edges and admin: on serves the certificate in
+                                  DATA_DIR/tls (created on first start, with its CA
+                                  DATA_DIR/tls/ca.pem for edges' --ca) or --tls-cert;
+                                  off is plaintext, allowed beyond loopback only with
+                                  --insecure. [default: on] (values: on, off)
+          --insecure              Allow --tls off on an address other than loopback
+                                  (everything crosses the network in the clear).
+          --tls-cert <FILE>       Your own server certificate (PEM, with any
+                                  intermediates) instead of DATA_DIR/tls/server.pem;
+                                  read again when it changes on disk. Needs --tls-key.
+          --tls-key <FILE>        The private key of --tls-cert (PEM).
+          --tls-client-ca <FILE>  CA certificates (PEM) that edges' client certificates
+                                  must chain to, when they present one. [default:
+                                  DATA_DIR/tls/ca.pem]
+
         OPTIONS:
           --config <FILE>         TOML config (commented example:
                                   server/flock-server.toml).
@@ -170,6 +200,17 @@ import Testing
           --metrics <HOST:PORT>   Serve Prometheus metrics at http://HOST:PORT/metrics,
                                   and nothing else there (port 0: any free port,
                                   written to DATA_DIR/metrics.address). [default: off]
+          --enrolment <certificate|open>
+                                  certificate: only enrolled devices take part, each
+                                  call bound to its device certificate over mutual TLS
+                                  (admin enrol create, flock-edge enrol); open: anyone
+                                  who reaches the server registers under any id
+                                  (loopback and tests only). [default: certificate]
+                                  (values: certificate, open)
+          --device-certificate-lifetime <DURATION>
+                                  How long a device certificate is valid; edges renew
+                                  it after two thirds (a number and s, m, h or d).
+                                  [default: 30d]
           --data-dir <DIR>        Checkpoint, global model, admin token. [default:
                                   ./flock-data]
           --model <MODEL>         Model: 2nn | cnn | mlp:H1,H2,... | logreg. [default:

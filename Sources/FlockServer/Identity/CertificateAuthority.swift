@@ -107,15 +107,15 @@ public struct CertificateAuthority: Sendable {
             || FileManager.default.fileExists(atPath: folder + "/" + keyFileName)
     }
 
-    /// Writes `DATA_DIR/tls/ca.pem` (0644) and `ca.key` (0600), creating `DATA_DIR/tls` (0700). The key is written
-    /// first, so that a crash between the two leaves no certificate without its key.
+    /// Writes `DATA_DIR/tls/ca.pem` and `ca.key` (0600, as every file in the data directory), creating `DATA_DIR/tls`
+    /// (0700). The key is written first, so that a crash between the two leaves no certificate without its key.
     /// - Throws: ``CoreError`` when the files cannot be written.
     public func write(toDataDirectory dataDirectory: String) throws(CoreError) {
         let folder = Self.folder(inDataDirectory: dataDirectory)
         _ = try FileIO.createPrivateDirectory(folder)
         try FileIO.writeAtomically(Array(key.pemRepresentation.utf8), to: folder + "/" + Self.keyFileName, permissions: 0o600)
         try FileIO.writeAtomically(
-            Array(try Self.pem(certificate).utf8), to: folder + "/" + Self.certificateFileName, permissions: 0o644)
+            Array(try Self.pem(certificate).utf8), to: folder + "/" + Self.certificateFileName, permissions: 0o600)
     }
 
     /// Loads the CA from `DATA_DIR/tls`.

@@ -39,12 +39,13 @@ public enum AdminClient {
         return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// Connects to `server`, runs `body` with the admin client and the call metadata, and closes.
+    /// Connects to `server` (over TLS as `tls` says; nil: plaintext), runs `body` with the admin client and the
+    /// call metadata, and closes.
     public static func with<T: Sendable>(
-        server: ServerAddress, token: String,
+        server: ServerAddress, token: String, tls: ClientTLS? = nil,
         _ body: @escaping @Sendable (Flock_V1_AdminService.Client<ServerClientTransport>, Metadata, CallOptions) async throws -> T
     ) async throws -> T {
-        let transport = try server.clientTransport()
+        let transport = try server.clientTransport(tls: tls)
         return try await withGRPCClient(transport: transport) { client in
             var options = CallOptions.defaults
             options.timeout = .seconds(15)

@@ -55,8 +55,9 @@ public enum ServeRuntime {
         // Silence allowed: an edge timeout, and always more than a long poll's hold (one heartbeat interval).
         let connections = ConnectionBounds(
             configured: configuration.maximumConnections, idleSeconds: max(configuration.edgeTimeout, 2 * configuration.heartbeatSeconds))
-        let transport = HTTP2ServerTransport.Posix(
-            address: address, transportSecurity: .plaintext,
+        let security = try configuration.tls.security(dataDirectory: folder, listen: configuration.listen, log: log)
+        let transport = ServeTransport(
+            address: address, security: security,
             config: .defaults {
                 $0.rpc.maxRequestPayloadSize = configuration.maximumMessageBytes
                 // One process may run many edges over one connection (`flock-edge run --simulate-clients`),

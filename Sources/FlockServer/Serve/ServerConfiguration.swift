@@ -12,6 +12,8 @@ import FlockWire
 public struct ServerConfiguration: Sendable, Equatable {
     /// Address for edges and the admin API.
     public var listen = ServerAddress(host: "127.0.0.1", port: 7070)
+    /// TLS (the default, ``ServeTLS``) or plaintext, and which certificate.
+    public var tls = ServeTLS()
     /// Address of the Prometheus endpoint (`GET /metrics`, ``MetricsEndpoint``); nil: none.
     public var metrics: ServerAddress?
     /// Round checkpoint, global model, admin token hash.
@@ -193,6 +195,7 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// Checks every value's range.
     /// - Throws: ``CoreError/Code/invalidArgument`` naming the key and the allowed range.
     public func validate() throws(CoreError) {
+        try tls.validate(listen: listen)
         func require(_ ok: Bool, _ message: String) throws(CoreError) {
             if !ok { throw CoreError(.invalidArgument, message) }
         }

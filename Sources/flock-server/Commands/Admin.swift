@@ -43,6 +43,9 @@ struct Admin: AsyncParsableCommand {
         @Flag(help: "Print JSON instead of a table.")
         var json = false
 
+        @OptionGroup(title: "Transport security")
+        var transportSecurity: ClientTLSOptions
+
         func validate() throws {
             // A malformed address is a usage error (exit 64), like any bad option value.
             if let server {
@@ -56,14 +59,17 @@ struct Admin: AsyncParsableCommand {
         ) async throws -> T {
             let address: ServerAddress
             let secret: String
+            let tls: ClientTLS?
             do {
                 address = try AdminClient.serverAddress(explicit: server, dataDirectory: dataDir)
                 secret = try AdminClient.token(explicit: token, file: tokenFile, dataDirectory: dataDir)
             } catch {
                 fail(error.message)
             }
+            // TLS without a CA or pin (none given, none in the data directory) is a usage error.
+            do { tls = try transportSecurity.resolve(server: address, dataDirectory: dataDir) } catch { fail(error.message, code: 64) }
             do {
-                return try await AdminClient.with(server: address, token: secret, body)
+                return try await AdminClient.with(server: address, token: secret, tls: tls, body)
             } catch let error as RPCError {
                 let hint = error.code == .unavailable ? " (is `flock-server serve` running at \(address)?)" : ""
                 fail(error.message + hint)
@@ -71,9 +77,9 @@ struct Admin: AsyncParsableCommand {
         }
 
         /// Prints a failed call, as `{"code": 1, "error": …}` under `--json`, and exits with code 1.
-        func fail(_ message: String) -> Never {
-            StandardError.line(json ? failureJSON(message, code: 1) : "error: \(message)")
-            Foundation.exit(1)
+        func fail(_ message: String, code: Int32 = 1) -> Never {
+            StandardError.line(json ? failureJSON(message, code: code) : "error: \(message)")
+            Foundation.exit(code)
         }
     }
 

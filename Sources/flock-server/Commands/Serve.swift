@@ -120,6 +120,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: CodecHelp.codec, transform: ArgumentParsers.codec)
     var codec: CodecSpec?
 
+    @OptionGroup(title: "Transport security")
+    var transportSecurity: ServeTLSOptions
+
     @Option(name: .customLong("download-codec"), help: CodecHelp.downloadCodec, transform: ArgumentParsers.download)
     var downloadCodec: ModelDownload?
 
@@ -143,6 +146,7 @@ struct Serve: AsyncParsableCommand {
             } catch { throw .file(error) }
         }
         if let listen { c.listen = listen }
+        transportSecurity.apply(to: &c.tls)
         if let dataDir { c.dataDirectory = dataDir }
         if let model { c.model = model }
         if let rounds { c.rounds = rounds }

@@ -6,6 +6,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import ServiceLifecycle
+import X509
 
 /// `serve --metrics HOST:PORT`: an HTTP server (Hummingbird) that answers `GET /metrics` with ``ServerMetrics`` in
 /// the Prometheus text format, and every other path with 404. It is off unless an address is given, and listens
@@ -77,19 +78,29 @@ public struct MetricsEndpoint: Service {
 extension MetricsEndpoint {
     /// The endpoint `configuration.metrics` asks for (nil when it asks for none): `metrics` (a registry of its own
     /// when nil), counting from the coordinator's state now, brought up to date from it at each scrape; its bound
-    /// address is written to ``addressFileName`` in the data directory (mode 0600) and logged.
+    /// address is written to ``addressFileName`` in the data directory (mode 0600) and logged. With TLS, each scrape
+    /// also reads when the served `certificate` expires (as it is on disk now: a rotated one counts at once).
     static func serving(
         _ configuration: ServerConfiguration, metrics: ServerMetrics?, coordinator: Coordinator, connections: ConnectionBounds,
-        log: @escaping @Sendable (String) -> Void
+        certificate: ServerCertificate? = nil, log: @escaping @Sendable (String) -> Void
     ) async -> MetricsEndpoint? {
         let file = configuration.dataDirectory + "/" + addressFileName
         unlink(file)
         guard let address = configuration.metrics else { return nil }
         let metrics = metrics ?? ServerMetrics()
         await metrics.begin(with: coordinator)
+        // The HTTP server's own lines: only its warnings and errors (serve logs the address itself).
+        var logger = Logger(label: "flock.metrics")
+        logger.logLevel = .warning
         return MetricsEndpoint(
-            address: address, metrics: metrics,
-            refresh: { await metrics.collect(from: coordinator, openConnections: connections.count) },
+            address: address, metrics: metrics, logger: logger,
+            refresh: {
+                if let certificate {
+                    certificate.reloadIfChanged(minimumInterval: .seconds(1))
+                    metrics.setCertificateExpiry(certificate.certificate.notValidAfter)
+                }
+                await metrics.collect(from: coordinator, openConnections: connections.count)
+            },
             onListening: { bound in
                 do {
                     try FileIO.writeAtomically(Array((bound.description + "\n").utf8), to: file, permissions: 0o600)
@@ -98,5 +109,13 @@ extension MetricsEndpoint {
                 }
                 log("metrics on http://\(bound)/metrics")
             })
+    }
+}
+
+extension ServeTransportSecurity {
+    /// The certificate the server presents; nil in plaintext.
+    var servedCertificate: ServerCertificate? {
+        if case .tls(let certificate, _) = self { return certificate }
+        return nil
     }
 }

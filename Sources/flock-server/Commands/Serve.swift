@@ -32,6 +32,13 @@ struct Serve: AsyncParsableCommand {
         transform: ArgumentParsers.address)
     var listen: ServerAddress?
 
+    @Option(
+        help: ArgumentHelp(
+            "Serve Prometheus metrics at http://HOST:PORT/metrics, and nothing else there (port 0: any free port, written to DATA_DIR/metrics.address). [default: off]",
+            valueName: "HOST:PORT"),
+        transform: ArgumentParsers.address)
+    var metrics: ServerAddress?
+
     @Option(name: .customLong("data-dir"), help: ArgumentHelp("Checkpoint, global model, admin token. [default: ./flock-data]", valueName: "DIR"))
     var dataDir: String?
 
@@ -146,6 +153,7 @@ struct Serve: AsyncParsableCommand {
             } catch { throw .file(error) }
         }
         if let listen { c.listen = listen }
+        if let metrics { c.metrics = metrics }
         transportSecurity.apply(to: &c.tls)
         if let dataDir { c.dataDirectory = dataDir }
         if let model { c.model = model }

@@ -328,6 +328,14 @@ import Testing
 
         USAGE: flock-server simulate <options>
 
+        LOGGING (ON STANDARD ERROR):
+          --log-level <LEVEL>     The least severe events logged; edge ids appear only
+                                  at debug and trace. (values: trace, debug, info,
+                                  notice, warning, error, critical; default: info)
+          --log-format <FORMAT>   text: one line per event; json: one JSON object per
+                                  line (time, level, label, message, metadata).
+                                  (values: text, json; default: text)
+
         OPTIONS:
           --train, --data <TRAIN.csv>
                                   Training data, partitioned over the edges (--data, as

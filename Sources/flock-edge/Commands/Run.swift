@@ -2,8 +2,10 @@ import ArgumentParser
 import FlockCore
 import FlockCrypto
 import FlockEdge
+import FlockLogging
 import FlockWire
 import Foundation
+import Logging
 
 /// `flock-edge run`: take part in federated training.
 struct Run: AsyncParsableCommand {
@@ -61,8 +63,14 @@ struct Run: AsyncParsableCommand {
             valueName: "HEX|FILE"))
     var serverKey: String?
 
-    @Flag(help: "Print only errors and what needs the operator (a refused server, a round this edge cannot take part in).")
+    @OptionGroup(title: "Transport security")
+    var transportSecurity: EdgeTLSOptions
+
+    @Flag(help: "Log only warnings and errors: what needs the operator (a refused server, a round this edge cannot take part in).")
     var quiet = false
+
+    @OptionGroup(title: "Logging")
+    var logging: LogOptions
 
     @Option(
         name: .customLong("crash-at"),
@@ -74,6 +82,12 @@ struct Run: AsyncParsableCommand {
     func validate() throws {
         guard holdout >= 0, holdout <= 0.5 else { throw ValidationError("--holdout-fraction must be in [0, 0.5]") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        // TLS without a CA or pin (and no enrolled identity), or plaintext beyond loopback, is a usage error.
+        if let address = try? ServerAddress(parsing: server) {
+            do {
+                _ = try transportSecurity.clientTLS(server: address, enrolled: DeviceIdentity.isEnrolled(stateDirectory: stateDir))
+            } catch { throw ValidationError(error.message) }
+        }
         if let simulateClients, simulateClients < 1 || simulateClients > 10_000 {
             throw ValidationError("--simulate-clients must be 1-10000")
         }
@@ -99,20 +113,25 @@ struct Run: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let quiet = quiet
-        // Under --quiet, errors and the lines that ask the operator to act still show.
-        let log: @Sendable (String) -> Void = { line in
-            if !quiet || ["error", "refuses the server", "leaving the round", "give each edge its own"].contains(where: { line.contains($0) }) {
-                print(line)
-                fflush(nil)
-            }
-        }
+        // Under --quiet, warnings and errors (what asks the operator to act) still show.
+        let logger = logging.bootstrap(label: "flock.edge", atLeast: quiet ? .warning : nil)
         do {
             // Held until the process ends: no second edge works in this folder meanwhile.
             let folder = try StateFolder(path: stateDir)
             defer { withExtendedLifetime(folder) {} }
-            let connection = try EdgeConnection(server: try ServerAddress(parsing: server))
-            let baseId = try id ?? persistentId()
+            let address = try ServerAddress(parsing: server)
+            // An enrolled device presents its certificate (renewed first when due); otherwise TLS as the options say.
+            let (tls, identity) = try await DeviceIdentity.connectionSecurity(
+                stateDirectory: stateDir, server: address, trust: try transportSecurity.clientTLS(server: address, enrolled: DeviceIdentity.isEnrolled(stateDirectory: stateDir))
+            ) { logger.notice("\($0)") }
+            let connection = EdgeConnection(transport: try address.clientTransport(tls: tls))
+            if let identity, let id, id != identity.edgeId {
+                throw CoreError(.invalidArgument, "--id \(id): this device enrolled as \(identity.edgeId), and its certificate speaks for that id only; drop --id")
+            }
+            if identity != nil, simulateClients != nil {
+                throw CoreError(.invalidArgument, "--simulate-clients runs many edges under one connection, and an enrolled device's certificate speaks for one edge: use a state folder without an identity, against a server with --enrolment open")
+            }
+            let baseId = try identity?.edgeId ?? id ?? persistentId()
             let sources = try dataFiles()
             let slots = TrainingSlots(count: simulateClients == nil ? 1 : max(1, ProcessInfo.processInfo.activeProcessorCount / threads))
             var agents = [EdgeAgent]()
@@ -121,19 +140,16 @@ struct Run: AsyncParsableCommand {
                 let options = EdgeAgent.Options(
                     id: agentId, stateDirectory: stateDir, holdout: holdout, threads: threads,
                     crash: try crashAt.map { text throws(CoreError) in try CrashPoint(parsing: text) }, serverKey: try parsedServerKey())
-                agents.append(try EdgeAgent(options: options, data: try Dataset.loadCSV(path: path), connection: connection, slots: slots, log: log))
+                agents.append(try EdgeAgent(options: options, data: try Dataset.loadCSV(path: path), connection: connection, slots: slots, logger: logger))
             }
-            log("\(agents.count == 1 ? agents[0].options.id : "\(agents.count) edges"): connecting to \(server)")
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await connection.run() }
-                for agent in agents {
-                    group.addTask { try await agent.run() }
-                }
-                // Any agent failing for good ends the process.
-                try await group.next()
-                group.cancelAll()
-                connection.close()
+            if agents.count == 1 {
+                logger.info("connecting to \(server)", metadata: [LogPrivacy.edgeKey: .string(agents[0].options.id)])
+            } else {
+                logger.info("\(agents.count) edges: connecting to \(server)")
             }
+            // Until SIGTERM or SIGINT: then every edge leaves the federation and the process exits 0. Any edge
+            // refused for good ends the process (status 1).
+            try await EdgeRuntime.run(agents: agents, connection: connection, logger: logger)
         } catch let error as CoreError {
             StandardError.line("error: \(error.message)")
             throw ExitCode(1)

@@ -138,5 +138,10 @@ import Testing
             "serve", "--data-dir", fleet.folder + "/other", "--tls", "off", "--enrolment", "certificate",
         ])
         #expect(refused.status == 64 && refused.error.contains("need TLS"), "\(refused.error)")
+        // Enrolment always uses TLS, with the server's CA or a pinned certificate.
+        for extra in [[], ["--tls", "off"]] {
+            let usage = try TestData.run(TestData.executable("flock-edge"), ["enrol", "--server", "127.0.0.1:7070", "--token", "t"] + extra)
+            #expect(usage.status == 64 && usage.error.contains("--ca FILE"), "\(usage.error)")
+        }
     }
 }

@@ -29,13 +29,8 @@ struct Enrol: AsyncParsableCommand {
     @Option(name: .customLong("token-file"), help: ArgumentHelp("File holding the enrolment token.", valueName: "FILE"))
     var tokenFile: String?
 
-    @Option(help: ArgumentHelp("The server's CA certificate (its DATA_DIR/tls/ca.pem).", valueName: "FILE"))
-    var ca: String?
-
-    @Option(
-        name: .customLong("server-fingerprint"),
-        help: ArgumentHelp("Instead of --ca: the SHA-256 of the server's certificate (printed by flock-server init and serve).", valueName: "SHA256"))
-    var serverFingerprint: String?
+    @OptionGroup(title: "Transport security")
+    var transportSecurity: EdgeTLSOptions
 
     @Option(name: .customLong("state-dir"), help: ArgumentHelp("This edge's own folder (as for run).", valueName: "DIR"))
     var stateDir: String = "./flock-edge-state"
@@ -50,7 +45,7 @@ struct Enrol: AsyncParsableCommand {
         do { _ = try ServerAddress(parsing: server) } catch { throw ValidationError(error.message) }
         if let id, !WireLimits.isValidEdgeId(id) { throw ValidationError("--id: use 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'") }
         if token != nil && tokenFile != nil { throw ValidationError("give --token or --token-file, not both") }
-        if ca == nil && serverFingerprint == nil {
+        if transportSecurity.tls == .off || transportSecurity.ca == nil && transportSecurity.serverFingerprint == nil {
             throw ValidationError("give the server's CA with --ca FILE (its DATA_DIR/tls/ca.pem) or --server-fingerprint SHA256: enrolment always uses TLS")
         }
     }
@@ -59,10 +54,10 @@ struct Enrol: AsyncParsableCommand {
         do {
             let address = try ServerAddress(parsing: server)
             let secret = try enrolmentToken()
-            let trust = try ClientTLS.resolve(tls: true, ca: ca, serverFingerprint: serverFingerprint, insecure: false, server: address)
+            let trust = try transportSecurity.clientTLS(server: address, enrolled: false)
             let folder = try StateFolder(path: stateDir)
             let edgeId = try id ?? folder.edgeId()
-            let trusted = try ca.map { path throws(CoreError) in try Self.readCertificate(path) }
+            let trusted = try transportSecurity.ca.map { path throws(CoreError) in try Self.readCertificate(path) }
             let connection = EdgeConnection(transport: try address.clientTransport(tls: trust))
             let identity = try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await connection.run() }

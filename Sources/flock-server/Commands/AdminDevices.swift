@@ -137,16 +137,13 @@ extension Admin {
 
         static func render(_ devices: [Flock_V1_DeviceInfo]) -> String {
             guard !devices.isEmpty else { return "no enrolled devices" }
-            let rows = devices.map { device in
-                [device.edgeID, device.label.isEmpty ? "-" : device.label, day(device.enrolledUnix), day(device.certificateExpiresUnix),
-                 device.revokedUnix == 0 ? "active" : "revoked \(day(device.revokedUnix))"]
-            }
-            let header = ["edge", "label", "enrolled", "certificate until", "state"]
-            let widths = (0..<header.count).map { column in ([header] + rows).map { $0[column].count }.max()! }
-            return ([header] + rows).map { row in
-                zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
-                    .trimmingCharacters(in: .whitespaces)
-            }.joined(separator: "\n")
+            return TextTable(
+                header: ["edge", "label", "enrolled", "certificate until", "state"],
+                rows: devices.map { device in
+                    [device.edgeID, device.label.isEmpty ? "-" : device.label, day(device.enrolledUnix), day(device.certificateExpiresUnix),
+                     device.revokedUnix == 0 ? "active" : "revoked \(day(device.revokedUnix))"]
+                }
+            ).render()
         }
 
         static func detail(_ device: Flock_V1_DeviceInfo) -> String {

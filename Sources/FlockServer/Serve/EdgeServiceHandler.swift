@@ -11,9 +11,14 @@ import SwiftProtobuf
 public struct EdgeServiceHandler: Flock_V1_EdgeService.SimpleServiceProtocol {
     /// The coordinator every call goes to.
     public let coordinator: Coordinator
+    /// Device enrolment, when the server issues device certificates (nil: `--enrolment open`).
+    public let enrolment: DeviceEnrolment?
 
     /// Creates the handler.
-    public init(coordinator: Coordinator) { self.coordinator = coordinator }
+    public init(coordinator: Coordinator, enrolment: DeviceEnrolment? = nil) {
+        self.coordinator = coordinator
+        self.enrolment = enrolment
+    }
 
     /// Joins the federation.
     public func register(request: Flock_V1_RegisterRequest, context: ServerContext) async throws -> Flock_V1_RegisterResponse {

@@ -16,6 +16,18 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var tls = ServeTLS()
     /// Address of the Prometheus endpoint (`GET /metrics`, ``MetricsEndpoint``); nil: none.
     public var metrics: ServerAddress?
+    /// Who may be an edge.
+    public enum Enrolment: String, Sendable, CaseIterable {
+        /// Only enrolled devices: every edge call is made over mutual TLS with a device certificate the server
+        /// issued (`flock-server admin enrol create`, `flock-edge enrol`), and is bound to the id it carries.
+        case certificate
+        /// Anyone who can reach the server may register under any id (loopback and tests only).
+        case open
+    }
+    /// Who may be an edge.
+    public var enrolment = Enrolment.certificate
+    /// Seconds a device certificate is valid (edges renew it after two thirds of it).
+    public var deviceCertificateSeconds: Double = 30 * 86_400
     /// Round checkpoint, global model, admin token hash.
     public var dataDirectory = "./flock-data"
     /// Model preset (`2nn`, `cnn`, `mlp:…`, `logreg`).
@@ -115,7 +127,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         "metrics",
         "clients_per_round", "fraction", "min_clients", "over_selection", "round_timeout", "heartbeat_seconds",
         "edge_timeout", "strategy", "federated_evaluation", "seed", "max_message_bytes", "long_poll_capacity",
-        "max_examples", "max_update_norm", "max_connections", "scale",
+        "max_examples", "max_update_norm", "max_connections", "scale", "enrolment", "device_certificate_seconds",
         "local.epochs", "local.batch", "local.lr", "local.clip",
         "secure_aggregation", "secure_graph", "secure_threshold", "secure_phase_seconds", "codec", "codec_initial_range",
         "download_codec",
@@ -164,6 +176,13 @@ public struct ServerConfiguration: Sendable, Equatable {
         if let v = try file.integer("max_examples") { maximumExamples = v }
         if let v = try file.number("max_update_norm") { maximumUpdateNorm = v }
         if let v = try file.integer("max_connections") { maximumConnections = v }
+        if let v = try file.string("enrolment") {
+            guard let chosen = Enrolment(rawValue: v) else {
+                throw CoreError(.invalidData, "\(file.source): enrolment must be certificate or open, not '\(v)'")
+            }
+            enrolment = chosen
+        }
+        if let v = try file.number("device_certificate_seconds") { deviceCertificateSeconds = v }
         if let v = try file.integer("local.epochs") { epochs = v }
         if let v = try file.integer("local.batch") { batchSize = v }
         if let v = try file.number("local.lr") { learningRate = v }
@@ -214,6 +233,12 @@ public struct ServerConfiguration: Sendable, Equatable {
         try require(maximumExamples >= 1 && maximumExamples <= 1 << 40, "max_examples must be 1-1099511627776")
         try require(maximumUpdateNorm >= 0 && maximumUpdateNorm.isFinite, "max_update_norm must be 0 (no bound) or positive")
         try require(maximumConnections >= 1 && maximumConnections <= 10_000_000, "max_connections must be 1-10000000")
+        try require(
+            deviceCertificateSeconds >= 60 && deviceCertificateSeconds <= 366 * 86_400,
+            "device_certificate_seconds must be 60 (a minute) to 31622400 (a year)")
+        try require(
+            enrolment == .open || tls.mode == .on,
+            "--enrolment certificate binds edges to device certificates, which need TLS: drop --tls off, or give --enrolment open (anyone may register under any id: loopback and tests only)")
         try require(longPollCapacity >= 0 && longPollCapacity <= 1_000_000, "long_poll_capacity must be 0 (automatic) to 1000000")
         try require(maximumMessageBytes >= WireLimits.maximumChunkBytes + 4_096 && maximumMessageBytes <= 1 << 30,
                     "max_message_bytes must be at least 1 MiB + 4 KiB (one chunk and its header) and at most 1 GiB")

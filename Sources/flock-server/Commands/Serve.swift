@@ -4,6 +4,7 @@ import FlockCore
 import FlockServer
 import FlockWire
 import Foundation
+import Logging
 
 /// `flock-server serve`: the aggregation server.
 struct Serve: AsyncParsableCommand {
@@ -38,6 +39,17 @@ struct Serve: AsyncParsableCommand {
             valueName: "HOST:PORT"),
         transform: ArgumentParsers.address)
     var metrics: ServerAddress?
+
+    @Option(
+        help: ArgumentHelp(
+            "certificate: only enrolled devices take part, each call bound to its device certificate over mutual TLS (admin enrol create, flock-edge enrol); open: anyone who reaches the server registers under any id (loopback and tests only). [default: certificate]",
+            valueName: "certificate|open"))
+    var enrolment: ServerConfiguration.Enrolment?
+
+    @Option(
+        name: .customLong("device-certificate-lifetime"),
+        help: ArgumentHelp("How long a device certificate is valid; edges renew it after two thirds (a number and s, m, h or d). [default: 30d]", valueName: "DURATION"))
+    var deviceCertificateLifetime: TimeSpan?
 
     @Option(name: .customLong("data-dir"), help: ArgumentHelp("Checkpoint, global model, admin token. [default: ./flock-data]", valueName: "DIR"))
     var dataDir: String?
@@ -127,6 +139,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: CodecHelp.codec, transform: ArgumentParsers.codec)
     var codec: CodecSpec?
 
+    @OptionGroup(title: "Logging")
+    var logging: LogOptions
+
     @OptionGroup(title: "Transport security")
     var transportSecurity: ServeTLSOptions
 
@@ -153,8 +168,10 @@ struct Serve: AsyncParsableCommand {
             } catch { throw .file(error) }
         }
         if let listen { c.listen = listen }
-        if let metrics { c.metrics = metrics }
         transportSecurity.apply(to: &c.tls)
+        if let metrics { c.metrics = metrics }
+        if let enrolment { c.enrolment = enrolment }
+        if let deviceCertificateLifetime { c.deviceCertificateSeconds = deviceCertificateLifetime.seconds }
         if let dataDir { c.dataDirectory = dataDir }
         if let model { c.model = model }
         if let rounds { c.rounds = rounds }
@@ -207,14 +224,14 @@ struct Serve: AsyncParsableCommand {
                 throw ExitCode(1)
             }
         }
+        let logger = logging.bootstrap(label: "flock.server")
         if !configuration.secureAggregation {
-            StandardError.line("warning: secure aggregation is off: the server sees every edge's update in the clear")
+            logger.warning("secure aggregation is off: the server sees every edge's update in the clear")
         }
         do {
-            try await ServeRuntime.run(configuration: configuration, waitForStart: waitForStart) { line in
-                print(line)
-                fflush(nil)
-            }
+            // The process's metrics system, bootstrapped once, only when they are exposed.
+            let metrics = configuration.metrics == nil ? nil : ServerMetrics.bootstrap()
+            try await ServeRuntime.run(configuration: configuration, waitForStart: waitForStart, metrics: metrics, logger: logger)
         } catch let error as CoreError {
             StandardError.line("error: \(error.message)")
             throw ExitCode(1)
@@ -226,3 +243,4 @@ struct Serve: AsyncParsableCommand {
 }
 
 extension ServerConfiguration.Scale: ExpressibleByArgument {}
+extension ServerConfiguration.Enrolment: ExpressibleByArgument {}

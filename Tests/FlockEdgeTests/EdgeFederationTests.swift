@@ -125,6 +125,9 @@ import Testing
         #expect(edges.log("edge").contains("e: pinned the server's model-signing key in \(state)/server-signing.pub"))
 
         edges.kill9("a")
+        // The same TLS certificate (the edge trusts a's CA), a new model-signing key.
+        try FileManager.default.createDirectory(atPath: edges.folder + "/b", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: edges.folder + "/a/tls", toPath: edges.folder + "/b/tls")
         try edges.startServer("b", dataDirectory: edges.folder + "/b", arguments + ["--listen", server])
         try edges.wait("the edge to refuse the new server") { edges.log("edge").contains("this edge refuses the server") }
         let log = edges.log("edge")

@@ -23,9 +23,10 @@ final class Fleet: ProcessGroup, @unchecked Sendable {
             ["run", "--server", server, "--data", data, "--id", id, "--state-dir", folder + "/" + id] + extra + edgeTrust(extra))
     }
 
-    /// Runs `flock-server admin ARGS --data-dir DIR`.
+    /// Runs `flock-server admin ARGS --data-dir DIR` (which trusts DIR/tls/ca.pem; `--tls off` after a plaintext server).
     func admin(_ arguments: [String]) throws -> TestData.ProcessResult {
-        try TestData.run(TestData.executable("flock-server"), ["admin"] + arguments + ["--data-dir", dataDirectory])
+        let plaintext = serverCA == nil && !arguments.contains("--tls") ? ["--tls", "off"] : []
+        return try TestData.run(TestData.executable("flock-server"), ["admin"] + arguments + ["--data-dir", dataDirectory] + plaintext)
     }
 
     /// `admin WHAT --json`, parsed.

@@ -6,7 +6,7 @@ import GRPCNIOTransportHTTP2
 import Logging
 import ServiceLifecycle
 
-/// `flock-server serve`: the coordinator behind gRPC over HTTP/2 (plaintext; loopback by default), a
+/// `flock-server serve`: the coordinator behind gRPC over HTTP/2 (TLS by default, ``ServeTLS``; loopback by default), a
 /// ticker that drives deadlines, timeouts and new rounds, run as services of one `ServiceGroup`: SIGTERM, SIGINT
 /// and `admin stop` shut it down gracefully (no new rounds, held long polls answered, state on disk, in-flight
 /// calls finished) and the process exits with status 0. The bound address is written to `DATA_DIR/serve.address` so that `flock-server admin

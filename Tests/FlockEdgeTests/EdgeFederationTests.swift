@@ -49,7 +49,7 @@ import Testing
         for name in ["twin-a", "twin-b"] {
             try edges.startEdge(name, ["run", "--server", server, "--data", Self.digits, "--id", "twin", "--state-dir", edges.folder + "/" + name])
         }
-        let ended = "twin: the server ended this session"
+        let ended = "warning: the server ended this session"
         try edges.wait("a session to be taken over") { edges.count("twin-a", ended) + edges.count("twin-b", ended) > 0 }
         let start = Date()
         try edges.wait("10 s to pass", seconds: 30) { Date().timeIntervalSince(start) >= 10 }
@@ -94,7 +94,7 @@ import Testing
         try edges.wait("both edges to register") { edges.log("narrow").contains("registered") && edges.log("fitting").contains("registered") }
         let start = try TestData.run(TestData.executable("flock-server"), ["admin", "start", "--data-dir", data])
         #expect(start.status == 0, "\(start.error)")
-        let leaving = "narrow: round 1: leaving the round: this edge's data has 64 features per row but the server's model takes 784; "
+        let leaving = "warning: round 1: leaving the round: this edge's data has 64 features per row but the server's model takes 784; "
             + "point --data at data for this model (now \(Self.digits))"
         try edges.wait("the edge to leave round 1") { edges.log("narrow").contains(leaving) }
         // The server drops it from the round at once and does not select it again.

@@ -56,7 +56,8 @@ final class RawConnection {
 
     @Test func silentAndPrefaceOnlyConnectionsAreClosedAfterAnEdgeTimeout() throws {
         let fleet = Fleet()
-        let server = try fleet.startServer(["--edge-timeout", "1", "--heartbeat", "0.5"])
+        // Plaintext: the raw connections speak HTTP/2 without TLS.
+        let server = try fleet.startServer(["--tls", "off", "--edge-timeout", "1", "--heartbeat", "0.5"])
         let silent = try RawConnection(port: Self.port(server))
         let preface = try RawConnection(port: Self.port(server))
         preface.sendPreface()
@@ -70,7 +71,7 @@ final class RawConnection {
         let config = fleet.folder + "/bound.toml"
         try "max_connections = 3\n".write(toFile: config, atomically: true, encoding: .utf8)
         // A long edge timeout: connections within the bound stay open for the whole test.
-        let server = try fleet.startServer(["--config", config, "--edge-timeout", "600", "--heartbeat", "1"])
+        let server = try fleet.startServer(["--tls", "off", "--config", config, "--edge-timeout", "600", "--heartbeat", "1"])
         // Five connections at once: accepts run on several event loops, so which two are beyond the bound varies;
         // that exactly two are closed does not.
         let connections = try (0..<5).map { _ in try RawConnection(port: Self.port(server)) }

@@ -44,12 +44,19 @@ import Testing
         return EdgeConnection(transport: try ServerAddress(parsing: server).clientTransport(tls: tls))
     }
 
+    /// Call options that wait for the connection to be up (a loaded machine may take a while for a TLS handshake).
+    static let options: CallOptions = {
+        var options = EdgeConnection.options(timeout: 120)
+        options.waitForReady = true
+        return options
+    }()
+
     static func register(_ connection: EdgeConnection, as id: String) async throws -> String {
         let request = Flock_V1_RegisterRequest.with {
             $0.edgeID = id
             $0.exampleCount = 10
         }
-        return try await connection.edge.register(request, options: EdgeConnection.options(timeout: 30)) { try $0.message.session }
+        return try await connection.edge.register(request, options: options) { try $0.message.session }
     }
 
     @Test func enrolledEdgesTrainAndNothingElseGetsIn() async throws {
@@ -97,9 +104,9 @@ import Testing
                 $0.edgeID = "edge-b"
                 $0.session = "anything"
             }
-            #expect(await Self.code { _ = try await asA.edge.heartbeat(heartbeat, options: EdgeConnection.options(timeout: 30)) { try $0.message } } == .permissionDenied)
+            #expect(await Self.code { _ = try await asA.edge.heartbeat(heartbeat, options: Self.options) { try $0.message } } == .permissionDenied)
             let keys = Flock_V1_SecAggKeys.with { $0.edgeID = "edge-b" }
-            #expect(await Self.code { _ = try await asA.edge.advertiseKeys(keys, options: EdgeConnection.options(timeout: 30)) { try $0.message } } == .permissionDenied)
+            #expect(await Self.code { _ = try await asA.edge.advertiseKeys(keys, options: Self.options) { try $0.message } } == .permissionDenied)
         }
         let clients = try fleet.adminJSON("clients") as? [[String: Any]] ?? []
         #expect(Set(clients.compactMap { $0["edge_id"] as? String }) == ["edge-a", "edge-b"])

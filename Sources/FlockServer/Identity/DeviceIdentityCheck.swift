@@ -76,6 +76,7 @@ extension Flock_V1_SecAggShares: EdgeClaim { public var claimedEdgeIds: [String]
 extension Flock_V1_SecAggPoll: EdgeClaim { public var claimedEdgeIds: [String] { [edgeID] } }
 extension Flock_V1_SecAggReveal: EdgeClaim { public var claimedEdgeIds: [String] { [edgeID] } }
 extension Flock_V1_RenewCertificateRequest: EdgeClaim { public var claimedEdgeIds: [String] { [edgeID] } }
+extension Flock_V1_LeaveRequest: EdgeClaim { public var claimedEdgeIds: [String] { [edgeID] } }
 extension Flock_V1_UpdateChunk: EdgeClaim {
     public var claimedEdgeIds: [String] {
         if case .header(let header)? = part { return [header.edgeID] }

@@ -82,12 +82,6 @@ struct Run: AsyncParsableCommand {
     func validate() throws {
         guard holdout >= 0, holdout <= 0.5 else { throw ValidationError("--holdout-fraction must be in [0, 0.5]") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-        // TLS without a CA or pin (and no enrolled identity), or plaintext beyond loopback, is a usage error.
-        if let address = try? ServerAddress(parsing: server) {
-            do {
-                _ = try transportSecurity.clientTLS(server: address, enrolled: DeviceIdentity.isEnrolled(stateDirectory: stateDir))
-            } catch { throw ValidationError(error.message) }
-        }
         if let simulateClients, simulateClients < 1 || simulateClients > 10_000 {
             throw ValidationError("--simulate-clients must be 1-10000")
         }
@@ -100,6 +94,12 @@ struct Run: AsyncParsableCommand {
         }
         if serverKey != nil, (try? parsedServerKey()) == nil {
             throw ValidationError("--server-key: give 64 hex digits, or a file holding them (the server's DATA_DIR/server-signing.pub)")
+        }
+        // TLS without a CA or pin (and no enrolled identity), or plaintext beyond loopback, is a usage error.
+        if let address = try? ServerAddress(parsing: server) {
+            do {
+                _ = try transportSecurity.clientTLS(server: address, enrolled: DeviceIdentity.isEnrolled(stateDirectory: stateDir))
+            } catch { throw ValidationError(error.message) }
         }
     }
 

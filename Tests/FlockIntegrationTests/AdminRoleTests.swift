@@ -149,7 +149,12 @@ import Testing
         server: ServerAddress, ca: String, token: String?
     ) async throws -> (status: RPCError.Code?, control: RPCError.Code?, production: RPCError.Code?) {
         try await AdminClient.with(server: server, token: token ?? "", tls: ClientTLS(trust: .certificateAuthority(path: ca))) {
-            client, metadata, options in
+            client, metadata, defaults in
+            // This test process runs many tests at once, some of which block threads while they wait for
+            // processes: give the connection time to come up rather than the command line's 15 s.
+            var options = defaults
+            options.timeout = .seconds(120)
+            options.waitForReady = true
             let sent: Metadata = token == nil ? [:] : metadata
             func code(_ call: () async throws -> Void) async -> RPCError.Code? {
                 do { try await call(); return nil } catch let error as RPCError { return error.code } catch { return .unknown }
